@@ -1,0 +1,1 @@
+"""Pure computation on a device: activations, CAMs, gradient traces, graphs, COCO evaluation, figures."""

@@ -1,0 +1,1 @@
+"""Demo checkpoints, sample images and the demo dataset shipped with fishspine."""

@@ -1,0 +1,1 @@
+"""fishnet (being written)."""

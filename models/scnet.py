@@ -1,0 +1,1 @@
+"""scnet (being written)."""

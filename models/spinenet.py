@@ -1,0 +1,1 @@
+"""spinenet (being written)."""
