@@ -1,0 +1,136 @@
+"""The one figure code path: a house style, atomic writes of figures (PNG/SVG/PDF) and data (CSV/JSON).
+
+Every figure fishspine produces, in the command line or the app, is a matplotlib `Figure` built
+with `new_figure` and written with `save_figure`, so the GUI's export and the CLI's output are
+the same file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)  # headless unless an embedding app chose a backend first
+
+from matplotlib.figure import Figure  # noqa: E402
+
+FIGURE_FORMATS = ("png", "svg", "pdf")
+PNG_DPI = 300
+
+#: One colour per model column, in order (colour-blind safe, Okabe-Ito).
+MODEL_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+
+STYLE: dict[str, Any] = {
+    "font.size": 8,
+    "axes.titlesize": 9,
+    "axes.labelsize": 8,
+    "legend.fontsize": 7,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "grid.linewidth": 0.5,
+    "lines.linewidth": 1.4,
+    "svg.fonttype": "none",  # keep text as text in SVG
+    "pdf.fonttype": 42,  # TrueType in PDF, editable in Illustrator
+    "figure.dpi": 100,
+}
+
+
+def new_figure(width_in: float = 6.0, height_in: float = 4.0) -> Figure:
+    """A figure in the house style (not attached to pyplot, so nothing global leaks)."""
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(width_in, height_in), layout="constrained")
+    fig.set_layout_engine("constrained")
+    return fig
+
+
+def style_context():
+    """Context manager applying the house style while artists are created."""
+    return matplotlib.rc_context(STYLE)
+
+
+def model_color(index: int) -> str:
+    """The colour of the `index`-th model column."""
+    return MODEL_COLORS[index % len(MODEL_COLORS)]
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def figure_bytes(fig: Figure, fmt: str) -> bytes:
+    """`fig` rendered to bytes in `fmt` (png at PNG_DPI, svg or pdf)."""
+    if fmt not in FIGURE_FORMATS:
+        raise ValueError(f"unknown figure format {fmt!r}; use one of {', '.join(FIGURE_FORMATS)}")
+    buf = io.BytesIO()
+    with matplotlib.rc_context(STYLE):
+        fig.savefig(buf, format=fmt, dpi=PNG_DPI if fmt == "png" else None,
+                    metadata=None if fmt == "png" else {"Creator": "fishspine"})
+    return buf.getvalue()
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, formats: Iterable[str] | None = None) -> list[Path]:
+    """Write `fig` atomically. With `formats`, `path` is a stem and one file per format is written;
+    otherwise the format comes from the suffix of `path`. Returns the paths written."""
+    path = Path(path)
+    if formats is None:
+        fmt = path.suffix.lstrip(".").lower()
+        if fmt not in FIGURE_FORMATS:
+            raise ValueError(f"{path}: unknown figure format {fmt or '(none)'!r}; "
+                             f"use a .png, .svg or .pdf file name")
+        targets = [(path, fmt)]
+    else:
+        targets = [(path.with_suffix(f".{f}"), f) for f in formats]
+    written = []
+    for target, fmt in targets:
+        _atomic_write_bytes(target, figure_bytes(fig, fmt))
+        written.append(target)
+    return written
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    """Write `data` as indented JSON, atomically."""
+    path = Path(path)
+    _atomic_write_bytes(path, (json.dumps(data, indent=2, default=_json_default) + "\n").encode())
+    return path
+
+
+def write_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]],
+              columns: Sequence[str] | None = None) -> Path:
+    """Write `rows` (dicts) as CSV with a header, atomically."""
+    path = Path(path)
+    columns = list(columns) if columns is not None else list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow(r)
+    _atomic_write_bytes(path, buf.getvalue().encode())
+    return path
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot write {type(obj).__name__} as JSON")
