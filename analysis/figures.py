@@ -11,7 +11,6 @@ import csv
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -20,6 +19,8 @@ import matplotlib
 matplotlib.use("Agg", force=False)  # headless unless an embedding app chose a backend first
 
 from matplotlib.figure import Figure  # noqa: E402
+
+from fishspine.models.atomic_files import atomic_write_bytes  # noqa: E402
 
 FIGURE_FORMATS = ("png", "svg", "pdf")
 PNG_DPI = 300
@@ -64,19 +65,6 @@ def model_color(index: int) -> str:
     return MODEL_COLORS[index % len(MODEL_COLORS)]
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def figure_bytes(fig: Figure, fmt: str) -> bytes:
     """`fig` rendered to bytes in `fmt` (png at PNG_DPI, svg or pdf)."""
     if fmt not in FIGURE_FORMATS:
@@ -102,7 +90,7 @@ def save_figure(fig: Figure, path: str | os.PathLike, formats: Iterable[str] | N
         targets = [(path.with_suffix(f".{f}"), f) for f in formats]
     written = []
     for target, fmt in targets:
-        _atomic_write_bytes(target, figure_bytes(fig, fmt))
+        atomic_write_bytes(target, figure_bytes(fig, fmt))
         written.append(target)
     return written
 
@@ -110,7 +98,7 @@ def save_figure(fig: Figure, path: str | os.PathLike, formats: Iterable[str] | N
 def write_json(path: str | os.PathLike, data: Any) -> Path:
     """Write `data` as indented JSON, atomically."""
     path = Path(path)
-    _atomic_write_bytes(path, (json.dumps(data, indent=2, default=_json_default) + "\n").encode())
+    atomic_write_bytes(path, (json.dumps(data, indent=2, default=_json_default) + "\n").encode())
     return path
 
 
@@ -124,7 +112,7 @@ def write_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]],
     writer.writeheader()
     for r in rows:
         writer.writerow(r)
-    _atomic_write_bytes(path, buf.getvalue().encode())
+    atomic_write_bytes(path, buf.getvalue().encode())
     return path
 
 

@@ -62,5 +62,7 @@ def create_model(name: str, **kwargs) -> Backbone:
     model = builder(**kwargs)
     model.variant = name
     model.family = _families[name]
-    model.config = dict(kwargs)
+    bound = inspect.signature(builder).bind(**kwargs)
+    bound.apply_defaults()
+    model.config = dict(bound.arguments)
     return model

@@ -1,0 +1,351 @@
+"""Open checkpoints of every supported format, recognised from the file alone; save fishspine's own.
+
+Formats recognised:
+- fishspine's own: safetensors weights with a JSON header (metadata key "fishspine") naming the
+  family, variant, width, num_classes and training data;
+- the authors' FishNet `.tar` (a dict with `state_dict`, keys prefixed `module.`);
+- the authors' SCNet `.pth` and torchvision ResNet files (plain state_dicts);
+- mmdetection SpineNet detectors (`state_dict` with `backbone.` keys).
+Pickle-based files are read with `torch.load(weights_only=True)`: nothing in a file is executed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import pickle
+import struct
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from .backbone import Backbone
+from .registry import create_model, list_models, model_family
+
+FISHSPINE_FORMAT = "fishspine"
+FORMAT_VERSION = 1
+_HEADER_KEY = "fishspine"
+_MAX_LISTED_KEYS = 8
+
+
+class CheckpointError(ValueError):
+    """A file that cannot be opened as a checkpoint of a known architecture; the message says why."""
+
+
+@dataclass
+class KeyDiff:
+    """How a state_dict differs from a variant's expected layout."""
+
+    variant: str
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    shape_mismatch: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+
+    @property
+    def exact(self) -> bool:
+        return not (self.missing or self.unexpected or self.shape_mismatch)
+
+    @property
+    def distance(self) -> int:
+        return len(self.missing) + len(self.unexpected) + len(self.shape_mismatch)
+
+    def describe(self) -> str:
+        """Human-readable summary of the differences (first few keys of each kind)."""
+        parts = []
+        for label, items in (("missing", self.missing), ("unexpected", self.unexpected)):
+            if items:
+                shown = ", ".join(items[:_MAX_LISTED_KEYS])
+                more = f" (+{len(items) - _MAX_LISTED_KEYS} more)" if len(items) > _MAX_LISTED_KEYS else ""
+                parts.append(f"{len(items)} {label} keys: {shown}{more}")
+        if self.shape_mismatch:
+            shown = ", ".join(f"{k} {list(got)} (expected {list(exp)})"
+                              for k, got, exp in self.shape_mismatch[:_MAX_LISTED_KEYS])
+            parts.append(f"{len(self.shape_mismatch)} keys of the wrong shape: {shown}")
+        return "; ".join(parts) or "no differences"
+
+
+@dataclass
+class Checkpoint:
+    """A recognised checkpoint: the model with its weights loaded, and where they came from."""
+
+    model: Backbone
+    variant: str
+    family: str
+    format: str
+    path: Path | None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+# --------------------------------------------------------------------------------------------
+# Reading raw files
+
+
+def _is_safetensors(head: bytes) -> bool:
+    if len(head) < 10:
+        return False
+    (n,) = struct.unpack("<Q", head[:8])
+    return 0 < n < 100_000_000 and head[8:9] == b"{"
+
+
+def read_raw(path: str | Path) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """Read `path` into (state_dict-or-container, container kind, fishspine header or {}).
+
+    Raises CheckpointError for a missing, empty, truncated, non-checkpoint or code-carrying file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{path}: the file is empty")
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if _is_safetensors(head):
+        return _read_safetensors(path)
+    return _read_torch(path, head), "torch", {}
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: a safetensors file that cannot be read (truncated or corrupt?): {exc}") from exc
+    header: dict[str, Any] = {}
+    if _HEADER_KEY in meta:
+        try:
+            header = json.loads(meta[_HEADER_KEY])
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"{path}: its fishspine header is not valid JSON: {exc}") from exc
+    return tensors, "safetensors", header
+
+
+def _read_torch(path: Path, head: bytes) -> Any:
+    is_zip = head.startswith(b"PK\x03\x04")
+    is_pickle = head[:1] == b"\x80"
+    if not (is_zip or is_pickle):
+        raise CheckpointError(
+            f"{path}: not a checkpoint (neither a PyTorch file nor safetensors). "
+            "Open a .pth/.pt/.tar saved by torch.save, or a .safetensors file.")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        if "weights_only" in text.lower() or "weights only" in text.lower():
+            what = (_first_line_with(text, "GLOBAL") or _first_line_with(text, "nsupported")
+                    or "objects outside plain tensors and containers")
+            raise CheckpointError(
+                f"{path}: refused: the file carries a pickle that would import or run code ({what}). "
+                "fishspine never executes code from a file; re-save the weights as a plain state_dict "
+                "or as safetensors.") from exc
+        raise CheckpointError(f"{path}: a PyTorch file that cannot be read (truncated or corrupt?): {text}") from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, struct.error) as exc:
+        raise CheckpointError(f"{path}: a PyTorch file that cannot be read (truncated or corrupt?): {exc}") from exc
+
+
+def _first_line_with(text: str, needle: str) -> str:
+    for line in text.splitlines():
+        if needle in line:
+            return line.strip().rstrip(".")
+    return ""
+
+
+# --------------------------------------------------------------------------------------------
+# Unwrapping containers
+
+
+def unwrap_state_dict(obj: Any, source: str = "file") -> tuple[dict[str, torch.Tensor], str, dict[str, Any]]:
+    """The backbone state_dict inside a loaded object, its format name, and extra metadata."""
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{source}: holds a {type(obj).__name__}, not a state_dict or a checkpoint dict")
+    meta: dict[str, Any] = {}
+    fmt = "state_dict"
+    sd: Mapping[str, Any] = obj
+    if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        sd = obj["state_dict"]
+        fmt = "checkpoint-dict"
+        for k in ("epoch", "arch", "best_prec1"):
+            if k in obj and isinstance(obj[k], (int, float, str)):
+                meta[k] = obj[k]
+        if isinstance(obj.get("meta"), Mapping):
+            meta["mmdet_meta"] = {k: v for k, v in obj["meta"].items() if isinstance(v, (int, float, str))}
+    elif "model" in obj and isinstance(obj["model"], Mapping) and not _looks_like_state_dict(obj):
+        sd = obj["model"]
+        fmt = "checkpoint-dict"
+    if not _looks_like_state_dict(sd):
+        raise CheckpointError(f"{source}: holds a dict that is not a state_dict (keys: {_preview(list(obj))})")
+    keys = list(sd)
+    if keys and all(k.startswith("module.") for k in keys):
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+        fmt += "+module-prefix"
+    if any(k.startswith("backbone.") for k in sd):
+        dropped = sorted({k.split(".", 1)[0] for k in sd if not k.startswith("backbone.")})
+        sd = {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")}
+        fmt = "mmdet-detector"
+        meta["detector_parts_ignored"] = dropped
+    return dict(sd), fmt, meta
+
+
+def _looks_like_state_dict(d: Mapping[str, Any]) -> bool:
+    return bool(d) and all(isinstance(k, str) for k in d) and any(isinstance(v, torch.Tensor) for v in d.values())
+
+
+def _preview(items: list[Any]) -> str:
+    shown = ", ".join(map(str, items[:_MAX_LISTED_KEYS]))
+    return shown + (f" (+{len(items) - _MAX_LISTED_KEYS} more)" if len(items) > _MAX_LISTED_KEYS else "")
+
+
+# --------------------------------------------------------------------------------------------
+# Recognising the architecture
+
+
+@functools.lru_cache(maxsize=None)
+def expected_layout(variant: str, num_classes: int | None = None) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of variant's state_dict at width 1, built on the meta device (no memory, fast)."""
+    kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    with torch.device("meta"):
+        model = create_model(variant, **kwargs)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def diff_layout(state_dict: Mapping[str, torch.Tensor], variant: str, num_classes: int | None = None) -> KeyDiff:
+    """Compare `state_dict` with the layout of `variant`."""
+    expected = expected_layout(variant, num_classes)
+    diff = KeyDiff(variant)
+    diff.missing = sorted(k for k in expected if k not in state_dict)
+    diff.unexpected = sorted(k for k in state_dict if k not in expected)
+    diff.shape_mismatch = sorted(
+        (k, tuple(state_dict[k].shape), expected[k]) for k in expected
+        if k in state_dict and tuple(state_dict[k].shape) != expected[k])
+    return diff
+
+
+def _accepts_num_classes(variant: str) -> bool:
+    import inspect
+
+    from .registry import _builders
+
+    return "num_classes" in inspect.signature(_builders[variant]).parameters
+
+
+def identify(state_dict: Mapping[str, torch.Tensor]) -> tuple[KeyDiff, int | None]:
+    """The closest registered variant (its KeyDiff) and the num_classes its classifier implies."""
+    best: tuple[KeyDiff, int | None] | None = None
+    for variant in list_models():
+        diff = diff_layout(state_dict, variant)
+        num_classes = None
+        if diff.shape_mismatch and not (diff.missing or diff.unexpected) and _accepts_num_classes(variant):
+            # A classifier trained for another number of classes: its leading dim tells how many.
+            outs = {got[0] for _k, got, _exp in diff.shape_mismatch if got}
+            if len(outs) == 1:
+                n = outs.pop()
+                candidate = diff_layout(state_dict, variant, n)
+                if candidate.exact:
+                    diff, num_classes = candidate, n
+        if best is None or diff.distance < best[0].distance:
+            best = (diff, num_classes)
+        if diff.exact:
+            return diff, num_classes
+    assert best is not None
+    return best
+
+
+# --------------------------------------------------------------------------------------------
+# Public entry points
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
+    """Open `path`, recognise its architecture from the file alone, and load it strictly.
+
+    Raises CheckpointError naming the closest architecture and the keys that differ when the
+    file fits none.
+    """
+    path = Path(path)
+    raw, container, header = read_raw(path)
+    if header:
+        return _load_fishspine(path, raw, header, device)
+    state_dict, fmt, meta = unwrap_state_dict(raw, str(path))
+    diff, num_classes = identify(state_dict)
+    if not diff.exact:
+        raise CheckpointError(
+            f"{path}: fits no known architecture. Closest: {diff.variant} "
+            f"({model_family(diff.variant)}), which differs by {diff.describe()}.")
+    kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    model = create_model(diff.variant, **kwargs)
+    model.load_state_dict(state_dict, strict=True)
+    model.to(device).eval()
+    fmt_name = _official_format_name(model_family(diff.variant), fmt, container)
+    meta.update({"width": 1.0, "num_classes": num_classes})
+    return Checkpoint(model, diff.variant, model_family(diff.variant), fmt_name, path, meta)
+
+
+def _official_format_name(family: str, fmt: str, container: str) -> str:
+    if container == "safetensors":
+        return "safetensors state_dict"
+    table = {
+        ("fishnet", "checkpoint-dict+module-prefix"): "FishNet authors' .tar",
+        ("scnet", "state_dict"): "SCNet authors' .pth",
+        ("resnet", "state_dict"): "torchvision state_dict",
+        ("spinenet", "mmdet-detector"): "mmdetection SpineNet detector",
+    }
+    return table.get((family, fmt), f"{family} {fmt}")
+
+
+def _load_fishspine(path: Path, tensors: dict[str, torch.Tensor], header: dict[str, Any],
+                    device: str | torch.device) -> Checkpoint:
+    variant = header.get("variant")
+    if variant not in list_models():
+        raise CheckpointError(f"{path}: its fishspine header names variant {variant!r}, which this version "
+                              f"does not know (known: {', '.join(list_models())})")
+    kwargs = dict(header.get("config") or {})
+    try:
+        model = create_model(variant, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: its fishspine header has arguments {kwargs} that {variant} rejects: {exc}") from exc
+    result = model.load_state_dict(tensors, strict=False)
+    expected = model.state_dict()
+    bad_shapes = [(k, tuple(v.shape), tuple(expected[k].shape)) for k, v in tensors.items()
+                  if k in expected and v.shape != expected[k].shape]
+    if result.missing_keys or result.unexpected_keys or bad_shapes:
+        diff = KeyDiff(variant, sorted(result.missing_keys), sorted(result.unexpected_keys), bad_shapes)
+        raise CheckpointError(f"{path}: weights do not fit the {variant} its header names: {diff.describe()}")
+    model.to(device).eval()
+    return Checkpoint(model, variant, model_family(variant), FISHSPINE_FORMAT, path, dict(header))
+
+
+def save_checkpoint(model: Backbone, path: str | Path, trained_on: str = "", **extra: Any) -> Path:
+    """Save `model` in fishspine's format: safetensors plus a JSON header, written atomically."""
+    from safetensors.torch import save_file
+
+    from .atomic_files import atomic_path
+
+    if not model.variant:
+        raise ValueError("save_checkpoint needs a model built with create_model (it records the variant)")
+    header = {
+        "format_version": FORMAT_VERSION,
+        "family": model.family,
+        "variant": model.variant,
+        "config": dict(model.config),
+        "width": float(model.config.get("width", 1.0)),
+        "num_classes": model.config.get("num_classes"),
+        "trained_on": trained_on,
+        "params": sum(p.numel() for p in model.parameters()),
+        **extra,
+    }
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={_HEADER_KEY: json.dumps(header, default=str)})
+    return path
