@@ -1,0 +1,138 @@
+"""Forward-throughput benchmark of the zoo against torchvision ResNet-50, measured in one run.
+
+Modes: float32 eager; bf16 autocast with channels-last eager; the same under `torch.compile`.
+Each model reports images/s (median over repeats), achieved TFLOP/s (2 x MACs x images/s) and the
+ratio of its TFLOP/s to ResNet-50's in the same mode and run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+
+from fishspine.models import create_model, list_models, model_family
+
+MODES = ("fp32", "bf16-cl", "bf16-cl-compile")
+BASELINE = "torchvision_resnet50"
+
+
+@dataclass
+class BenchResult:
+    """Throughput of one model in one mode."""
+
+    model: str
+    mode: str
+    size: int
+    batch: int
+    images_per_s: float
+    gmacs_per_image: float
+    times_s: list[float] = field(default_factory=list)
+
+    @property
+    def tflops(self) -> float:
+        return 2 * self.gmacs_per_image * self.images_per_s / 1e3
+
+
+def count_macs(model: torch.nn.Module, size: int) -> float:
+    """Multiply-accumulates of one forward of a 1x3xSxS image, in GMACs (conv, linear, matmul)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(1, 3, size, size, device=next(model.parameters()).device)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    return counter.get_total_flops() / 2 / 1e9
+
+
+def _build(name: str) -> torch.nn.Module:
+    if name == BASELINE:
+        import torchvision
+
+        return torchvision.models.resnet50()
+    return create_model(name)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed_forward(model, x, device, autocast: bool) -> float:
+    ctx = torch.autocast(device.type, dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+    _synchronize(device)
+    t0 = time.perf_counter()
+    with torch.inference_mode(), ctx:
+        model(x)
+    _synchronize(device)
+    return time.perf_counter() - t0
+
+
+def bench_model(name: str, mode: str, device: torch.device, batch: int, size: int,
+                warmup: int, repeats: int) -> BenchResult:
+    """Measure one model in one mode."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+    model = _build(name).to(device).eval()
+    gmacs = count_macs(model, size)
+    x = torch.randn(batch, 3, size, size, device=device)
+    if mode != "fp32":
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    if mode.endswith("compile"):
+        model = torch.compile(model)
+    autocast = mode != "fp32"
+    for _ in range(warmup):
+        _timed_forward(model, x, device, autocast)
+    times = [_timed_forward(model, x, device, autocast) for _ in range(repeats)]
+    median = statistics.median(times)
+    del model, x
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return BenchResult(name, mode, size, batch, batch / median, gmacs, times)
+
+
+def bench_plan(models: list[str] | None, sizes_spinenet: tuple[int, ...] = (224, 640)) -> list[tuple[str, int]]:
+    """(model, input size) pairs to measure: the baseline first, SpineNet also at 640."""
+    names = models or list_models()
+    plan = [(BASELINE, 224)]
+    for n in names:
+        sizes = sizes_spinenet if model_family(n) == "spinenet" else (224,)
+        plan.extend((n, s) for s in sizes)
+    return plan
+
+
+def run_benchmark(models: list[str] | None, modes: tuple[str, ...], device: torch.device, batch: int,
+                  warmup: int, repeats: int) -> Iterator[BenchResult]:
+    """Measure every planned (model, size) in every mode; yields results as they come."""
+    for name, size in bench_plan(models):
+        for mode in modes:
+            yield bench_model(name, mode, device, batch, size, warmup, repeats)
+
+
+def format_table(results: list[BenchResult], device_name: str) -> str:
+    """A markdown table: images/s, TFLOP/s and the ratio to ResNet-50's TFLOP/s per mode."""
+    modes = [m for m in MODES if any(r.mode == m for r in results)]
+    base = {r.mode: r for r in results if r.model == BASELINE}
+    header = ["model", "input", "GMACs"] + [f"{m} {col}" for m in modes for col in ("img/s", "TFLOP/s", "×R50")]
+    lines = [f"Device: {device_name}; batch {results[0].batch if results else '-'}; "
+             "ratio = achieved TFLOP/s ÷ torchvision ResNet-50's in the same mode and run",
+             "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows: dict[tuple[str, int], dict[str, BenchResult]] = {}
+    for r in results:
+        rows.setdefault((r.model, r.size), {})[r.mode] = r
+    for (name, size), by_mode in rows.items():
+        first = next(iter(by_mode.values()))
+        cells = [name, str(size), f"{first.gmacs_per_image:.2f}"]
+        for m in modes:
+            r = by_mode.get(m)
+            if r is None:
+                cells.extend(["-"] * 3)
+                continue
+            ratio = r.tflops / base[m].tflops if m in base else float("nan")
+            cells.extend([f"{r.images_per_s:.1f}", f"{r.tflops:.3f}", f"{ratio:.2f}"])
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
