@@ -128,7 +128,8 @@ class Backbone(nn.Module):
                 detach: bool = False) -> Iterator[Capture]:
         """Record the outputs of blocks `names` (all blocks if None) during forwards inside the block.
 
-        With `grads=True`, the gradient at each recorded output is stored after a backward pass.
+        With `grads=True`, the gradient at each recorded output is stored by a backward pass run
+        inside the block.
         With `detach=True` the stored outputs are detached (no graph kept alive by the capture).
         Every hook is removed on exit, also on error.
         """
@@ -136,14 +137,15 @@ class Backbone(nn.Module):
         for n in wanted:
             self.block(n)  # raises on unknown names
         cap = Capture()
-        handles = []
+        handles: list = []
+        grad_store = cap.grads  # closures hold the dict, not `cap`: no cycle through C++-held hooks
 
         def make_hook(block_name: str):
             def hook(_module, _inputs, output):
                 if grads and output.requires_grad:
                     def store_grad(g, key=block_name):
-                        cap.grads[key] = g
-                    output.register_hook(store_grad)
+                        grad_store[key] = g
+                    handles.append(output.register_hook(store_grad))
                 cap.outputs[block_name] = output.detach() if detach else output
             return hook
 

@@ -1,0 +1,26 @@
+"""Shared fixtures: the authors' reference manifests, tiny models."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = Path(os.environ.get("FISHSPINE_REFERENCE", REPO.parent / "shared" / "reference"))
+STATE_DICTS = REFERENCE / "state_dicts"
+MANIFEST_VARIANTS = sorted(p.stem for p in STATE_DICTS.glob("*.json") if not p.stem.startswith("_"))
+
+
+def load_manifest(variant: str) -> dict:
+    """The authors' state_dict layout of `variant` ({'params': n, 'keys': {key: shape}})."""
+    path = STATE_DICTS / f"{variant}.json"
+    if not path.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"reference manifest {path} is missing in CI (shared/ must sit beside the clone)")
+        pytest.skip(f"reference manifests not found at {STATE_DICTS}; set FISHSPINE_REFERENCE")
+    return json.loads(path.read_text())

@@ -1,0 +1,168 @@
+"""Checkpoints: every official layout loads strictly and is recognised from the file alone;
+bad files get clear errors and nothing in them is executed."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from fishspine.models import create_model, model_family
+from fishspine.models.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+
+from .conftest import MANIFEST_VARIANTS, load_manifest
+
+OFFICIAL_VARIANTS = MANIFEST_VARIANTS or [
+    "fishnet99", "fishnet150", "fishnet201", "scnet50", "scnet50_v1d", "scnet101", "scnet101_v1d",
+    "spinenet49S", "spinenet49", "spinenet96", "spinenet143", "spinenet190"]
+
+
+def state_dict_from_manifest(manifest: dict) -> dict[str, torch.Tensor]:
+    sd = {}
+    for i, (key, shape) in enumerate(manifest["keys"].items()):
+        if key.endswith("num_batches_tracked"):
+            sd[key] = torch.tensor(i, dtype=torch.long)
+        else:
+            sd[key] = torch.full(shape, float(i % 97) / 97.0)
+    return sd
+
+
+def write_official(variant: str, sd: dict[str, torch.Tensor], folder) -> str:
+    """Write `sd` the way the authors' code distributes `variant`."""
+    family = model_family(variant)
+    if family == "fishnet":  # fishnet150_ckpt.tar: torch.save dict, DataParallel keys
+        path = folder / f"{variant}_ckpt.tar"
+        torch.save({"epoch": 100, "arch": variant, "best_prec1": 78.1,
+                    "state_dict": {f"module.{k}": v for k, v in sd.items()},
+                    "optimizer": {"state": {}, "param_groups": [{"lr": 0.1, "momentum": 0.9, "params": [0, 1]}]}},
+                   path)
+    elif family == "scnet":  # scnet50-dc6a7e87.pth: plain state_dict
+        path = folder / f"{variant}-0000.pth"
+        torch.save(sd, path)
+    elif family == "spinenet":  # mmdetection v1.1 detector file
+        path = folder / f"retinanet_{variant}.pth"
+        detector = {f"backbone.{k}": v for k, v in sd.items()}
+        detector["bbox_head.retina_cls.weight"] = torch.zeros(9, 256, 3, 3)
+        detector["bbox_head.retina_cls.bias"] = torch.zeros(9)
+        torch.save({"meta": {"mmdet_version": "1.1.0", "epoch": 72}, "state_dict": detector,
+                    "optimizer": {"state": {}, "param_groups": []}}, path)
+    else:
+        raise AssertionError(family)
+    return path
+
+
+@pytest.mark.parametrize("variant", OFFICIAL_VARIANTS)
+def test_official_layout_loads_strictly_and_is_recognised(variant, tmp_path):
+    manifest = load_manifest(variant)
+    sd = state_dict_from_manifest(manifest)
+    path = write_official(variant, sd, tmp_path)
+    del sd
+    ckpt = load_checkpoint(path)
+    assert ckpt.variant == variant
+    assert ckpt.num_params == manifest["params"]
+    ours = ckpt.model.state_dict()
+    assert {k: list(v.shape) for k, v in ours.items()} == {k: list(s) for k, s in manifest["keys"].items()}
+    # The values really arrived (strict load of what was written).
+    some_key = next(k for k in manifest["keys"] if k.endswith("weight"))
+    index = list(manifest["keys"]).index(some_key)
+    assert torch.all(ours[some_key] == float(index % 97) / 97.0)
+
+
+@pytest.mark.parametrize("variant,builder", [("resnet50", "resnet50"), ("resnet101", "resnet101"),
+                                             ("resnext50_32x4d", "resnext50_32x4d")])
+def test_torchvision_resnet_state_dicts_are_recognised(variant, builder, tmp_path):
+    import torchvision
+
+    tv = getattr(torchvision.models, builder)(num_classes=37).eval()
+    path = tmp_path / "tv.pth"
+    torch.save(tv.state_dict(), path)
+    ckpt = load_checkpoint(path)
+    assert ckpt.variant == variant and ckpt.format == "torchvision state_dict"
+    assert ckpt.meta["num_classes"] == 37
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ckpt.model(x), tv(x))
+
+
+def test_fishspine_format_round_trip(tmp_path):
+    model = create_model("resnet50", width=0.25, num_classes=5).eval()
+    path = save_checkpoint(model, tmp_path / "r50.safetensors", trained_on="fishspine-synth v1")
+    ckpt = load_checkpoint(path)
+    assert ckpt.format == "fishspine" and ckpt.variant == "resnet50"
+    assert ckpt.meta["width"] == 0.25 and ckpt.meta["num_classes"] == 5
+    assert ckpt.meta["trained_on"] == "fishspine-synth v1"
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ckpt.model(x), model(x))
+    assert not list(tmp_path.glob(".*part")), "no temporary file is left behind"
+
+
+def test_pickle_that_would_run_code_is_refused_and_not_run(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.pth"
+    torch.save({"state_dict": {"conv1.weight": torch.zeros(1)}, "payload": Payload()}, path)
+    with pytest.raises(CheckpointError, match="would import or run code.*system"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_checkpoint_of_unknown_architecture_names_closest_and_keys(tmp_path):
+    import torchvision
+
+    sd = torchvision.models.resnet50().state_dict()
+    del sd["layer3.2.conv2.weight"]
+    sd["layer5.0.conv1.weight"] = torch.zeros(3, 3, 1, 1)
+    path = tmp_path / "odd.pth"
+    torch.save(sd, path)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    msg = str(info.value)
+    assert "Closest: resnet50" in msg
+    assert "layer3.2.conv2.weight" in msg and "layer5.0.conv1.weight" in msg
+
+
+@pytest.mark.parametrize("content,match", [
+    (b"", "empty"),
+    (b"just some text, not weights", "not a checkpoint"),
+    (b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "not a checkpoint"),
+])
+def test_non_checkpoints_get_clear_errors(tmp_path, content, match):
+    path = tmp_path / "file.pth"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=match):
+        load_checkpoint(path)
+
+
+def test_truncated_files_get_clear_errors(tmp_path):
+    model = create_model("resnet50", width=0.25)
+    full = tmp_path / "full.pth"
+    torch.save(model.state_dict(), full)
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(cut)
+    st = save_checkpoint(model, tmp_path / "m.safetensors")
+    cut_st = tmp_path / "cut.safetensors"
+    cut_st.write_bytes(st.read_bytes()[: st.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(cut_st)
+
+
+def test_missing_file_and_folder(tmp_path):
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_checkpoint(tmp_path / "nope.pth")
+    with pytest.raises(CheckpointError, match="folder"):
+        load_checkpoint(tmp_path)
+
+
+def test_dict_without_tensors_is_not_a_state_dict(tmp_path):
+    path = tmp_path / "cfg.pth"
+    torch.save({"lr": 0.1, "epochs": 3}, path)
+    with pytest.raises(CheckpointError, match="not a state_dict"):
+        load_checkpoint(path)
