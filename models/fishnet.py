@@ -54,9 +54,10 @@ class FishBottleneck(nn.Module):
             self.shortcut = nn.Sequential(nn.BatchNorm2d(inplanes), nn.ReLU(), nn.Conv2d(inplanes, planes, 1, bias=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(F.relu(self.bn1(x)))
-        out = self.conv2(F.relu(self.bn2(out)))
-        out = self.conv3(F.relu(self.bn3(out)))
+        # In-place ReLUs only on fresh BN outputs, never on a tensor another block sees.
+        out = self.conv1(F.relu(self.bn1(x), inplace=True))
+        out = self.conv2(F.relu(self.bn2(out), inplace=True))
+        out = self.conv3(F.relu(self.bn3(out), inplace=True))
         if self.up:
             n, c, h, w = x.shape
             residual = x if self.k == 1 else x.reshape(n, c // self.k, self.k, h, w).sum(2)

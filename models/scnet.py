@@ -68,13 +68,14 @@ class SCBottleneck(nn.Module):
         self.downsample = downsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a = F.relu(self.bn1_a(self.conv1_a(x)))
-        b = F.relu(self.bn1_b(self.conv1_b(x)))
-        a = self.avd_a(F.relu(self.k1(a)))
-        b = self.avd_b(F.relu(self.scconv(b)))
+        # In-place ReLUs only on fresh intermediates, never on a tensor another block sees.
+        a = F.relu(self.bn1_a(self.conv1_a(x)), inplace=True)
+        b = F.relu(self.bn1_b(self.conv1_b(x)), inplace=True)
+        a = self.avd_a(F.relu(self.k1(a), inplace=True))
+        b = self.avd_b(F.relu(self.scconv(b), inplace=True))
         out = self.bn3(self.conv3(torch.cat((a, b), dim=1)))
         residual = x if self.downsample is None else self.downsample(x)
-        return F.relu(out + residual)
+        return F.relu(out + residual, inplace=True)
 
 
 class SCNet(StagedBackbone):
