@@ -15,6 +15,10 @@ EXAMPLES = """\
 examples:
   fishspine models                              list the backbones in the zoo
   fishspine inspect fishnet150_ckpt.tar         what a checkpoint is: family, variant, params, blocks
+  fishspine graph spinenet49 -o spinenet49.svg  architecture diagram (+ .csv/.json of the blocks)
+  fishspine activations --ckpt A.pth --ckpt B.pth cat.jpg -o out/
+  fishspine cam --ckpt A.pth --method gradcampp cat.jpg -o out/
+  fishspine gradients --ckpt A.pth --ckpt B.pth img1.jpg img2.jpg -o out/
   fishspine bench models --device cuda          forward throughput against torchvision ResNet-50
 """
 
@@ -138,6 +142,232 @@ def _add_bench(sub) -> None:
     m.set_defaults(func=cmd_bench_models)
 
 
+
+# ------------------------------------------------------------------------- models from the user
+
+
+def _models_from(args: argparse.Namespace) -> dict:
+    """{label: model} from --ckpt files (LABEL=PATH allowed) and --model zoo names, on --device."""
+    from fishspine.models import create_model, list_models, model_family
+    from fishspine.models.checkpoints import CheckpointError, load_checkpoint
+
+    device = _device(args.device)
+    models = {}
+    for spec in args.ckpt or []:
+        label, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
+        try:
+            ckpt = load_checkpoint(path, device)
+        except CheckpointError as exc:
+            raise UserError(str(exc)) from exc
+        models[label or Path(path).stem] = ckpt.model
+    for name in args.model or []:
+        if name not in list_models():
+            raise UserError(f"unknown model {name!r}; `fishspine models` lists them")
+        kwargs = {"width": args.width}
+        if model_family(name) != "spinenet":
+            kwargs["num_classes"] = 1000
+        models[f"{name} (untrained)"] = create_model(name, **kwargs).to(device).eval()
+    if not models:
+        raise UserError("no model given: use --ckpt FILE (repeatable) or --model NAME")
+    return models
+
+
+def _images_from(paths: list[Path], size: int, device) -> list[tuple[str, object, object]]:
+    from .images import ImageError, prepare
+
+    out = []
+    for p in paths:
+        try:
+            shown, x = prepare(p, size, device)
+        except ImageError as exc:
+            raise UserError(str(exc)) from exc
+        out.append((Path(p).stem, shown, x))
+    return out
+
+
+def _add_model_args(p: argparse.ArgumentParser, images: bool = True) -> None:
+    p.add_argument("--ckpt", action="append", metavar="[LABEL=]FILE",
+                   help="a checkpoint (any supported format); repeat for side-by-side columns")
+    p.add_argument("--model", action="append", metavar="NAME", help="an untrained zoo model (repeatable)")
+    p.add_argument("--width", type=float, default=1.0, help="channel multiplier for --model (default 1)")
+    if images:
+        p.add_argument("images", nargs="+", type=Path, metavar="IMG", help="image files")
+        p.add_argument("--size", type=int, default=512, help="resize so the longer side is this (default 512)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    p.add_argument("--formats", nargs="+", default=["png", "svg", "pdf"], choices=["png", "svg", "pdf"])
+    _add_device(p)
+
+
+def _progress(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", file=sys.stderr, disable=None)
+
+
+def _write_outputs(fig, data_rows: list[dict], payload, stem: Path, formats: list[str]) -> None:
+    from .figures import save_figure, write_csv, write_json
+
+    written = save_figure(fig, stem, formats)
+    written.append(write_csv(stem.with_suffix(".csv"), data_rows))
+    written.append(write_json(stem.with_suffix(".json"), payload))
+    for w in written:
+        print(w)
+
+
+# ------------------------------------------------------------------------------------------ graph
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    """Draw a model's architecture (fish, scale-permuted or staircase layout) with data."""
+    from fishspine.models import create_model, list_models
+    from fishspine.models.checkpoints import CheckpointError, load_checkpoint
+
+    from .graph import architecture_graph
+    from .graph_figures import graph_figure
+
+    if args.model in list_models():
+        model = create_model(args.model)
+    else:
+        try:
+            model = load_checkpoint(args.model).model
+        except CheckpointError as exc:
+            raise UserError(f"{args.model!r} is neither a zoo model nor a checkpoint I can open: {exc}") from exc
+    graph = architecture_graph(model, args.size, args.layout)
+    values = None
+    if args.color_by:
+        values = {n.name: float(getattr(n, args.color_by)) for n in graph.nodes}
+    fig = graph_figure(graph, values, args.color_by or "", log_values=bool(args.color_by))
+    out = Path(args.output)
+    formats = [out.suffix.lstrip(".")] if out.suffix else ["png", "svg", "pdf"]
+    _write_outputs(fig, graph.rows(), graph.to_json(), out.with_suffix(""), formats)
+    return 0
+
+
+def _add_graph(sub) -> None:
+    p = sub.add_parser("graph", help="architecture diagram of a model or checkpoint", description=cmd_graph.__doc__)
+    p.add_argument("model", help="a zoo model name or a checkpoint file")
+    p.add_argument("-o", "--output", required=True, help="figure file (.png/.svg/.pdf) or a stem for all three")
+    p.add_argument("--size", type=int, default=224, help="input size for MAC counts (default 224)")
+    p.add_argument("--layout", choices=["staircase", "fish", "scale-permuted"], help="override the layout")
+    p.add_argument("--color-by", choices=["params", "macs", "channels"], help="colour nodes by this number")
+    p.set_defaults(func=cmd_graph)
+
+
+# ------------------------------------------------------------------- activations / cam / gradients
+
+
+def cmd_activations(args: argparse.Namespace) -> int:
+    """Per-block activation maps of each model on each image, side by side."""
+    from .activations import iter_activations
+    from .analysis_figures import activation_gallery_figure
+
+    models = _models_from(args)
+    images = _images_from(args.images, args.size, _device(args.device))
+    bar = _progress(len(images) * len(models), "activations")
+    for stem, shown, x in images:
+        for step in iter_activations(models, x, args.reduction, args.normalise):
+            if isinstance(step, dict):
+                results = step
+            else:
+                bar.update(1)
+        fig = activation_gallery_figure(shown, results, rows=args.rows)
+        rows = [row for r in results.values() for row in r.rows()]
+        _write_outputs(fig, rows, {"image": stem, "results": rows}, args.output / f"{stem}_activations", args.formats)
+    bar.close()
+    return 0
+
+
+def cmd_cam(args: argparse.Namespace) -> int:
+    """Grad-CAM / Grad-CAM++ / LayerCAM overlays of each model on each image."""
+    from .analysis_figures import cam_figure
+    from .cam import compute_cam
+    from .interactive import default_cam_block
+
+    models = _models_from(args)
+    images = _images_from(args.images, args.size, _device(args.device))
+    bar = _progress(len(images) * len(models), "cam")
+    for stem, shown, x in images:
+        cams = {}
+        for label, model in models.items():
+            block = args.block or default_cam_block(model)
+            try:
+                cams[label] = compute_cam(model, x, block, args.method, args.cls, label)
+            except KeyError as exc:
+                raise UserError(f"{label}: {exc.args[0]}; `fishspine inspect` lists the blocks") from exc
+            except ValueError as exc:
+                raise UserError(f"{label}: {exc}") from exc
+            bar.update(1)
+        fig = cam_figure(shown, cams, alpha=args.alpha)
+        rows = [{"model": m, "block": c.block, "method": c.method, "target": c.target_label, "raw_max": c.raw_max}
+                for m, c in cams.items()]
+        _write_outputs(fig, rows, {"image": stem, "cams": rows}, args.output / f"{stem}_{args.method}", args.formats)
+    bar.close()
+    return 0
+
+
+def cmd_gradients(args: argparse.Namespace) -> int:
+    """Gradient-magnitude traces, deepest block to shallowest, models overlaid (images as one batch)."""
+    import torch
+
+    from .analysis_figures import gradient_trace_figure
+    from .gradients import iter_gradient_traces
+
+    models = _models_from(args)
+    images = _images_from(args.images, args.size, _device(args.device))
+    shapes = {tuple(x.shape) for _, _, x in images}
+    xs = [x for _, _, x in images]
+    batch = torch.cat(xs) if len(shapes) == 1 else xs[0]
+    if len(shapes) > 1:
+        print("images differ in size: tracing the first one only (use --size and same-aspect images to batch)",
+              file=sys.stderr)
+    bar = _progress(len(models), "gradients")
+    for step in iter_gradient_traces(models, batch, args.cls, args.loss):
+        if isinstance(step, dict):
+            traces = step
+        else:
+            bar.update(1)
+    bar.close()
+    for m, t in traces.items():
+        print(f"{m}: shallowest/deepest gradient norm = {t.ratio:.4g} ({len(t.blocks)} blocks, loss {t.loss})")
+    fig = gradient_trace_figure(traces, args.which)
+    rows = [row for t in traces.values() for row in t.rows()]
+    payload = {m: {"ratio": t.ratio, "loss": t.loss, "class_index": t.class_index, "blocks": t.rows()}
+               for m, t in traces.items()}
+    _write_outputs(fig, rows, payload, args.output / "gradient_trace", args.formats)
+    return 0
+
+
+def _add_activations(sub) -> None:
+    from .activations import NORMALISATIONS, REDUCTIONS
+    from .cam import CAM_METHODS
+
+    p = sub.add_parser("activations", help="per-block activation maps, models side by side",
+                       description=cmd_activations.__doc__)
+    _add_model_args(p)
+    p.add_argument("--reduction", choices=REDUCTIONS, default="mean_abs")
+    p.add_argument("--normalise", choices=NORMALISATIONS, default="block",
+                   help="block: each map its own range; model: per model; global: one range for all")
+    p.add_argument("--rows", type=int, default=8, help="blocks shown per model, spread over depth")
+    p.set_defaults(func=cmd_activations)
+
+    p = sub.add_parser("cam", help="Grad-CAM / Grad-CAM++ / LayerCAM overlays", description=cmd_cam.__doc__)
+    _add_model_args(p)
+    p.add_argument("--method", choices=CAM_METHODS, default="gradcam")
+    p.add_argument("--block", help="block name (default: the last block at stride 32)")
+    p.add_argument("--class", dest="cls", type=int, help="class index (default: top prediction; "
+                   "backbones without a classifier use feature energy)")
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
+    p.set_defaults(func=cmd_cam)
+
+    p = sub.add_parser("gradients", help="gradient-magnitude traces, models overlaid",
+                       description=cmd_gradients.__doc__)
+    _add_model_args(p)
+    p.add_argument("--loss", choices=["cross_entropy", "score"], default="cross_entropy")
+    p.add_argument("--class", dest="cls", type=int, help="class index (default: top prediction)")
+    p.add_argument("--which", choices=["output", "weight"], default="output", help="gradient at block outputs or weights")
+    p.set_defaults(func=cmd_gradients)
+
+
 # ------------------------------------------------------------------------------------------- main
 
 
@@ -150,7 +380,7 @@ def _device(name: str):
         raise UserError(str(exc)) from exc
 
 
-SUBCOMMANDS: list[Callable] = [_add_models, _add_inspect, _add_bench]
+SUBCOMMANDS: list[Callable] = [_add_models, _add_inspect, _add_graph, _add_activations, _add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,94 @@
+"""Figures of activations, CAMs and gradient traces, in the house style."""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from .activations import ActivationResult
+from .cam import CamResult, overlay
+from .figures import model_color, new_figure, style_context
+from .gradients import GradientTrace
+
+
+def sample_rows(n_blocks: int, rows: int) -> list[int]:
+    """Indices of `rows` blocks evenly spread over depth (always the first and the last)."""
+    if n_blocks <= rows:
+        return list(range(n_blocks))
+    return sorted({round(i * (n_blocks - 1) / (rows - 1)) for i in range(rows)})
+
+
+def activation_gallery_figure(image: np.ndarray, results: Mapping[str, ActivationResult], rows: int = 8,
+                              cmap: str = "inferno") -> Figure:
+    """Rows = blocks at matching relative depth (shallow at the top), columns = models."""
+    labels = list(results)
+    picks = {m: sample_rows(len(r.blocks), rows) for m, r in results.items()}
+    n_rows = max(len(p) for p in picks.values()) + 1
+    cell = 1.25
+    fig = new_figure(0.6 + cell * len(labels), 0.5 + cell * n_rows * image.shape[0] / image.shape[1])
+    with style_context():
+        grid = fig.add_gridspec(n_rows, len(labels))
+        for j, m in enumerate(labels):
+            ax = fig.add_subplot(grid[0, j])
+            ax.imshow(image)
+            ax.set_title(m, fontsize=8, color=model_color(j))
+            ax.axis("off")
+            res = results[m]
+            for i, idx in enumerate(picks[m], start=1):
+                b = res.blocks[idx]
+                ax = fig.add_subplot(grid[i, j])
+                ax.imshow(b.map.astype(np.float32), cmap=cmap, vmin=0, vmax=1, interpolation="bilinear")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                for s in ax.spines.values():
+                    s.set_visible(False)
+                ax.set_xlabel(f"{b.name} · {b.role} · 1/{2 ** b.level}", fontsize=5.5, labelpad=1)
+        norm = next(iter(results.values())).normalisation if results else ""
+        red = next(iter(results.values())).reduction if results else ""
+        fig.suptitle(f"Block activations ({red}, normalised per {norm}); rows at matching relative depth",
+                     fontsize=8)
+    return fig
+
+
+def cam_figure(image: np.ndarray, cams: Mapping[str, CamResult], cmap: str = "jet", alpha: float = 0.5) -> Figure:
+    """The image, then one CAM overlay per model (block, method and target in each title)."""
+    n = len(cams) + 1
+    fig = new_figure(1.9 * n, 2.2 * image.shape[0] / image.shape[1] + 0.5)
+    with style_context():
+        ax = fig.add_subplot(1, n, 1)
+        ax.imshow(image)
+        ax.set_title("image", fontsize=8)
+        ax.axis("off")
+        for j, (m, c) in enumerate(cams.items()):
+            ax = fig.add_subplot(1, n, j + 2)
+            ax.imshow(overlay(image, c.cam, cmap, alpha))
+            ax.set_title(f"{m}\n{c.method} @ {c.block}\n{c.target_label}", fontsize=7, color=model_color(j))
+            ax.axis("off")
+    return fig
+
+
+def gradient_trace_figure(traces: Mapping[str, GradientTrace], which: str = "output") -> Figure:
+    """Gradient norm per block against normalised depth (0 = deepest), log scale, models overlaid."""
+    if which not in ("output", "weight"):
+        raise ValueError("which must be 'output' or 'weight'")
+    fig = new_figure(5.5, 3.4)
+    with style_context():
+        ax = fig.add_subplot()
+        for j, (m, t) in enumerate(traces.items()):
+            ys = t.output_grad_norm if which == "output" else t.weight_grad_norm
+            pts = [(d, y) for d, y in zip(t.depth, ys) if y > 0 and math.isfinite(y)]
+            if not pts:
+                continue
+            ratio = "n/a" if not math.isfinite(t.ratio) else f"{t.ratio:.3g}"
+            ax.plot(*zip(*pts), marker="o", ms=2.5, color=model_color(j), label=f"{m} (shallowest/deepest = {ratio})")
+        ax.set_yscale("log")
+        ax.set_xlabel("normalised depth (0 = deepest block, 1 = shallowest)")
+        ax.set_ylabel(f"‖∂L/∂{'block output' if which == 'output' else 'block weights'}‖₂")
+        losses = sorted({t.loss for t in traces.values()})
+        ax.set_title(f"Gradient magnitude from the deepest block to the shallowest (loss: {', '.join(losses)})")
+        ax.legend(loc="best", frameon=False)
+    return fig
+
