@@ -48,7 +48,7 @@ def activation_gallery_figure(image: np.ndarray, results: Mapping[str, Activatio
                 ax.set_xlabel(f"{b.name} · {b.role} · 1/{2 ** b.level}", fontsize=5.5, labelpad=1)
         norm = next(iter(results.values())).normalisation if results else ""
         red = next(iter(results.values())).reduction if results else ""
-        fig.suptitle(f"Block activations ({red}, normalised per {norm}); rows at matching relative depth",
+        fig.suptitle(f"Block activations ({red}, normalised per {norm})\nrows at matching relative depth",
                      fontsize=8)
     return fig
 
@@ -88,7 +88,7 @@ def gradient_trace_figure(traces: Mapping[str, GradientTrace], which: str = "out
         ax.set_xlabel("normalised depth (0 = deepest block, 1 = shallowest)")
         ax.set_ylabel(f"‖∂L/∂{'block output' if which == 'output' else 'block weights'}‖₂")
         losses = sorted({t.loss for t in traces.values()})
-        ax.set_title(f"Gradient magnitude from the deepest block to the shallowest (loss: {', '.join(losses)})")
+        ax.set_title(f"Gradient magnitude, deepest block to shallowest\nloss: {', '.join(losses)}")
         ax.legend(loc="best", frameon=False)
     return fig
 

@@ -70,3 +70,66 @@ def test_bench_models_writes_a_table(tmp_path):
     table = out.with_suffix(".md").read_text()
     assert "| torchvision_resnet50 | 224 | 4.09 |" in table
     assert "| resnet50 | 224 | 4.09 |" in table
+
+
+@pytest.fixture(scope="module")
+def image_file(tmp_path_factory):
+    from PIL import Image
+
+    from fishspine.analysis.images import sample_image
+
+    path = tmp_path_factory.mktemp("img") / "sample.png"
+    Image.fromarray(sample_image(96)).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def two_checkpoints(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ckpt")
+    a = save_checkpoint(create_model("resnet50", width=0.25, num_classes=5), folder / "r50.safetensors")
+    b = save_checkpoint(create_model("spinenet49S", width=0.25), folder / "s49s.safetensors")
+    return a, b
+
+
+def _valid_figures(stem: Path):
+    assert stem.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert stem.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"
+    assert b"<svg" in stem.with_suffix(".svg").read_bytes()[:2000]
+
+
+def test_graph_command_writes_figure_and_data(tmp_path):
+    res = run("graph", "spinenet49", "-o", str(tmp_path / "g"), "--size", "640", "--color-by", "macs")
+    assert res.returncode == 0, res.stderr
+    _valid_figures(tmp_path / "g")
+    import json
+
+    data = json.loads((tmp_path / "g.json").read_text())
+    assert data["layout"] == "scale-permuted" and len(data["nodes"]) == 23
+    assert "block6" in (tmp_path / "g.csv").read_text()
+
+
+@pytest.mark.parametrize("cmd,stem", [("activations", "sample_activations"), ("cam", "sample_gradcam"),
+                                      ("gradients", "gradient_trace")])
+def test_image_commands_on_real_checkpoints(tmp_path, image_file, two_checkpoints, cmd, stem):
+    a, b = two_checkpoints
+    res = run(cmd, "--ckpt", f"R50={a}", "--ckpt", str(b), str(image_file), "-o", str(tmp_path), "--size", "96",
+              "--device", "cpu")
+    assert res.returncode == 0, res.stderr
+    _valid_figures(tmp_path / stem)
+    text = (tmp_path / f"{stem}.csv").read_text()
+    assert "R50" in text and "s49s" in text
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--model", "resnet50", "{missing}"], "no such file"),
+    (["--model", "resnet50", "{text}"], "not an image"),
+    (["--ckpt", "{text}", "{image}"], "not a checkpoint"),
+    (["{image}"], "no model given"),
+])
+def test_image_commands_fail_clearly(tmp_path, image_file, args, needle):
+    text = tmp_path / "notes.png"
+    text.write_text("hello")
+    args = [a.format(missing=tmp_path / "nope.png", text=text, image=image_file) for a in args]
+    res = run("activations", *args, "-o", str(tmp_path / "out"), "--width", "0.25")
+    assert res.returncode == 2, res.stderr
+    assert needle in res.stderr and "Traceback" not in res.stderr
