@@ -19,6 +19,7 @@ examples:
   fishspine activations --ckpt A.pth --ckpt B.pth cat.jpg -o out/
   fishspine cam --ckpt A.pth --method gradcampp cat.jpg -o out/
   fishspine gradients --ckpt A.pth --ckpt B.pth img1.jpg img2.jpg -o out/
+  fishspine coco --gt val.json --dt ResNet-50=r50.json --dt FishNet-150=f150.json --baseline ResNet-50 -o out/
   fishspine bench models --device cuda          forward throughput against torchvision ResNet-50
 """
 
@@ -368,6 +369,75 @@ def _add_activations(sub) -> None:
     p.set_defaults(func=cmd_gradients)
 
 
+# ------------------------------------------------------------------------------------------- coco
+
+
+def cmd_coco(args: argparse.Namespace) -> int:
+    """COCO per-scale AP of several backbones' result files, with deltas against a baseline."""
+    from .coco import CocoError, format_table, iter_evaluate, per_scale_table
+    from .coco_figures import per_class_figure, pr_curves_figure, size_bars_figure, table_figure
+    from .figures import save_figure, write_csv, write_json
+
+    results = {}
+    for spec in args.dt:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            name, path = Path(spec).stem, spec
+        results[name] = path
+    if args.baseline and args.baseline not in results:
+        raise UserError(f"--baseline {args.baseline!r} is not one of the --dt names ({', '.join(results)})")
+    ranges = None
+    if args.area_ranges:
+        s, l = args.area_ranges
+        ranges = {"all": (0.0, 1e10), "small": (0.0, s ** 2), "medium": (s ** 2, l ** 2), "large": (l ** 2, 1e10)}
+    bar = _progress(len(results) * len(args.iou_types), "coco")
+    out = Path(args.output)
+    for iou_type in args.iou_types:
+        try:
+            for step in iter_evaluate(args.gt, results, iou_type, ranges, tuple(args.max_dets)):
+                if isinstance(step, dict):
+                    evals = step
+                else:
+                    bar.update(1)
+        except CocoError as exc:
+            raise UserError(str(exc)) from exc
+        print(format_table(evals, args.baseline))
+        print()
+        stem = out / f"coco_{iou_type}"
+        rows = per_scale_table(evals, args.baseline)
+        written = [write_csv(stem.with_suffix(".csv"), rows)]
+        written.append(write_json(stem.with_suffix(".json"), {
+            "iou_type": iou_type, "baseline": args.baseline, "max_dets": list(args.max_dets),
+            "area_ranges": next(iter(evals.values())).area_ranges,
+            "area_source": next(iter(evals.values())).area_source, "table": rows,
+            "per_class": {n: e.per_class_table() for n, e in evals.items()}}))
+        written += save_figure(table_figure(evals, args.baseline), out / f"coco_{iou_type}_table", args.formats)
+        written += save_figure(size_bars_figure(evals, args.baseline), out / f"coco_{iou_type}_sizes", args.formats)
+        written += save_figure(pr_curves_figure(evals, 0.5), out / f"coco_{iou_type}_pr", args.formats)
+        for name, ev in evals.items():
+            safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+            written += save_figure(per_class_figure(ev), out / f"coco_{iou_type}_classes_{safe}", args.formats)
+        for w in written:
+            print(w, file=sys.stderr)
+    bar.close()
+    return 0
+
+
+def _add_coco(sub) -> None:
+    p = sub.add_parser("coco", help="COCO per-scale AP with deltas against a baseline", description=cmd_coco.__doc__)
+    p.add_argument("--gt", required=True, type=Path, help="ground-truth annotations (COCO json)")
+    p.add_argument("--dt", required=True, action="append", metavar="NAME=RESULTS.json",
+                   help="a backbone's detections (COCO result json); repeat per backbone")
+    p.add_argument("--baseline", help="NAME of the --dt to compute deltas against")
+    p.add_argument("--iou-types", nargs="+", default=["bbox"], choices=["bbox", "segm"])
+    p.add_argument("--max-dets", nargs=3, type=int, default=[1, 10, 100], metavar=("M1", "M2", "M3"))
+    p.add_argument("--area-ranges", nargs=2, type=float, metavar=("SMALL", "LARGE"),
+                   help="side lengths splitting small/medium/large (default 32 96)")
+    p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
+    p.add_argument("--formats", nargs="+", default=["png", "svg", "pdf"], choices=["png", "svg", "pdf"])
+    p.set_defaults(func=cmd_coco)
+
+
 # ------------------------------------------------------------------------------------------- main
 
 
@@ -380,7 +450,7 @@ def _device(name: str):
         raise UserError(str(exc)) from exc
 
 
-SUBCOMMANDS: list[Callable] = [_add_models, _add_inspect, _add_graph, _add_activations, _add_bench]
+SUBCOMMANDS: list[Callable] = [_add_models, _add_inspect, _add_graph, _add_activations, _add_coco, _add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

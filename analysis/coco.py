@@ -1,0 +1,270 @@
+"""COCO per-scale evaluation: AP / AR by object size for box and mask, deltas against a baseline,
+PR curves per size range, per-class x per-size breakdown.
+
+Matching runs once per result file through faster-coco-eval's C++ engine (the COCOeval algorithm,
+numbers identical to pycocotools: tested); the accumulated precision/recall arrays over every IoU
+threshold, class, size range and maxDets are kept, so re-slicing by size range or class costs
+nothing. Object size comes from the ground truth's `area` field, as in pycocotools (in COCO that is
+the mask area, also for box evaluation); detections are sized by their box (bbox) or mask (segm).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+DEFAULT_AREA_RANGES: dict[str, tuple[float, float]] = {
+    "all": (0.0, 1e10), "small": (0.0, 32.0 ** 2), "medium": (32.0 ** 2, 96.0 ** 2), "large": (96.0 ** 2, 1e10)}
+DEFAULT_MAX_DETS = (1, 10, 100)
+STAT_NAMES = ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L", "AR1", "AR10", "AR100", "AR_S", "AR_M", "AR_L")
+AREA_SOURCE = "ground-truth `area` field (mask area in COCO), detections by their {what}"
+
+
+class CocoError(ValueError):
+    """A ground-truth or result file that cannot be evaluated; the message says why and what to do."""
+
+
+def _read_json(source: str | Path | Any, what: str) -> Any:
+    if not isinstance(source, (str, Path)):
+        return source
+    path = Path(source)
+    if not path.exists():
+        raise CocoError(f"{what} {path}: no such file")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CocoError(f"{what} {path}: not valid JSON ({exc})") from exc
+
+
+def load_ground_truth(source: str | Path | dict) -> dict:
+    """A COCO ground-truth dict, checked for the fields evaluation needs."""
+    gt = _read_json(source, "ground truth")
+    name = source if isinstance(source, (str, Path)) else "ground truth"
+    if not isinstance(gt, dict) or not all(k in gt for k in ("images", "annotations", "categories")):
+        raise CocoError(f"{name}: not a COCO ground-truth file (needs 'images', 'annotations' and 'categories')")
+    for a in gt["annotations"][:1000]:
+        missing = [k for k in ("id", "image_id", "category_id", "bbox", "area") if k not in a]
+        if missing:
+            raise CocoError(f"{name}: annotation {a.get('id', '?')} lacks {missing}")
+    return gt
+
+
+def load_results(source: str | Path | list, gt: dict, iou_type: str, name: str = "results") -> list[dict]:
+    """Detections for `gt`, checked: known image and category ids, the fields `iou_type` needs."""
+    dets = _read_json(source, f"result file for {name}")
+    label = source if isinstance(source, (str, Path)) else name
+    if isinstance(dets, dict) and "annotations" in dets:
+        dets = dets["annotations"]
+    if not isinstance(dets, list):
+        raise CocoError(f"{label}: a COCO result file is a JSON list of detections")
+    image_ids = {im["id"] for im in gt["images"]}
+    cat_ids = {c["id"] for c in gt["categories"]}
+    need = "bbox" if iou_type == "bbox" else "segmentation"
+    bad_img = {d.get("image_id") for d in dets if d.get("image_id") not in image_ids}
+    if bad_img:
+        shown = sorted(map(str, bad_img))[:5]
+        raise CocoError(f"{label}: {len(bad_img)} image ids are not in the ground truth (e.g. {', '.join(shown)}); "
+                        "was it produced on another split?")
+    bad_cat = {d.get("category_id") for d in dets if d.get("category_id") not in cat_ids}
+    if bad_cat:
+        raise CocoError(f"{label}: category ids {sorted(map(str, bad_cat))[:5]} are not in the ground truth")
+    lacking = [i for i, d in enumerate(dets) if need not in d or "score" not in d]
+    if lacking:
+        raise CocoError(f"{label}: detection #{lacking[0]} lacks '{need}' or 'score' "
+                        f"({len(lacking)} such); {iou_type} evaluation needs both")
+    return dets
+
+
+@dataclass
+class CocoEvaluation:
+    """The accumulated evaluation of one result file: slice it by IoU, size range, class, maxDets."""
+
+    name: str
+    iou_type: str
+    area_ranges: dict[str, tuple[float, float]]
+    max_dets: tuple[int, ...]
+    iou_thresholds: np.ndarray
+    recall_thresholds: np.ndarray
+    category_ids: list[int]
+    category_names: list[str]
+    precision: np.ndarray = field(repr=False)  # (T, R, K, A, M), -1 where undefined
+    recall: np.ndarray = field(repr=False)  # (T, K, A, M)
+
+    @property
+    def area_source(self) -> str:
+        return AREA_SOURCE.format(what="box" if self.iou_type == "bbox" else "mask")
+
+    def _a(self, area: str) -> int:
+        if area not in self.area_ranges:
+            raise KeyError(f"no size range {area!r}; have {', '.join(self.area_ranges)}")
+        return list(self.area_ranges).index(area)
+
+    def _t(self, iou: float) -> int:
+        hits = np.where(np.isclose(self.iou_thresholds, iou))[0]
+        if not len(hits):
+            raise KeyError(f"IoU {iou} is not one of the thresholds {self.iou_thresholds.tolist()}")
+        return int(hits[0])
+
+    def average_precision(self, area: str = "all", iou: float | None = None, max_dets: int | None = None,
+                          category: int | None = None) -> float:
+        """AP (in [0, 1], nan when undefined) as pycocotools' summarize computes it."""
+        m = self.max_dets.index(max_dets or self.max_dets[-1])
+        s = self.precision[:, :, :, self._a(area), m]
+        if iou is not None:
+            s = s[self._t(iou):self._t(iou) + 1]
+        if category is not None:
+            s = s[:, :, self.category_ids.index(category):self.category_ids.index(category) + 1]
+        valid = s[s > -1]
+        return float(valid.mean()) if valid.size else math.nan
+
+    def average_recall(self, area: str = "all", max_dets: int | None = None, category: int | None = None) -> float:
+        """AR over IoU thresholds (nan when undefined)."""
+        m = self.max_dets.index(max_dets or self.max_dets[-1])
+        s = self.recall[:, :, self._a(area), m]
+        if category is not None:
+            s = s[:, self.category_ids.index(category)]
+        valid = s[s > -1]
+        return float(valid.mean()) if valid.size else math.nan
+
+    def summary(self) -> dict[str, float]:
+        """The 12 COCO numbers (AP, AP50, AP75, AP_S/M/L, AR1/10/100, AR_S/M/L) in [0, 1]."""
+        top = self.max_dets[-1]
+        size = {"S": "small", "M": "medium", "L": "large"}
+        out = {"AP": self.average_precision(), "AP50": self.average_precision(iou=0.5),
+               "AP75": self.average_precision(iou=0.75)}
+        out.update({f"AP_{k}": self.average_precision(v) if v in self.area_ranges else math.nan
+                    for k, v in size.items()})
+        out.update({f"AR{m}": self.average_recall(max_dets=m) for m in self.max_dets})
+        out.update({f"AR_{k}": self.average_recall(v, top) if v in self.area_ranges else math.nan
+                    for k, v in size.items()})
+        return out
+
+    def pr_curve(self, area: str = "all", iou: float | None = 0.5, category: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(recall thresholds, precision) at one IoU (or averaged over all when None), classes averaged."""
+        p = self.precision[:, :, :, self._a(area), -1].astype(float)
+        if iou is not None:
+            p = p[self._t(iou):self._t(iou) + 1]
+        if category is not None:
+            k = self.category_ids.index(category)
+            p = p[:, :, k:k + 1]
+        p = np.where(p > -1, p, np.nan)
+        with np.errstate(invalid="ignore"), _quiet_nanmean():
+            curve = np.nanmean(p, axis=(0, 2))
+        return self.recall_thresholds, curve
+
+    def per_class_table(self) -> list[dict[str, Any]]:
+        """AP per class and size range."""
+        return [{"category_id": c, "category": n,
+                 **{f"AP_{a}": self.average_precision(a, category=c) for a in self.area_ranges}}
+                for c, n in zip(self.category_ids, self.category_names)]
+
+
+class _quiet_nanmean:
+    def __enter__(self):
+        import warnings
+
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        self._ctx.__exit__(*exc)
+
+
+def evaluate_one(gt: dict, dets: list[dict], name: str, iou_type: str = "bbox",
+                 area_ranges: Mapping[str, tuple[float, float]] | None = None,
+                 max_dets: Sequence[int] = DEFAULT_MAX_DETS) -> CocoEvaluation:
+    """Evaluate one result list against `gt` (already loaded and checked)."""
+    from faster_coco_eval import COCO, COCOeval_faster
+
+    if iou_type not in ("bbox", "segm"):
+        raise CocoError(f"unknown iou type {iou_type!r}; use bbox or segm")
+    ranges = dict(area_ranges or DEFAULT_AREA_RANGES)
+    if "all" not in ranges:
+        raise CocoError("area ranges must include 'all'")
+    coco_gt = COCO(gt)
+    coco_dt = coco_gt.loadRes(dets) if dets else COCO()
+    ev = COCOeval_faster(coco_gt, coco_dt, iou_type, print_function=lambda *a, **k: None)
+    ev.params.areaRng = [list(r) for r in ranges.values()]
+    ev.params.areaRngLbl = list(ranges)
+    ev.params.maxDets = list(max_dets)
+    ev.evaluate()
+    ev.accumulate()
+    cats = coco_gt.loadCats(ev.params.catIds)
+    return CocoEvaluation(name, iou_type, ranges, tuple(max_dets), np.asarray(ev.params.iouThrs),
+                          np.asarray(ev.params.recThrs), list(ev.params.catIds), [c["name"] for c in cats],
+                          np.asarray(ev.eval["precision"]), np.asarray(ev.eval["recall"]))
+
+
+def iter_evaluate(gt: str | Path | dict, results: Mapping[str, str | Path | list], iou_type: str = "bbox",
+                  area_ranges: Mapping[str, tuple[float, float]] | None = None,
+                  max_dets: Sequence[int] = DEFAULT_MAX_DETS) -> Iterator[tuple[int, int, str] | dict[str, CocoEvaluation]]:
+    """Yield (done, total, name) per result file, then {name: CocoEvaluation}."""
+    gt_dict = load_ground_truth(gt)
+    out = {}
+    for i, (name, source) in enumerate(results.items()):
+        dets = load_results(source, gt_dict, iou_type, name)
+        out[name] = evaluate_one(gt_dict, dets, name, iou_type, area_ranges, max_dets)
+        yield i + 1, len(results), name
+    yield out
+
+
+def evaluate(gt: str | Path | dict, results: Mapping[str, str | Path | list], iou_type: str = "bbox",
+             area_ranges: Mapping[str, tuple[float, float]] | None = None,
+             max_dets: Sequence[int] = DEFAULT_MAX_DETS) -> dict[str, CocoEvaluation]:
+    """Evaluate each named result file against the ground truth."""
+    *_, out = iter_evaluate(gt, results, iou_type, area_ranges, max_dets)
+    return out
+
+
+def per_scale_table(evals: Mapping[str, CocoEvaluation], baseline: str | None = None) -> list[dict[str, Any]]:
+    """One row per backbone: the 12 numbers in percent, and their deltas against `baseline`."""
+    if baseline is not None and baseline not in evals:
+        raise CocoError(f"baseline {baseline!r} is not among the results ({', '.join(evals)})")
+    base = evals[baseline].summary() if baseline else None
+    rows = []
+    for name, ev in evals.items():
+        s = ev.summary()
+        row: dict[str, Any] = {"backbone": name, "iou_type": ev.iou_type}
+        row.update({k: 100 * v for k, v in s.items()})
+        if base is not None and name != baseline:
+            row.update({f"Δ{k}": 100 * (v - base[k]) for k, v in s.items()})
+        rows.append(row)
+    return rows
+
+
+def format_table(evals: Mapping[str, CocoEvaluation], baseline: str | None = None,
+                 columns: Sequence[str] = ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L")) -> str:
+    """A text table like the papers': values in %, deltas against the baseline in parentheses."""
+    if not evals:
+        return "(no results)"
+    first = next(iter(evals.values()))
+    rows = per_scale_table(evals, baseline)
+    ranges = ", ".join(f"{k} [{_fmt_area(lo)}, {_fmt_area(hi)})" for k, (lo, hi) in first.area_ranges.items())
+    lines = [f"COCO {first.iou_type} evaluation; maxDets {list(first.max_dets)}; size ranges (px²): {ranges}",
+             f"object size from the {first.area_source}" + (f"; Δ against {baseline}" if baseline else "")]
+    width = max(len(r["backbone"]) for r in rows) + 2
+    lines.append("backbone".ljust(width) + "".join(c.rjust(15) for c in columns))
+    for r in rows:
+        cells = []
+        for c in columns:
+            v = r[c]
+            cell = "-" if math.isnan(v) else f"{v:.1f}"
+            d = r.get(f"Δ{c}")
+            if d is not None and not math.isnan(d):
+                cell += f" ({d:+.1f})"
+            cells.append(cell.rjust(15))
+        lines.append(r["backbone"].ljust(width) + "".join(cells))
+    return "\n".join(lines)
+
+
+def _fmt_area(v: float) -> str:
+    if v >= 1e9:
+        return "∞"
+    root = math.sqrt(v)
+    return f"{int(root)}²" if root == int(root) and v > 0 else f"{v:g}"
