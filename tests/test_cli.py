@@ -133,3 +133,36 @@ def test_image_commands_fail_clearly(tmp_path, image_file, args, needle):
     res = run("activations", *args, "-o", str(tmp_path / "out"), "--width", "0.25")
     assert res.returncode == 2, res.stderr
     assert needle in res.stderr and "Traceback" not in res.stderr
+
+
+def test_coco_command_prints_table_and_writes_every_figure(tmp_path):
+    import json
+
+    from fishspine.analysis.coco_synthetic import synthetic_coco
+
+    gt, dets = synthetic_coco(20, n_categories=3, dets_per_image=15, seed=2, with_masks=True)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "a.json").write_text(json.dumps(dets))
+    (tmp_path / "b.json").write_text(json.dumps(dets[::2]))
+    res = run("coco", "--gt", str(tmp_path / "gt.json"), "--dt", f"ResNet-50={tmp_path / 'a.json'}",
+              "--dt", f"FishNet-150={tmp_path / 'b.json'}", "--baseline", "ResNet-50", "--iou-types", "bbox", "segm",
+              "-o", str(tmp_path / "out"))
+    assert res.returncode == 0, res.stderr
+    assert "COCO bbox evaluation" in res.stdout and "COCO segm evaluation" in res.stdout
+    assert "FishNet-150" in res.stdout and "(-" in res.stdout or "(+" in res.stdout
+    for kind in ("table", "sizes", "pr", "classes_FishNet-150"):
+        _valid_figures(tmp_path / "out" / f"coco_bbox_{kind}")
+    table = json.loads((tmp_path / "out" / "coco_segm.json").read_text())
+    assert table["baseline"] == "ResNet-50" and "area_source" in table
+
+
+def test_coco_command_rejects_results_from_another_split(tmp_path):
+    import json
+
+    from fishspine.analysis.coco_synthetic import synthetic_coco
+
+    gt, dets = synthetic_coco(5, n_categories=2, seed=3)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "a.json").write_text(json.dumps([dict(d, image_id=d["image_id"] + 1000) for d in dets]))
+    res = run("coco", "--gt", str(tmp_path / "gt.json"), "--dt", f"A={tmp_path / 'a.json'}", "-o", str(tmp_path))
+    assert res.returncode == 2 and "not in the ground truth" in res.stderr
