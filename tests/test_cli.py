@@ -149,7 +149,7 @@ def test_coco_command_prints_table_and_writes_every_figure(tmp_path):
               "-o", str(tmp_path / "out"))
     assert res.returncode == 0, res.stderr
     assert "COCO bbox evaluation" in res.stdout and "COCO segm evaluation" in res.stdout
-    assert "FishNet-150" in res.stdout and "(-" in res.stdout or "(+" in res.stdout
+    assert "FishNet-150" in res.stdout and ("(-" in res.stdout or "(+" in res.stdout)
     for kind in ("table", "sizes", "pr", "classes_FishNet-150"):
         _valid_figures(tmp_path / "out" / f"coco_bbox_{kind}")
     table = json.loads((tmp_path / "out" / "coco_segm.json").read_text())

@@ -1,0 +1,73 @@
+"""Turning what the user opens (checkpoints, zoo names, images, folders) into state entries. No Qt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .state import ImageEntry, ModelEntry
+
+CHECKPOINT_SUFFIXES = {".pth", ".pt", ".tar", ".safetensors", ".bin", ".ckpt"}
+DEMO_DIR = Path(__file__).resolve().parents[1] / "assets" / "demo"
+DEMO_ZOO = ("resnet50", "fishnet150", "scnet50", "spinenet49")
+DEMO_WIDTH = 0.25
+
+
+def classify(path: str | Path) -> str:
+    """'image', 'checkpoint', 'session', 'folder' or 'unknown', from the path alone."""
+    from fishspine.analysis.images import IMAGE_SUFFIXES
+
+    p = Path(path)
+    if p.is_dir():
+        return "folder"
+    suffix = p.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return "image"
+    if suffix in CHECKPOINT_SUFFIXES:
+        return "checkpoint"
+    if suffix == ".fishspine" or p.name.endswith(".fishspine.json"):
+        return "session"
+    return "unknown"
+
+
+def load_model_source(source: str, device: str = "cpu") -> ModelEntry:
+    """A checkpoint path, or "zoo:<name>:<width>" for an untrained zoo model."""
+    from fishspine.models import create_model, model_family
+    from fishspine.models.checkpoints import load_checkpoint
+
+    if source.startswith("zoo:"):
+        _, name, width = source.split(":")
+        kwargs = {"width": float(width)}
+        if model_family(name) != "spinenet":
+            kwargs["num_classes"] = 1000
+        model = create_model(name, **kwargs).to(device).eval()
+        label = name if float(width) == 1.0 else f"{name}×{float(width):g}"
+        return ModelEntry(label, model, name, model_family(name), sum(p.numel() for p in model.parameters()),
+                          source, trained=False, device=str(device))
+    ckpt = load_checkpoint(source, device)
+    trained = ckpt.format != "fishspine" or bool(ckpt.meta.get("trained_on"))
+    return ModelEntry(Path(source).stem, ckpt.model, ckpt.variant, ckpt.family, ckpt.num_params, str(source),
+                      trained=trained, device=str(device))
+
+
+def load_image_path(path: str | Path) -> ImageEntry:
+    """An image file as an entry; ImageError with a clear message otherwise."""
+    from fishspine.analysis.images import load_image
+
+    return ImageEntry(Path(path).name, str(path), load_image(path))
+
+
+def images_in(folder: str | Path) -> list[Path]:
+    """Image files directly inside `folder`, sorted."""
+    from fishspine.analysis.images import IMAGE_SUFFIXES
+
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def demo_sources() -> tuple[list[str], list[str]]:
+    """(model sources, image paths) of the demo: the shipped one if present, else untrained tiny zoo models."""
+    if DEMO_DIR.is_dir():
+        models = sorted(str(p) for p in DEMO_DIR.glob("*.safetensors"))
+        images = [str(p) for p in images_in(DEMO_DIR / "images")] if (DEMO_DIR / "images").is_dir() else []
+        if models:
+            return models, images
+    return [f"zoo:{n}:{DEMO_WIDTH}" for n in DEMO_ZOO], []

@@ -1,0 +1,199 @@
+"""The app's state as plain Python objects that emit events (no Qt here, after napari's EventedModel).
+
+Views observe these objects and redraw; workers write results into them. Saving a session writes
+only where things came from (checkpoint paths, zoo names, image paths) and the settings.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+SESSION_VERSION = 1
+
+
+class Event:
+    """A list of callbacks called with keyword arguments when the event fires."""
+
+    def __init__(self) -> None:
+        self._callbacks: list[Callable[..., None]] = []
+
+    def connect(self, callback: Callable[..., None]) -> None:
+        self._callbacks.append(callback)
+
+    def disconnect(self, callback: Callable[..., None]) -> None:
+        self._callbacks.remove(callback)
+
+    def emit(self, **kwargs: Any) -> None:
+        for cb in list(self._callbacks):
+            cb(**kwargs)
+
+
+@dataclass
+class ModelEntry:
+    """A loaded backbone: one column of every view."""
+
+    label: str
+    model: Any  # fishspine.models.Backbone (kept Any so this module imports without torch)
+    variant: str
+    family: str
+    params: int
+    source: str  # checkpoint path, or "zoo:<name>:<width>"
+    trained: bool
+    device: str = "cpu"
+
+
+@dataclass
+class ImageEntry:
+    """A loaded image (RGB uint8 array) and where it came from."""
+
+    label: str
+    path: str
+    pixels: Any  # numpy array (H, W, 3)
+
+
+@dataclass
+class Settings:
+    """What the views compute and how they show it."""
+
+    device: str = "auto"
+    precision: str = "float32"
+    image_size: int = 384
+    reduction: str = "mean_abs"
+    normalisation: str = "block"
+    cam_method: str = "gradcam"
+    class_index: int | None = None
+    gradient_which: str = "output"
+    gallery_rows: int = 8
+    graph_color_by: str = ""
+    coco_gt: str = ""
+    coco_results: dict[str, str] = field(default_factory=dict)
+    coco_baseline: str = ""
+
+
+class AppState:
+    """Models, images, the selection, settings and results; each change fires an event."""
+
+    def __init__(self) -> None:
+        self.models: list[ModelEntry] = []
+        self.images: list[ImageEntry] = []
+        self.selected_image: int = -1
+        self.selected_block: str = ""
+        self.settings = Settings()
+        self.insights: dict[str, Any] = {}  # label -> analysis.interactive.ModelInsight, for the selected image
+        self.coco: dict[str, Any] = {}  # name -> analysis.coco.CocoEvaluation
+        self.messages: list[tuple[str, str]] = []  # (level, text), newest last
+        self.models_changed = Event()
+        self.images_changed = Event()
+        self.selection_changed = Event()
+        self.settings_changed = Event()
+        self.results_changed = Event()
+        self.coco_changed = Event()
+        self.message = Event()
+
+    # -- models
+    def unique_label(self, label: str) -> str:
+        """`label`, or `label (2)` ... if a model already has it."""
+        taken = {m.label for m in self.models}
+        out, n = label, 2
+        while out in taken:
+            out, n = f"{label} ({n})", n + 1
+        return out
+
+    def add_model(self, entry: ModelEntry) -> None:
+        entry.label = self.unique_label(entry.label)
+        self.models.append(entry)
+        self.models_changed.emit()
+
+    def remove_model(self, label: str) -> None:
+        self.models = [m for m in self.models if m.label != label]
+        self.insights.pop(label, None)
+        self.models_changed.emit()
+
+    def rename_model(self, old: str, new: str) -> None:
+        new = new.strip()
+        if not new or new == old:
+            return
+        if any(m.label == new for m in self.models):
+            self.notify("warning", f"a model is already called {new!r}")
+            return
+        for m in self.models:
+            if m.label == old:
+                m.label = new
+        if old in self.insights:
+            self.insights[new] = self.insights.pop(old)
+        self.models_changed.emit()
+
+    def move_model(self, label: str, offset: int) -> None:
+        i = next(i for i, m in enumerate(self.models) if m.label == label)
+        j = max(0, min(len(self.models) - 1, i + offset))
+        self.models.insert(j, self.models.pop(i))
+        self.models_changed.emit()
+
+    # -- images
+    def add_image(self, entry: ImageEntry) -> None:
+        self.images.append(entry)
+        self.images_changed.emit()
+        if self.selected_image < 0:
+            self.select_image(len(self.images) - 1)
+
+    def select_image(self, index: int) -> None:
+        if 0 <= index < len(self.images) and index != self.selected_image:
+            self.selected_image = index
+            self.insights = {}
+            self.selection_changed.emit()
+
+    @property
+    def image(self) -> ImageEntry | None:
+        return self.images[self.selected_image] if 0 <= self.selected_image < len(self.images) else None
+
+    def select_block(self, name: str) -> None:
+        self.selected_block = name
+        self.selection_changed.emit()
+
+    # -- settings, results, messages
+    def update_settings(self, **changes: Any) -> None:
+        for k, v in changes.items():
+            if not hasattr(self.settings, k):
+                raise AttributeError(f"no setting {k!r}")
+            setattr(self.settings, k, v)
+        self.settings_changed.emit(changed=set(changes))
+
+    def set_insights(self, insights: dict[str, Any]) -> None:
+        self.insights = insights
+        self.results_changed.emit()
+
+    def set_coco(self, evals: dict[str, Any]) -> None:
+        self.coco = evals
+        self.coco_changed.emit()
+
+    def notify(self, level: str, text: str) -> None:
+        self.messages.append((level, text))
+        self.message.emit(level=level, text=text)
+
+    # -- sessions
+    def session(self) -> dict[str, Any]:
+        """The session as plain data: sources, images, settings."""
+        return {"fishspine_session": SESSION_VERSION,
+                "models": [{"label": m.label, "source": m.source} for m in self.models],
+                "images": [im.path for im in self.images if im.path],
+                "selected_image": self.selected_image,
+                "settings": asdict(self.settings)}
+
+    def save_session(self, path: str | Path) -> Path:
+        from fishspine.models.atomic_files import atomic_write_bytes
+
+        return atomic_write_bytes(path, json.dumps(self.session(), indent=2).encode())
+
+
+def read_session(path: str | Path) -> dict[str, Any]:
+    """A saved session's data; ValueError with a clear message when it is not one."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not a fishspine session file ({exc})") from exc
+    if not isinstance(data, dict) or data.get("fishspine_session") != SESSION_VERSION:
+        raise ValueError(f"{path}: not a fishspine session file (version {SESSION_VERSION})")
+    return data

@@ -1,0 +1,60 @@
+"""Running analysis generators off the UI thread (after napari's qthreading).
+
+A job is a callable returning a generator that yields progress tuples (done, total, text) and,
+last, its result. The worker runs it in the global QThreadPool and delivers progress, the result
+or the error on the main thread through Qt signals. Cancelling stops it at the next yield.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any, Callable, Iterator
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+
+class WorkerSignals(QObject):
+    """Signals of one job (emitted from the worker thread, delivered on the main thread)."""
+
+    progress = Signal(int, int, str)
+    finished = Signal(object)
+    failed = Signal(str)
+    cancelled = Signal()
+
+
+class GeneratorWorker(QRunnable):
+    """Runs `job()` (a generator) to its last value."""
+
+    def __init__(self, job: Callable[[], Iterator[Any]]) -> None:
+        super().__init__()
+        self.job = job
+        self.signals = WorkerSignals()
+        self._cancelled = False
+        self.setAutoDelete(False)  # the window keeps it until its signals are delivered
+
+    def cancel(self) -> None:
+        self._cancelled = True
+
+    def run(self) -> None:
+        result = None
+        try:
+            for step in self.job():
+                if self._cancelled:
+                    self.signals.cancelled.emit()
+                    return
+                if isinstance(step, tuple) and len(step) == 3 and isinstance(step[0], int):
+                    self.signals.progress.emit(*step)
+                else:
+                    result = step
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a message, the app keeps running
+            detail = str(exc) or type(exc).__name__
+            if not isinstance(exc, (ValueError, KeyError, OSError)):
+                detail += "\n" + traceback.format_exc(limit=3)
+            self.signals.failed.emit(detail)
+            return
+        self.signals.finished.emit(result)
+
+
+def start(worker: GeneratorWorker) -> None:
+    """Queue `worker` on the global thread pool."""
+    QThreadPool.globalInstance().start(worker)
