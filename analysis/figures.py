@@ -44,6 +44,7 @@ STYLE: dict[str, Any] = {
     "svg.fonttype": "none",  # keep text as text in SVG
     "pdf.fonttype": 42,  # TrueType in PDF, editable in Illustrator
     "figure.dpi": 100,
+    "svg.hashsalt": "fishspine",  # reproducible SVG ids: the same figure gives the same file
 }
 
 
@@ -70,9 +71,11 @@ def figure_bytes(fig: Figure, fmt: str) -> bytes:
     if fmt not in FIGURE_FORMATS:
         raise ValueError(f"unknown figure format {fmt!r}; use one of {', '.join(FIGURE_FORMATS)}")
     buf = io.BytesIO()
+    # No dates in the files: the same figure gives the same bytes, from the app or the command line.
+    metadata = {"png": None, "svg": {"Creator": "fishspine", "Date": None},
+                "pdf": {"Creator": "fishspine", "CreationDate": None}}[fmt]
     with matplotlib.rc_context(STYLE):
-        fig.savefig(buf, format=fmt, dpi=PNG_DPI if fmt == "png" else None,
-                    metadata=None if fmt == "png" else {"Creator": "fishspine"})
+        fig.savefig(buf, format=fmt, dpi=PNG_DPI if fmt == "png" else None, metadata=metadata)
     return buf.getvalue()
 
 

@@ -96,13 +96,15 @@ class FigureView(QWidget):
 
         if self.figure is None:
             raise ValueError("nothing to export yet")
+        # A fresh figure at its own size: the one on screen has been resized to the widget.
+        figure = self.build()[0]
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix == ".csv":
             return [write_csv(path, self.data_rows)]
         if suffix == ".json":
             return [write_json(path, self.payload)]
-        return save_figure(self.figure, path)
+        return save_figure(figure, path)
 
     def export_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, f"Export {self.title}", f"{self.title.lower()}.pdf",
@@ -118,7 +120,7 @@ class FigureView(QWidget):
         from fishspine.analysis.figures import figure_bytes
 
         if self.figure is not None:
-            QGuiApplication.clipboard().setImage(QImage.fromData(figure_bytes(self.figure, "png")))
+            QGuiApplication.clipboard().setImage(QImage.fromData(figure_bytes(self.build()[0], "png")))
             self.state.notify("info", f"{self.title} copied to the clipboard")
 
 
