@@ -54,7 +54,7 @@ def graph_figure(graph: ArchitectureGraph, values: Mapping[str, float] | None = 
                         for r in roles]
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
         if values is not None and sc is not None:
-            cb = fig.colorbar(sc, ax=ax, fraction=0.025, pad=0.01, location="left")
+            cb = fig.colorbar(sc, ax=ax, fraction=0.04, pad=0.02, location="bottom", aspect=50, shrink=0.5)
             cb.set_label(value_label)
     return fig
 
@@ -69,8 +69,8 @@ def _draw_edges(ax, graph: ArchitectureGraph) -> None:
     for e in graph.edges:
         (x0, y0), (x1, y1) = graph.positions[e.source], graph.positions[e.target]
         color, rad, ls = EDGE_STYLE[e.kind]
-        if e.kind == "sequential":
-            rad = 0.0
+        # Long edges curve less, so their arcs stay inside the axes.
+        rad = 0.0 if e.kind == "sequential" else rad * min(1.0, 6.0 / max(abs(x1 - x0), 1.0))
         arrow = FancyArrowPatch((x0, y0), (x1, y1), connectionstyle=f"arc3,rad={rad}", arrowstyle="-|>",
                                 mutation_scale=6, lw=0.7 if e.kind == "sequential" else 0.9, color=color,
                                 alpha=0.85, linestyle=ls, zorder=1, shrinkA=3, shrinkB=3)

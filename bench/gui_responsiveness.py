@@ -1,0 +1,60 @@
+"""GUI launch time and UI-thread stalls while models compute (offscreen Qt).
+
+Launch: process start to the window being shown (Python start-up excluded, imports included).
+Stalls: a 10 ms QTimer heartbeat runs on the UI thread while the demo's four backbones are analysed
+in the workers; the longest gap between beats is the longest the UI was blocked.
+
+Run: QT_QPA_PLATFORM=offscreen .venv/bin/python bench/gui_responsiveness.py [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import time
+
+T0 = time.perf_counter()
+
+import argparse  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from fishspine.app.window import MainWindow
+
+    app = QApplication([])
+    window = MainWindow()
+    window.show()
+    app.processEvents()
+    print(f"window shown {time.perf_counter() - T0:.2f} s after process start (imports included)")
+
+    beats: list[float] = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: beats.append(time.perf_counter()))
+    timer.start(10)
+    window.open_demo()
+    t_start = time.perf_counter()
+    while not (window.state.insights and not window._workers):
+        app.processEvents()
+        time.sleep(0.001)
+    print(f"demo models loaded and analysed in {time.perf_counter() - t_start:.1f} s")
+    gaps = []
+    for _ in range(args.rounds):
+        beats.clear()
+        window.state.update_settings(reduction="pca" if window.state.settings.reduction != "pca" else "max")
+        while not window._workers:
+            app.processEvents()
+        while window._workers:
+            app.processEvents()
+            time.sleep(0.001)
+        app.processEvents()
+        gaps.append(max(b - a for a, b in zip(beats, beats[1:])) if len(beats) > 1 else float("nan"))
+    print(f"longest UI-thread stall while 4 models computed, per round (ms): "
+          f"{', '.join(f'{1000 * g:.0f}' for g in gaps)}")
+
+
+if __name__ == "__main__":
+    main()
