@@ -51,7 +51,8 @@ class FishBottleneck(nn.Module):
         self.conv3 = nn.Conv2d(mid, planes, 1, bias=False)
         self.shortcut = None
         if not up and inplanes != planes:
-            self.shortcut = nn.Sequential(nn.BatchNorm2d(inplanes), nn.ReLU(), nn.Conv2d(inplanes, planes, 1, bias=False))
+            self.shortcut = nn.Sequential(nn.BatchNorm2d(inplanes), nn.ReLU(inplace=True),
+                                          nn.Conv2d(inplanes, planes, 1, bias=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # In-place ReLUs only on fresh BN outputs, never on a tensor another block sees.
@@ -74,8 +75,8 @@ def _units(inplanes: int, planes: int, n: int, up: bool = False, k: int = 1, dil
 
 
 def _score(in_ch: int, out_ch: int, pooled: bool) -> list[nn.Module]:
-    conv = nn.Sequential(nn.BatchNorm2d(in_ch), nn.ReLU(), nn.Conv2d(in_ch, in_ch // 2, 1, bias=False),
-                         nn.BatchNorm2d(in_ch // 2), nn.ReLU())
+    conv = nn.Sequential(nn.BatchNorm2d(in_ch), nn.ReLU(inplace=True), nn.Conv2d(in_ch, in_ch // 2, 1, bias=False),
+                         nn.BatchNorm2d(in_ch // 2), nn.ReLU(inplace=True))
     fc = nn.Conv2d(in_ch // 2, out_ch, 1, bias=True)
     return [conv, nn.Sequential(nn.AdaptiveAvgPool2d(1), fc) if pooled else fc]
 
@@ -186,7 +187,7 @@ class FishNet(Backbone):
 
     @staticmethod
     def _conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-        return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
     @staticmethod
     def _unit_blocks(blocks: list[BlockInfo], prefix: str, role: str, level: int, channels: int, n: int,

@@ -88,8 +88,9 @@ class SCNet(StagedBackbone):
             sw = scaled(stem_width, width)
             stem_out = sw * 2
             self.conv1 = nn.Sequential(
-                nn.Conv2d(3, sw, 3, 2, 1, bias=False), nn.BatchNorm2d(sw), nn.ReLU(),
-                nn.Conv2d(sw, sw, 3, 1, 1, bias=False), nn.BatchNorm2d(sw), nn.ReLU(),
+                # In-place ReLUs on fresh BN outputs only (never on a tensor a hook has seen).
+                nn.Conv2d(3, sw, 3, 2, 1, bias=False), nn.BatchNorm2d(sw), nn.ReLU(inplace=True),
+                nn.Conv2d(sw, sw, 3, 1, 1, bias=False), nn.BatchNorm2d(sw), nn.ReLU(inplace=True),
                 nn.Conv2d(sw, stem_out, 3, 1, 1, bias=False))
             kind = "3x conv3x3+maxpool"
         else:
@@ -117,7 +118,7 @@ class SCNet(StagedBackbone):
         init_conv_bn(self)
 
     def stem_forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.maxpool(F.relu(self.bn1(self.conv1(x))))
+        return self.maxpool(F.relu(self.bn1(self.conv1(x)), inplace=True))
 
 
 def _create_scnet(layers: tuple[int, ...], **kwargs) -> SCNet:

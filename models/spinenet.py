@@ -62,7 +62,7 @@ class ConvNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.bn(self.conv(x))
-        return F.relu(x) if self.act else x
+        return F.relu(x, inplace=True) if self.act else x  # x is this module's fresh BN output
 
 
 class Resample(nn.Module):
