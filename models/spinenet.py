@@ -24,7 +24,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from .backbone import Backbone, BlockInfo
 from .registry import register_model
-from .resnet import scaled
+from .resnet import init_conv_bn, scaled
 
 FILTER_SIZE = {1: 32, 2: 64, 3: 128, 4: 256, 5: 256, 6: 256, 7: 256}
 OUTPUT_LEVELS = (3, 4, 5, 6, 7)
@@ -181,12 +181,7 @@ class SpineNet(Backbone):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_conv_bn(self)
         for m in self.modules():  # zero-init residuals, as the port does
             if isinstance(m, Bottleneck):
                 nn.init.zeros_(m.bn3.weight)
