@@ -67,12 +67,16 @@ def analyse(model: Backbone, x: torch.Tensor, label: str = "", cam_block: str | 
 
 
 def iter_analysis(models: Mapping[str, Backbone], x: torch.Tensor, normalisation: str = "block",
+                  cam_blocks: Mapping[str, str] | None = None,
                   **kwargs) -> Iterator[tuple[int, int, str] | dict[str, ModelInsight]]:
-    """Yield (done, total, model label) per model, then {label: ModelInsight} with maps normalised."""
+    """Yield (done, total, model label) per model, then {label: ModelInsight} with maps normalised.
+
+    `cam_blocks` picks the CAM block per model label (default: `default_cam_block`)."""
     out: dict[str, ModelInsight] = {}
     for i, (label, model) in enumerate(models.items()):
         device = next(model.parameters()).device
-        out[label] = analyse(model, x.to(device), label, **kwargs)
+        block = (cam_blocks or {}).get(label)
+        out[label] = analyse(model, x.to(device), label, cam_block=block, **kwargs)
         yield i + 1, len(models), label
     normalise([r.activations for r in out.values()], normalisation)
     yield out

@@ -30,7 +30,16 @@ def classify(path: str | Path) -> str:
 
 
 def load_model_source(source: str, device: str = "cpu") -> ModelEntry:
-    """A checkpoint path, or "zoo:<name>:<width>" for an untrained zoo model."""
+    """A checkpoint path, or "zoo:<name>:<width>" for an untrained zoo model, with its MACs counted."""
+    entry = _load_model_source(source, device)
+    from fishspine.analysis.graph import block_macs
+
+    size = 640 if entry.family == "spinenet" else 224
+    entry.macs = sum(block_macs(entry.model, size).values())
+    return entry
+
+
+def _load_model_source(source: str, device: str) -> ModelEntry:
     from fishspine.models import create_model, model_family
     from fishspine.models.checkpoints import load_checkpoint
 

@@ -43,6 +43,7 @@ class ModelEntry:
     source: str  # checkpoint path, or "zoo:<name>:<width>"
     trained: bool
     device: str = "cpu"
+    macs: int = 0  # per 224x224 image (640x640 for SpineNet), convolutions and linear layers
 
 
 @dataclass

@@ -526,7 +526,9 @@ class MainWindow(QMainWindow):
         self.model_list.clear()
         for m in self.state.models:
             badge = "" if m.trained else "  [untrained]"
-            item = QListWidgetItem(f"{m.label}{badge}\n  {m.variant} · {m.params / 1e6:.2f} M params · {m.device}")
+            size = 640 if m.family == "spinenet" else 224
+            item = QListWidgetItem(f"{m.label}{badge}\n  {m.variant} · {m.params / 1e6:.2f} M params · "
+                                   f"{m.macs / 1e9:.2f} GMACs@{size} · {m.device}")
             item.setData(Qt.UserRole, m.label)
             if not m.trained:
                 item.setForeground(Qt.darkRed)
@@ -587,6 +589,22 @@ class MainWindow(QMainWindow):
         for w in list(self._workers):
             w.cancel()
 
+    def closeEvent(self, event) -> None:
+        # Jobs report to this window's widgets: stop them before the widgets go.
+        self.cancel_jobs()
+        self._pending_analysis.stop()
+        for w in list(self._workers):
+            for sig in (w.signals.progress, w.signals.finished, w.signals.failed, w.signals.cancelled):
+                try:
+                    sig.disconnect()
+                except (RuntimeError, TypeError):
+                    pass
+        from PySide6.QtCore import QThreadPool
+
+        QThreadPool.globalInstance().waitForDone(60_000)
+        self._workers.clear()
+        super().closeEvent(event)
+
     def schedule_analysis(self) -> None:
         self._pending_analysis.start()
 
@@ -598,6 +616,11 @@ class MainWindow(QMainWindow):
         s = self.state.settings
         models = {m.label: m.model for m in self.state.models}
         pixels = self.state.image.pixels
+        # The block selected in any view drives the CAM of every model that has it.
+        chosen = self.state.selected_block
+        cam_blocks = {m.label: chosen for m in self.state.models if chosen and any(
+            b.name == chosen for b in m.model.blocks)}
+        options = {"cam_method": s.cam_method, "reduction": s.reduction, "class_index": s.class_index}
 
         def job():
             import torch
@@ -611,16 +634,21 @@ class MainWindow(QMainWindow):
             use_bf16 = s.precision == "bf16"
             try:
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    yield from iter_analysis(models, x, s.normalisation, cam_method=s.cam_method,
-                                             reduction=s.reduction, class_index=s.class_index)
+                    yield from iter_analysis(models, x, s.normalisation, cam_blocks, **options)
             except torch.cuda.OutOfMemoryError:
                 torch.cuda.empty_cache()
                 for m in models.values():
                     m.to("cpu")
-                yield from iter_analysis(models, x.cpu(), s.normalisation, cam_method=s.cam_method,
-                                         reduction=s.reduction, class_index=s.class_index)
+                yield 0, len(models), "GPU out of memory: continuing on the CPU"
+                yield from iter_analysis(models, x.cpu(), s.normalisation, cam_blocks, **options)
 
         def finished(result):
+            moved = [e for e in self.state.models if str(next(e.model.parameters()).device) != e.device]
+            if moved:
+                for e in moved:
+                    e.device = str(next(e.model.parameters()).device)
+                self.state.notify("warning", "the GPU ran out of memory: models moved to the CPU")
+                self._models_changed()
             if result is not None:
                 self.state.set_insights(result)
 

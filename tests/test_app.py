@@ -128,3 +128,14 @@ def test_model_columns_can_be_renamed_reordered_removed(qtbot, window, files):
     assert "already called" in window.state.messages[-1][1]
     window.state.remove_model(labels[0])
     assert [m.label for m in window.state.models] == [labels[1]]
+
+
+def test_selecting_a_block_drives_the_cam_and_lists_macs(qtbot, window, files):
+    open_and_analyse(qtbot, window, files)
+    assert all(m.macs > 0 for m in window.state.models)
+    assert "GMACs" in window.model_list.item(0).text()
+    window.state.select_block("layer3.1")  # only the ResNet has it; FishNet keeps its default
+    qtbot.waitUntil(lambda: window.state.insights.get("r50") is not None
+                    and window.state.insights["r50"].cam.block == "layer3.1", timeout=60_000)
+    wait_idle(qtbot, window)
+    assert window.state.insights["f99"].cam.block == "score"
