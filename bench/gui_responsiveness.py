@@ -16,6 +16,27 @@ T0 = time.perf_counter()
 import argparse  # noqa: E402
 
 
+def wait_until(condition, poll_ms: int = 5) -> None:
+    """Run the Qt event loop until `condition()` holds.
+
+    Not a Python loop around QApplication.processEvents(): in PySide6 6.12.0 each such call drops a
+    reference to None, and a few hundred thousand calls crash the interpreter.
+    """
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    timer = QTimer()
+
+    def check() -> None:
+        if condition():
+            loop.quit()
+
+    timer.timeout.connect(check)
+    timer.start(poll_ms)
+    loop.exec()
+    timer.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
@@ -28,29 +49,26 @@ def main() -> None:
     app = QApplication([])
     window = MainWindow()
     window.show()
-    app.processEvents()
+    wait_until(window.isVisible)
     print(f"window shown {time.perf_counter() - T0:.2f} s after process start (imports included)")
 
     beats: list[float] = []
     timer = QTimer()
-    timer.timeout.connect(lambda: beats.append(time.perf_counter()))
+    def beat() -> None:
+        beats.append(time.perf_counter())
+
+    timer.timeout.connect(beat)
     timer.start(10)
     window.open_demo()
     t_start = time.perf_counter()
-    while not (window.state.insights and not window._workers):
-        app.processEvents()
-        time.sleep(0.001)
+    wait_until(lambda: bool(window.state.insights) and not window._workers)
     print(f"demo models loaded and analysed in {time.perf_counter() - t_start:.1f} s")
     gaps = []
     for _ in range(args.rounds):
         beats.clear()
         window.state.update_settings(reduction="pca" if window.state.settings.reduction != "pca" else "max")
-        while not window._workers:
-            app.processEvents()
-        while window._workers:
-            app.processEvents()
-            time.sleep(0.001)
-        app.processEvents()
+        wait_until(lambda: bool(window._workers))
+        wait_until(lambda: not window._workers)
         gaps.append(max(b - a for a, b in zip(beats, beats[1:])) if len(beats) > 1 else float("nan"))
     print(f"longest UI-thread stall while 4 models computed, per round (ms): "
           f"{', '.join(f'{1000 * g:.0f}' for g in gaps)}")
