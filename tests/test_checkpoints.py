@@ -52,6 +52,7 @@ def write_official(variant: str, sd: dict[str, torch.Tensor], folder) -> str:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", OFFICIAL_VARIANTS)
 def test_official_layout_loads_strictly_and_is_recognised(variant, tmp_path):
     manifest = load_manifest(variant)

@@ -10,6 +10,7 @@ from fishspine.models import create_model
 from .golden import check_golden, deterministic_state_dict, golden_input
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["fishnet99", "fishnet150", "fishnet201"])
 def test_logits_match_authors_code(variant):
     """Golden logits were produced by the authors' fishnet.py with the same weights (64x64, batch 2)."""

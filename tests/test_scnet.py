@@ -10,6 +10,7 @@ from fishspine.models import create_model
 from .golden import check_golden, deterministic_state_dict, golden_input
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["scnet50", "scnet50_v1d", "scnet101", "scnet101_v1d"])
 def test_logits_match_authors_code(variant):
     """Golden logits were produced by the authors' scnet.py with the same weights (97x97, batch 2)."""

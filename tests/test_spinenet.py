@@ -24,6 +24,7 @@ def summarize(outputs: dict[int, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_outputs_match_the_pytorch_port(variant):
     """Goldens were produced by yan-roo/SpineNet-Pytorch's spinenet.py (BN eps 1e-3) with the same weights, 128x128."""

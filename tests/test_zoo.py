@@ -138,6 +138,7 @@ def _live_tensors() -> int:
     return sum(1 for o in gc.get_objects() if type(o) in (torch.Tensor, torch.nn.Parameter))
 
 
+@pytest.mark.slow
 def test_thousand_captures_leave_no_hooks_and_no_memory_growth():
     model = tiny("resnet50")
     x = torch.randn(1, 3, 32, 32)
