@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install --upgrade --quiet pip
 	# torch/torchvision pinned to the builds this project is developed and tested with.
 	$(PIP) install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PIP) install --quiet -e '.[test,bench]'
+	$(PIP) install --quiet -e '.[test]'
 	touch $(STAMP)
 
 debian-packages:
