@@ -19,8 +19,7 @@ import torch.nn.functional as F
 
 from fishspine.models import Backbone
 
-REDUCTIONS = ("mean_abs", "max", "topk", "pca")
-NORMALISATIONS = ("block", "model", "global")
+from .options import NORMALISATIONS, REDUCTIONS
 
 
 @dataclass

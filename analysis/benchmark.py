@@ -17,7 +17,7 @@ import torch
 
 from fishspine.models import create_model, list_models, model_family
 
-MODES = ("fp32", "bf16-cl", "bf16-cl-compile")
+from .options import BENCH_MODES as MODES
 BASELINE = "torchvision_resnet50"
 
 

@@ -16,7 +16,7 @@ from fishspine.models import Backbone
 
 from .targets import feature_energy, objective
 
-CAM_METHODS = ("gradcam", "gradcampp", "layercam")
+from .options import CAM_METHODS
 
 
 @dataclass

@@ -127,7 +127,7 @@ def cmd_bench_models(args: argparse.Namespace) -> int:
 
 
 def _add_bench(sub) -> None:
-    from .benchmark import MODES
+    from .options import BENCH_MODES as MODES
 
     p = sub.add_parser("bench", help="benchmarks")
     bsub = p.add_subparsers(dest="bench_what", required=True, metavar="WHAT")
@@ -339,8 +339,7 @@ def cmd_gradients(args: argparse.Namespace) -> int:
 
 
 def _add_activations(sub) -> None:
-    from .activations import NORMALISATIONS, REDUCTIONS
-    from .cam import CAM_METHODS
+    from .options import CAM_METHODS, NORMALISATIONS, REDUCTIONS
 
     p = sub.add_parser("activations", help="per-block activation maps, models side by side",
                        description=cmd_activations.__doc__)
