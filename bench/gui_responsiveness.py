@@ -46,7 +46,7 @@ def main() -> None:
 
     from fishspine.app.window import MainWindow
 
-    app = QApplication([])
+    app = QApplication([])  # noqa: F841 - the application must stay referenced while the window lives
     window = MainWindow()
     window.show()
     wait_until(window.isVisible)
