@@ -437,6 +437,40 @@ def _add_coco(sub) -> None:
     p.set_defaults(func=cmd_coco)
 
 
+# ------------------------------------------------------------------------------------------- data
+
+
+def cmd_data_synth(args: argparse.Namespace) -> int:
+    """Write the generated COCO-format dataset (shapes with masks, all three size ranges)."""
+    from .synth import SynthConfig, iter_synth
+
+    config = SynthConfig(train=args.train, val=args.val, image_size=args.size, seed=args.seed)
+    bar = _progress(args.train + args.val, "images")
+    for step in iter_synth(args.output, config):
+        if isinstance(step, dict):
+            summary = step
+        else:
+            bar.update(1)
+    bar.close()
+    for split, info in summary["splits"].items():
+        print(f"{split}: {info['images']} images, {info['objects']} objects "
+              f"(small {info['small']:.0%}, medium {info['medium']:.0%}, large {info['large']:.0%}) -> "
+              f"{info['annotations']}")
+    return 0
+
+
+def _add_data(sub) -> None:
+    p = sub.add_parser("data", help="datasets")
+    dsub = p.add_subparsers(dest="data_what", required=True, metavar="WHAT")
+    s = dsub.add_parser("synth", help="generate the COCO-format demo dataset", description=cmd_data_synth.__doc__)
+    s.add_argument("output", type=Path, help="output folder (train/, val/, annotations/)")
+    s.add_argument("--train", type=int, default=400, help="training images (default 400)")
+    s.add_argument("--val", type=int, default=100, help="validation images (default 100)")
+    s.add_argument("--size", type=int, default=320, help="image side in pixels (default 320)")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_data_synth)
+
+
 # ------------------------------------------------------------------------------------------- main
 
 
@@ -449,7 +483,7 @@ def _device(name: str):
         raise UserError(str(exc)) from exc
 
 
-SUBCOMMANDS: list[Callable] = [_add_models, _add_inspect, _add_graph, _add_activations, _add_coco, _add_bench]
+SUBCOMMANDS: list[Callable] = [_add_models, _add_inspect, _add_graph, _add_activations, _add_coco, _add_data, _add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:
