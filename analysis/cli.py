@@ -471,6 +471,60 @@ def _add_data(sub) -> None:
     s.set_defaults(func=cmd_data_synth)
 
 
+# ------------------------------------------------------------------------------------------ train
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a backbone with an FCOS head on a COCO-format dataset; write checkpoints and val detections."""
+    from fishspine.models import list_models
+
+    from .train import TrainConfig, iter_train
+
+    if args.backbone not in list_models():
+        raise UserError(f"unknown backbone {args.backbone!r}; `fishspine models` lists them")
+    cfg = TrainConfig(args.backbone, str(args.data), str(args.out or Path("runs") / args.backbone), args.width,
+                      args.epochs, args.batch, args.lr, image_size=args.image_size, device=args.device,
+                      resume=args.resume, max_steps=args.max_steps)
+    _device(args.device)
+    bar = None
+    try:
+        for step in iter_train(cfg):
+            if isinstance(step, dict):
+                summary = step
+                continue
+            if bar is None:
+                bar = _progress(step[1], "train")
+            bar.update(1)
+            bar.set_postfix_str(step[2])
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"trained {summary['backbone']} for {summary['steps']} steps in {summary['seconds']:.0f} s on "
+          f"{summary['device']}; last loss {summary['losses'][-1]:.3f}")
+    print(f"backbone checkpoint: {summary['checkpoint']}")
+    print(f"validation detections: {summary['detections']}")
+    return 0
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a backbone with a detection head", description=cmd_train.__doc__)
+    p.add_argument("--backbone", required=True, help="zoo model name")
+    p.add_argument("--data", required=True, type=Path,
+                   help="dataset folder: annotations/instances_{train,val}.json, train/, val/")
+    p.add_argument("--out", type=Path, help="run folder (default runs/BACKBONE)")
+    p.add_argument("--width", type=float, default=0.25, help="channel multiplier (default 0.25: demo-sized)")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--image-size", type=int, default=320)
+    p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: no limit)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    _add_device(p)
+    p.set_defaults(func=cmd_train)
+
+
 # ------------------------------------------------------------------------------------------- main
 
 
@@ -483,7 +537,7 @@ def _device(name: str):
         raise UserError(str(exc)) from exc
 
 
-SUBCOMMANDS: list[Callable] = [_add_models, _add_inspect, _add_graph, _add_activations, _add_coco, _add_data, _add_bench]
+SUBCOMMANDS: list[Callable] = [_add_models, _add_inspect, _add_graph, _add_activations, _add_coco, _add_data, _add_train, _add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -166,3 +166,17 @@ def test_coco_command_rejects_results_from_another_split(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps([dict(d, image_id=d["image_id"] + 1000) for d in dets]))
     res = run("coco", "--gt", str(tmp_path / "gt.json"), "--dt", f"A={tmp_path / 'a.json'}", "-o", str(tmp_path))
     assert res.returncode == 2 and "not in the ground truth" in res.stderr
+
+
+def test_data_synth_then_train_then_inspect(tmp_path):
+    res = run("data", "synth", str(tmp_path / "d"), "--train", "4", "--val", "2", "--size", "96")
+    assert res.returncode == 0, res.stderr
+    assert "train: 4 images" in res.stdout
+    res = run("train", "--backbone", "spinenet49S", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "r"),
+              "--epochs", "1", "--batch", "2", "--image-size", "96", "--device", "cpu")
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "r" / "val_detections.json").exists()
+    res = run("inspect", "-q", str(tmp_path / "r" / "backbone_epoch1.safetensors"))
+    assert res.returncode == 0 and "variant:   spinenet49S" in res.stdout
+    res = run("train", "--backbone", "resnet50", "--data", str(tmp_path / "nothing"), "--device", "cpu")
+    assert res.returncode == 2 and "instances_train.json" in res.stderr

@@ -1,0 +1,191 @@
+"""Training a backbone with an FCOS detection head on any COCO-format dataset.
+
+`iter_train` is a generator (progress, then a summary) so the app or the command line can run it.
+Every epoch writes the backbone alone in fishspine's format (`backbone_epochN.safetensors`,
+loadable by `load_checkpoint`), and `last.pt` with the whole detector, the optimiser and the label
+map for `--resume` (plain tensors and containers: it loads with `weights_only=True`). At the end
+the detector's validation detections are written as a COCO result json.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from fishspine.models import create_model, model_family
+from fishspine.models.checkpoints import save_checkpoint
+
+from .detection import build_detector
+from .device import resolve_device
+
+
+@dataclass
+class TrainConfig:
+    """One training run."""
+
+    backbone: str
+    data: str  # folder with annotations/instances_{train,val}.json and train/, val/ images
+    out: str = "runs"
+    width: float = 0.25
+    epochs: int = 12
+    batch: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    image_size: int = 320
+    device: str = "auto"
+    seed: int = 0
+    resume: bool = False
+    max_steps: int = 0  # stop after this many steps in total (0: no limit); for tests and budgets
+
+
+class CocoDetectionData:
+    """Images and boxes of one split of a COCO-format dataset, labels made contiguous (0..K-1)."""
+
+    def __init__(self, root: str | Path, split: str, image_size: int, categories: list[int] | None = None) -> None:
+        root = Path(root)
+        ann = root / "annotations" / f"instances_{split}.json"
+        if not ann.exists():
+            raise ValueError(f"{ann}: not found; a dataset folder holds annotations/instances_{split}.json "
+                             f"and the images in {split}/")
+        gt = json.loads(ann.read_text())
+        self.root, self.split, self.size, self.gt = root, split, image_size, gt
+        self.categories = categories or sorted(c["id"] for c in gt["categories"])
+        self.label_of = {c: i for i, c in enumerate(self.categories)}
+        self.images = gt["images"]
+        self.boxes: dict[int, list] = {im["id"]: [] for im in self.images}
+        for a in gt["annotations"]:
+            if not a.get("iscrowd", 0) and a["category_id"] in self.label_of and a["bbox"][2] > 1 and a["bbox"][3] > 1:
+                self.boxes[a["image_id"]].append((a["bbox"], self.label_of[a["category_id"]]))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def load(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor], float]:
+        """(image in [0, 1] scaled so its longer side is image_size, target, scale)."""
+        from PIL import Image
+
+        im = self.images[i]
+        path = self.root / self.split / im["file_name"]
+        if not path.exists():
+            path = self.root / im["file_name"]
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            scale = self.size / max(img.size)
+            if scale != 1:
+                img = img.resize((round(img.width * scale), round(img.height * scale)), Image.BILINEAR)
+            x = torch.from_numpy(np.array(img)).permute(2, 0, 1).float() / 255
+        boxes = [[b[0] * scale, b[1] * scale, (b[0] + b[2]) * scale, (b[1] + b[3]) * scale] for b, _ in self.boxes[im["id"]]]
+        target = {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+                  "labels": torch.tensor([lbl for _, lbl in self.boxes[im["id"]]], dtype=torch.int64)}
+        return x, target, scale
+
+
+def _detector_for(cfg: TrainConfig, num_classes: int):
+    kwargs: dict[str, Any] = {"width": cfg.width}
+    if model_family(cfg.backbone) != "spinenet":
+        kwargs["num_classes"] = 0  # the detector needs the features, not a classifier
+    backbone = create_model(cfg.backbone, **kwargs)
+    return backbone, build_detector(backbone, num_classes, cfg.image_size)
+
+
+def iter_train(cfg: TrainConfig) -> Iterator[tuple[int, int, str] | dict[str, Any]]:
+    """Train; yield (step, total steps, text with the loss) and finally a summary dict."""
+    torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    train = CocoDetectionData(cfg.data, "train", cfg.image_size)
+    val = CocoDetectionData(cfg.data, "val", cfg.image_size, train.categories)
+    backbone, detector = _detector_for(cfg, len(train.categories))
+    detector.to(device)
+    optimizer = torch.optim.AdamW(detector.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start_epoch = 0
+    if cfg.resume and (out / "last.pt").exists():
+        state = torch.load(out / "last.pt", map_location=device, weights_only=True)
+        detector.load_state_dict(state["detector"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch = state["epoch"]
+    steps_per_epoch = math.ceil(len(train) / cfg.batch)
+    total = steps_per_epoch * cfg.epochs
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(s, total) / max(total, 1))))
+    use_bf16 = device.type == "cuda"
+    rng = np.random.default_rng(cfg.seed)
+    step, losses, t0 = start_epoch * steps_per_epoch, [], time.perf_counter()
+    for epoch in range(start_epoch, cfg.epochs):
+        detector.train()
+        order = rng.permutation(len(train))
+        for b in range(steps_per_epoch):
+            if cfg.max_steps and step >= cfg.max_steps:
+                break
+            batch = [train.load(int(i)) for i in order[b * cfg.batch:(b + 1) * cfg.batch]]
+            images = [x.to(device) for x, _, _ in batch]
+            targets = [{k: v.to(device) for k, v in t.items()} for _, t, _ in batch]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                loss_parts = detector(images, targets)
+            loss = sum(loss_parts.values())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(detector.parameters(), 10.0)
+            optimizer.step()
+            schedule.step()
+            step += 1
+            losses.append(float(loss.detach()))
+            yield step, total, f"epoch {epoch + 1}/{cfg.epochs} loss {losses[-1]:.3f}"
+        _save_epoch(cfg, backbone, detector, optimizer, epoch + 1, train)
+        if cfg.max_steps and step >= cfg.max_steps:
+            break
+    result_path = out / "val_detections.json"
+    detections = predict(detector, val, device)
+    result_path.write_text(json.dumps(detections))
+    yield {"backbone": cfg.backbone, "steps": step, "losses": losses, "seconds": time.perf_counter() - t0,
+           "checkpoint": str(out / f"backbone_epoch{epoch + 1}.safetensors"), "detections": str(result_path),
+           "device": str(device)}
+
+
+def _save_epoch(cfg: TrainConfig, backbone, detector, optimizer, epoch: int, data: CocoDetectionData) -> None:
+    out = Path(cfg.out)
+    save_checkpoint(backbone, out / f"backbone_epoch{epoch}.safetensors",
+                    trained_on=f"{Path(cfg.data).name}: FCOS detection, {epoch} epochs",
+                    train_config=asdict(cfg))
+    state = {"epoch": epoch, "detector": detector.state_dict(), "optimizer": optimizer.state_dict(),
+             "categories": data.categories, "config": asdict(cfg)}
+    from fishspine.models.atomic_files import atomic_path
+
+    with atomic_path(out / "last.pt") as tmp:
+        torch.save(state, tmp)
+
+
+@torch.no_grad()
+def predict(detector, data: CocoDetectionData, device: torch.device, batch: int = 8) -> list[dict]:
+    """COCO result entries for every image of `data`, in its original coordinates and category ids."""
+    detector.eval()
+    results = []
+    for b in range(0, len(data), batch):
+        items = [data.load(i) for i in range(b, min(b + batch, len(data)))]
+        outs = detector([x.to(device) for x, _, _ in items])
+        for (x, _, scale), o, im in zip(items, outs, data.images[b:b + batch]):
+            for box, score, label in zip(o["boxes"].cpu().tolist(), o["scores"].cpu().tolist(), o["labels"].cpu().tolist()):
+                x0, y0, x1, y1 = (v / scale for v in box)
+                results.append({"image_id": im["id"], "category_id": data.categories[label],
+                                "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+                                "score": round(float(score), 5)})
+    return results
+
+
+def load_detector(run_dir: str | Path, device: str | torch.device = "cpu"):
+    """The detector saved in `run_dir/last.pt` (weights only), ready for `predict`."""
+    state = torch.load(Path(run_dir) / "last.pt", map_location=device, weights_only=True)
+    cfg = TrainConfig(**state["config"])
+    _, detector = _detector_for(cfg, len(state["categories"]))
+    detector.load_state_dict(state["detector"])
+    return detector.to(device).eval(), state["categories"]
