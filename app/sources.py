@@ -72,11 +72,19 @@ def images_in(folder: str | Path) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def demo_sources() -> tuple[list[str], list[str]]:
-    """(model sources, image paths) of the demo: the shipped one if present, else untrained tiny zoo models."""
-    if DEMO_DIR.is_dir():
-        models = sorted(str(p) for p in DEMO_DIR.glob("*.safetensors"))
-        images = [str(p) for p in images_in(DEMO_DIR / "images")] if (DEMO_DIR / "images").is_dir() else []
-        if models:
-            return models, images
-    return [f"zoo:{n}:{DEMO_WIDTH}" for n in DEMO_ZOO], []
+def demo_sources() -> dict:
+    """The demo: {"models": sources, "images": paths, "coco_gt": path, "coco_results": {name: path}}.
+
+    The shipped demo (assets/demo: trained checkpoints, sample images, the generated dataset's val
+    ground truth and each backbone's detections) when present, else untrained tiny zoo models.
+    """
+    checkpoints = sorted(DEMO_DIR.glob("checkpoints/*.safetensors")) if DEMO_DIR.is_dir() else []
+    if not checkpoints:
+        return {"models": [f"zoo:{n}:{DEMO_WIDTH}" for n in DEMO_ZOO], "images": [], "coco_gt": "",
+                "coco_results": {}}
+    coco = DEMO_DIR / "coco"
+    gt = coco / "instances_val.json"
+    results = {p.stem: str(p) for p in sorted(coco.glob("*.json")) if p != gt}
+    return {"models": [str(p) for p in checkpoints],
+            "images": [str(p) for p in images_in(DEMO_DIR / "images")] if (DEMO_DIR / "images").is_dir() else [],
+            "coco_gt": str(gt) if gt.exists() else "", "coco_results": results}

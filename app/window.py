@@ -749,15 +749,20 @@ class MainWindow(QMainWindow):
             self.add_image(p)
 
     def open_demo(self) -> None:
-        models, images = demo_sources()
-        for src in models:
+        demo = demo_sources()
+        for src in demo["models"]:
             self.add_model_source(src)
-        for p in images:
+        for p in demo["images"]:
             self.add_image(p)
-        if not images:
+        if not demo["images"]:
             from fishspine.analysis.images import sample_image
 
             self.state.add_image(ImageEntry("sample (generated)", "", sample_image(384)))
+        if demo["coco_gt"] and demo["coco_results"]:
+            baseline = next((n for n in demo["coco_results"] if "ResNet" in n), "")
+            self.state.update_settings(coco_gt=demo["coco_gt"], coco_results=dict(demo["coco_results"]),
+                                       coco_baseline=baseline)
+            self.views["coco"].evaluate()
 
     # ------------------------------------------------------------------ drag and drop, menus
     def dragEnterEvent(self, event) -> None:

@@ -167,3 +167,8 @@ def test_dict_without_tensors_is_not_a_state_dict(tmp_path):
     torch.save({"lr": 0.1, "epochs": 3}, path)
     with pytest.raises(CheckpointError, match="not a state_dict"):
         load_checkpoint(path)
+
+
+def test_saved_files_get_ordinary_permissions(tmp_path):
+    path = save_checkpoint(create_model("resnet50", width=0.25), tmp_path / "m.safetensors")
+    assert path.stat().st_mode & 0o644 == 0o644
