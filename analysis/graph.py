@@ -97,6 +97,7 @@ def block_macs(model: Backbone, input_size: int = 224) -> dict[str, int]:
         twin = create_model(model.variant, **model.config) if model.variant else None
     if twin is None:
         raise ValueError("block_macs needs a model built with create_model")
+    twin.eval()  # train-mode BN refuses 1x1 maps of one image, which small widths reach
     owner: dict[str, str] = {}
     for b in twin.blocks:
         for path in b.modules:

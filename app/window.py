@@ -581,7 +581,12 @@ class MainWindow(QMainWindow):
                                                             self.progress.setFormat(f"{title}: {text} (%p%)")))
         worker.signals.finished.connect(lambda r: (done(), on_result(r)))
         worker.signals.failed.connect(lambda msg: (done(), self.state.notify("error", f"{title}: {msg}")))
-        worker.signals.cancelled.connect(lambda: (done(), self.state.notify("info", f"{title} cancelled")))
+        def cancelled() -> None:
+            done()
+            if title != "analysis":  # a superseded analysis is not news
+                self.state.notify("info", f"{title} cancelled")
+
+        worker.signals.cancelled.connect(cancelled)
         start(worker)
         return worker
 

@@ -149,3 +149,10 @@ def test_bad_images_get_clear_errors(tmp_path):
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
     with pytest.raises(ImageError, match="corrupt or truncated"):
         load_image(tmp_path / "cut.png")
+
+
+def test_block_macs_work_for_small_widths_whose_maps_reach_1x1():
+    from fishspine.analysis.graph import block_macs
+
+    macs = block_macs(create_model("scnet50", width=0.25, num_classes=0).train(), 224)
+    assert sum(macs.values()) > 0

@@ -139,3 +139,20 @@ def test_selecting_a_block_drives_the_cam_and_lists_macs(qtbot, window, files):
                     and window.state.insights["r50"].cam.block == "layer3.1", timeout=60_000)
     wait_idle(qtbot, window)
     assert window.state.insights["f99"].cam.block == "score"
+
+
+def test_demo_opens_on_trained_backbones_with_every_view_populated(qtbot, window):
+    from fishspine.app.sources import DEMO_DIR
+
+    assert (DEMO_DIR / "checkpoints").is_dir(), "the demo ships in assets/demo"
+    window.open_demo()
+    qtbot.waitUntil(lambda: len(window.state.models) == 4 and bool(window.state.coco)
+                    and len(window.state.insights) == 4, timeout=180_000)
+    wait_idle(qtbot, window)
+    assert all(m.trained for m in window.state.models)
+    assert {m.family for m in window.state.models} == {"resnet", "fishnet", "scnet", "spinenet"}
+    assert set(window.state.coco) == {"ResNet-50", "FishNet-150", "SCNet-50", "SpineNet-49"}
+    assert window.state.image is not None
+    for name in VIEWS:
+        window.show_view(name)
+        qtbot.waitUntil(lambda n=name: window.views[n].figure is not None, timeout=60_000)

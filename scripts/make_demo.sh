@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Rebuild assets/demo: generate the dataset, train the four demo backbones with one recipe, and
+# collect checkpoints, val ground truth, detections and sample images.
+# Usage: scripts/make_demo.sh [WORK_DIR] [--device cpu|cuda]   (the shipped demo: CPU, see assets/demo/README.md)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORK=${1:-/tmp/fishspine-demo}
+DEVICE=${2:-cpu}
+F=.venv/bin/fishspine
+PY=.venv/bin/python
+declare -A LABEL=([resnet50]=ResNet-50 [fishnet150]=FishNet-150 [scnet50]=SCNet-50 [spinenet49]=SpineNet-49)
+
+$F data synth "$WORK/data" --train 240 --val 60 --size 192 --seed 0
+for b in resnet50 fishnet150 scnet50 spinenet49; do
+  $F train --backbone "$b" --data "$WORK/data" --out "$WORK/runs/$b" --width 0.25 --epochs 4 --batch 8 \
+    --lr 2e-3 --image-size 192 --device "$DEVICE"
+done
+
+DEMO=assets/demo
+rm -rf "$DEMO/checkpoints" "$DEMO/coco" "$DEMO/images"
+mkdir -p "$DEMO/checkpoints" "$DEMO/coco" "$DEMO/images"
+for b in resnet50 fishnet150 scnet50 spinenet49; do
+  cp "$WORK/runs/$b/backbone_epoch4.safetensors" "$DEMO/checkpoints/${LABEL[$b]}.safetensors"
+  cp "$WORK/runs/$b/val_detections.json" "$DEMO/coco/${LABEL[$b]}.json"
+done
+cp "$WORK/data/annotations/instances_val.json" "$DEMO/coco/instances_val.json"
+for i in 000000 000001 000002; do cp "$WORK/data/val/val_$i.png" "$DEMO/images/shapes_$i.png"; done
+# Real photographs shipped with scikit-image (public domain / CC0; credits in assets/demo/README.md).
+if [ -d "${SKIMAGE_DATA:-}" ]; then
+  $PY - "$SKIMAGE_DATA" "$DEMO/images" <<'PYEOF'
+import sys
+from pathlib import Path
+from PIL import Image
+src, dst = Path(sys.argv[1]), Path(sys.argv[2])
+for name in ("astronaut.png", "chelsea.png", "coffee.png"):
+    img = Image.open(src / name).convert("RGB")
+    img.thumbnail((384, 384))
+    img.save(dst / (Path(name).stem + ".jpg"), quality=90)
+PYEOF
+fi
+chmod 644 "$DEMO"/checkpoints/* "$DEMO"/coco/* "$DEMO"/images/*
+$F coco --gt "$DEMO/coco/instances_val.json" --dt ResNet-50="$DEMO/coco/ResNet-50.json" \
+  --dt FishNet-150="$DEMO/coco/FishNet-150.json" --dt SCNet-50="$DEMO/coco/SCNet-50.json" \
+  --dt SpineNet-49="$DEMO/coco/SpineNet-49.json" --baseline ResNet-50 --iou-types bbox -o "$WORK/coco"
