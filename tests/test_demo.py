@@ -1,0 +1,36 @@
+"""The shipped demo: its files are what the README says, and `fishspine coco` reproduces the README table."""
+
+from __future__ import annotations
+
+import re
+
+from fishspine.analysis.coco import evaluate, format_table
+from fishspine.app.sources import DEMO_DIR, demo_sources
+from fishspine.models.checkpoints import load_checkpoint
+
+from .conftest import REPO
+
+BACKBONES = ("ResNet-50", "FishNet-150", "SCNet-50", "SpineNet-49")
+
+
+def test_readme_table_is_what_fishspine_coco_prints_from_the_shipped_files():
+    coco = DEMO_DIR / "coco"
+    evals = evaluate(coco / "instances_val.json", {b: coco / f"{b}.json" for b in BACKBONES}, "bbox")
+    printed = format_table(evals, "ResNet-50")
+    readme = (REPO / "README.md").read_text()
+    block = re.search(r"## The demo's per-scale AP.*?```text\n(.*?)```", readme, re.S).group(1).strip()
+    assert block == printed.strip()
+
+
+def test_demo_checkpoints_are_trained_fishspine_files_within_the_size_budget():
+    demo = demo_sources()
+    assert len(demo["models"]) == 4 and demo["coco_gt"] and set(demo["coco_results"]) == set(BACKBONES)
+    families = set()
+    for path in demo["models"]:
+        ckpt = load_checkpoint(path)
+        assert ckpt.format == "fishspine" and ckpt.meta["width"] == 0.25 and "FCOS" in ckpt.meta["trained_on"]
+        families.add(ckpt.family)
+    assert families == {"resnet", "fishnet", "scnet", "spinenet"}
+    total = sum(p.stat().st_size for p in DEMO_DIR.rglob("*") if p.is_file())
+    assert total < 40 * 2 ** 20
+    assert len(demo["images"]) == 6
