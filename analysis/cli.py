@@ -484,7 +484,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UserError(f"unknown backbone {args.backbone!r}; `fishspine models` lists them")
     cfg = TrainConfig(args.backbone, str(args.data), str(args.out or Path("runs") / args.backbone), args.width,
                       args.epochs, args.batch, args.lr, image_size=args.image_size, device=args.device,
-                      resume=args.resume, max_steps=args.max_steps)
+                      resume=args.resume, max_steps=args.max_steps, train_split=args.train_split,
+                      val_split=args.val_split)
     _device(args.device)
     bar = None
     try:
@@ -521,6 +522,9 @@ def _add_train(sub) -> None:
     p.add_argument("--image-size", type=int, default=320)
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: no limit)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--train-split", default="train", help="split name: annotations/instances_SPLIT.json, SPLIT/ "
+                   "(COCO itself: train2017)")
+    p.add_argument("--val-split", default="val", help="likewise for validation (COCO: val2017)")
     _add_device(p)
     p.set_defaults(func=cmd_train)
 

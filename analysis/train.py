@@ -31,7 +31,7 @@ class TrainConfig:
     """One training run."""
 
     backbone: str
-    data: str  # folder with annotations/instances_{train,val}.json and train/, val/ images
+    data: str  # folder with annotations/instances_{split}.json and the images in {split}/ (or the folder itself)
     out: str = "runs"
     width: float = 0.25
     epochs: int = 12
@@ -43,6 +43,8 @@ class TrainConfig:
     seed: int = 0
     resume: bool = False
     max_steps: int = 0  # stop after this many steps in total (0: no limit); for tests and budgets
+    train_split: str = "train"  # e.g. "train2017" for COCO itself
+    val_split: str = "val"
 
 
 class CocoDetectionData:
@@ -99,8 +101,8 @@ def iter_train(cfg: TrainConfig) -> Iterator[tuple[int, int, str] | dict[str, An
     """Train; yield (step, total steps, text with the loss) and finally a summary dict."""
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
-    train = CocoDetectionData(cfg.data, "train", cfg.image_size)
-    val = CocoDetectionData(cfg.data, "val", cfg.image_size, train.categories)
+    train = CocoDetectionData(cfg.data, cfg.train_split, cfg.image_size)
+    val = CocoDetectionData(cfg.data, cfg.val_split, cfg.image_size, train.categories)
     backbone, detector = _detector_for(cfg, len(train.categories))
     detector.to(device)
     optimizer = torch.optim.AdamW(detector.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

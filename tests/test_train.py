@@ -74,3 +74,33 @@ def test_resume_continues_from_the_last_epoch(run, tmp_path):
 def test_missing_annotations_say_what_a_dataset_folder_holds(tmp_path):
     with pytest.raises(ValueError, match="annotations/instances_train.json"):
         CocoDetectionData(tmp_path, "train", 96)
+
+
+def test_any_coco_layout_split_names_and_images_without_objects(tmp_path):
+    """COCO's own naming (instances_train2017.json, train2017/) and an image with no annotations."""
+    import shutil
+
+    src = tmp_path / "src"
+    synthesize(src, SynthConfig(train=4, val=2, image_size=96, seed=9))
+    root = tmp_path / "coco"
+    (root / "annotations").mkdir(parents=True)
+    for split, new in (("train", "train2017"), ("val", "val2017")):
+        shutil.copytree(src / split, root / new)
+        gt = json.loads((src / "annotations" / f"instances_{split}.json").read_text())
+        if split == "train":
+            gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] != 1]  # image 1: no objects
+            for c in gt["categories"]:
+                c["id"] += 100  # non-contiguous category ids
+            for a in gt["annotations"]:
+                a["category_id"] += 100
+        else:
+            for c in gt["categories"]:
+                c["id"] += 100
+            for a in gt["annotations"]:
+                a["category_id"] += 100
+        (root / "annotations" / f"instances_{new}.json").write_text(json.dumps(gt))
+    cfg = TrainConfig("scnet50", str(root), str(tmp_path / "run"), epochs=1, batch=2, image_size=96,
+                      train_split="train2017", val_split="val2017")
+    *_, summary = iter_train(cfg)
+    dets = json.loads(Path(summary["detections"]).read_text())
+    assert dets and all(d["category_id"] > 100 for d in dets)
