@@ -11,6 +11,11 @@ the bridge's score and SE gate (`res(x) * att + att`, kept since the weights dep
 transfer unit; and each stage's merge point (the concatenation of trunk and transfer), which is
 where FishNet's resolution changes and where its shortcuts from shallow layers arrive. A unit's
 level is that of its output; the merge's level is that after up/down-sampling.
+
+Sizes: a level-l output is ceil(input / 2**l) on each side, for any input size. The stem's strided
+3x3 conv and max-pool round up, and the 2x2 down-sampling pools of tail and head use `ceil_mode`,
+which equals the authors' floor pooling wherever their code runs (it needs ceil(input / 4) to be a
+multiple of 8, so every pooled map is even) and keeps maps of tiny or odd inputs from vanishing.
 """
 
 from __future__ import annotations
@@ -60,13 +65,22 @@ class FishBottleneck(nn.Module):
         out = self.conv2(F.relu(self.bn2(out), inplace=True))
         out = self.conv3(F.relu(self.bn3(out), inplace=True))
         if self.up:
-            n, c, h, w = x.shape
-            residual = x if self.k == 1 else x.reshape(n, c // self.k, self.k, h, w).sum(2)
+            residual = _channel_group_sum(x, self.k)
         elif self.shortcut is not None:
             residual = self.shortcut(x)
         else:
             residual = x
         return out + residual
+
+
+def _channel_group_sum(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Sum of each group of `k` adjacent channels (the authors' `view(n, c // k, k, h, w).sum(2)`)."""
+    # Strided adds instead of a reduction over a size-k dim: same values (exactly, for k = 2), but
+    # they keep channels-last layout, where the reduction returns NCHW and slows the residual add.
+    out = x[:, 0::k]
+    for j in range(1, k):
+        out = out + x[:, j::k]
+    return out
 
 
 def _units(inplanes: int, planes: int, n: int, up: bool = False, k: int = 1, dilation: int = 1) -> nn.Sequential:
@@ -131,7 +145,7 @@ class FishNet(Backbone):
             mods: list[nn.Module]
             if i < NUM_DOWN:
                 stage = _Stage(i, "tail", f"tail{i}", None)
-                mods = [_units(inplanes, cur[i], num_res_blks[i]), nn.MaxPool2d(2, 2)]
+                mods = [_units(inplanes, cur[i], num_res_blks[i]), nn.MaxPool2d(2, 2, ceil_mode=True)]
                 last = self._unit_blocks(blocks, stage.name, "tail", level_in, cur[i], num_res_blks[i],
                                          f"{path}.0", out_block[i], "pre-act bottleneck")
                 out_planes[i + 1], out_block[i + 1], out_level[i + 1] = cur[i], last, level_in + 1
@@ -160,7 +174,7 @@ class FishNet(Backbone):
                 k, dilation = (inplanes // cur[i], 2 ** (i - NUM_DOWN - 1)) if up else (1, 1)
                 res = _units(inplanes, cur[i], num_res_blks[i], up=up, k=k, dilation=dilation)
                 trans = _units(trans_in, trans_in, num_trans_blks[i - NUM_DOWN - 1])
-                mods = [res, trans, nn.Upsample(scale_factor=2) if up else nn.MaxPool2d(2, 2)]
+                mods = [res, trans, nn.Upsample(scale_factor=2) if up else nn.MaxPool2d(2, 2, ceil_mode=True)]
                 kind = "up bottleneck (channel-sum shortcut)" if up and k > 1 else "pre-act bottleneck"
                 trunk = self._unit_blocks(blocks, stage.name, part, level_in, cur[i], num_res_blks[i],
                                           f"{path}.0", out_block[i], kind)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from fishspine.models import create_model
+from fishspine.models.fishnet import _channel_group_sum
 
 from .golden import check_golden, deterministic_state_dict, golden_input
 
@@ -46,8 +49,32 @@ def test_roles_trace_tail_body_head_and_transfers_are_lateral():
     assert model.block("body2.transfer.0").parents == ("stem",)
 
 
-@pytest.mark.parametrize("size", [(65, 97), (100, 100)])
-def test_any_input_size(size):
+@pytest.mark.parametrize("size", [(65, 97), (100, 100), (20, 7), (1, 1)])
+def test_any_input_size_gives_ceil_sizes_at_every_level(size):
+    """Every block output is ceil(input / 2**level) on each side, also for odd and tiny inputs."""
     model = create_model("fishnet99", width=0.25, num_classes=3).eval()
-    with torch.no_grad():
+    with torch.no_grad(), model.capture(detach=True) as cap:
         assert model(torch.randn(1, 3, *size)).shape == (1, 3)
+    for b in model.blocks:
+        expected = tuple(math.ceil(s / 2 ** b.level) for s in size)
+        assert tuple(cap.outputs[b.name].shape[2:]) == expected, b.name
+
+
+def test_detector_outputs_are_body_and_head_merges():
+    model = create_model("fishnet150", num_classes=0)
+    assert model.feature_levels == {2: 320, 3: 832, 4: 1600, 5: 2112}
+    assert not model.has_classifier
+    assert {b.name for b in model.blocks} >= {"body2.merge", "head0.merge", "head1.merge", "head2.merge"}
+
+
+def test_channel_sum_shortcut_matches_the_papers_definition_and_keeps_channels_last():
+    """The first unit of an up stage adds the sum of each pair of adjacent input channels."""
+    x = torch.randn(2, 12, 5, 3).to(memory_format=torch.channels_last)
+    got = _channel_group_sum(x, 2)
+    assert torch.equal(got, x.reshape(2, 6, 2, 5, 3).sum(2))
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(_channel_group_sum(x, 3), x.reshape(2, 4, 3, 5, 3).sum(2), atol=1e-6)
+    assert torch.equal(_channel_group_sum(x, 1), x)
+    model = create_model("fishnet99", width=0.25)
+    assert [u.k for u in (model.fish.fish[i][0][0] for i in (4, 5, 6))] == [1, 2, 2]
+    assert [u.conv2.dilation for u in (model.fish.fish[i][0][0] for i in (4, 5, 6))] == [(1, 1), (2, 2), (4, 4)]
