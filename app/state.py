@@ -82,13 +82,15 @@ class AppState:
         self.images: list[ImageEntry] = []
         self.selected_image: int = -1
         self.selected_block: str = ""
+        self.selected_model: str = ""  # the model the block was picked in ("" = every model that has it)
         self.settings = Settings()
         self.insights: dict[str, Any] = {}  # label -> analysis.interactive.ModelInsight, for the selected image
         self.coco: dict[str, Any] = {}  # name -> analysis.coco.CocoEvaluation
         self.messages: list[tuple[str, str]] = []  # (level, text), newest last
         self.models_changed = Event()
         self.images_changed = Event()
-        self.selection_changed = Event()
+        self.selection_changed = Event()  # image or block: what the analysis computes
+        self.block_selected = Event()  # model=, block=: views highlight it at once
         self.settings_changed = Event()
         self.results_changed = Event()
         self.coco_changed = Event()
@@ -150,9 +152,14 @@ class AppState:
     def image(self) -> ImageEntry | None:
         return self.images[self.selected_image] if 0 <= self.selected_image < len(self.images) else None
 
-    def select_block(self, name: str) -> None:
-        self.selected_block = name
-        self.selection_changed.emit()
+    def select_block(self, name: str, model: str = "") -> None:
+        """Select block `name` (of `model`, or of every model that has one so named): every view marks it
+        and the CAM follows it."""
+        changed = name != self.selected_block
+        self.selected_block, self.selected_model = name, model
+        self.block_selected.emit(model=model, block=name)
+        if changed:
+            self.selection_changed.emit()
 
     # -- settings, results, messages
     def update_settings(self, **changes: Any) -> None:

@@ -1,8 +1,9 @@
 """The fishspine main window: model columns, an image strip, and one tab per analysis view.
 
-Every view draws the same matplotlib figure that the `fishspine` command writes (analysis/*_figures),
-in a Qt canvas with pan/zoom, so an export from the app is the command line's file. The window
-computes nothing itself: jobs run analysis generators in worker threads (app/workers.py).
+Views show results with pyqtgraph (zoom, pan, hover, click to select a block everywhere) and export
+the same matplotlib figure that the `fishspine` command writes (analysis/*_figures). The window
+computes nothing itself: jobs run analysis generators in worker threads (app/workers.py) and their
+results reach the widgets on the UI thread.
 """
 
 from __future__ import annotations
@@ -13,402 +14,22 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg, NavigationToolbar2QT
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QAction, QGuiApplication, QIcon, QImage, QPixmap
+from PySide6.QtGui import QAction, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (QApplication, QComboBox, QFileDialog, QHBoxLayout, QInputDialog, QLabel, QListWidget,
                                QListWidgetItem, QMainWindow, QMenu, QPlainTextEdit, QProgressBar, QPushButton,
                                QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
+from .architecture_view import ArchitectureView
+from .coco_view import CocoView
+from .gradient_view import GradientView
+from .image_views import ActivationsView, CamView
 from .sources import classify, demo_sources, images_in, load_image_path, load_model_source
 from .state import AppState, ImageEntry, read_session
+from .view_base import View
 from .workers import GeneratorWorker, start
 
 VIEWS = ("activations", "cam", "gradients", "architecture", "coco")
-
-
-class FigureView(QWidget):
-    """A matplotlib figure in a Qt canvas with a toolbar, export and copy; subclasses build the figure."""
-
-    title = ""
-
-    def __init__(self, state: AppState) -> None:
-        super().__init__()
-        self.state = state
-        self.figure = None
-        self.data_rows: list[dict] = []
-        self.payload: Any = None
-        self.canvas: FigureCanvasQTAgg | None = None
-        self.toolbar: NavigationToolbar2QT | None = None
-        self._layout = QVBoxLayout(self)
-        bar = QHBoxLayout()
-        self.controls = QHBoxLayout()
-        bar.addLayout(self.controls)
-        bar.addStretch(1)
-        self.info = QLabel("")
-        self.info.setObjectName("viewInfo")
-        bar.addWidget(self.info)
-        for text, slot in (("Export…", self.export_dialog), ("Copy", self.copy_to_clipboard)):
-            b = QPushButton(text)
-            b.clicked.connect(slot)
-            bar.addWidget(b)
-        self._layout.addLayout(bar)
-        self.placeholder = QLabel("Waiting for results…")
-        self.placeholder.setAlignment(Qt.AlignCenter)
-        self._layout.addWidget(self.placeholder, 1)
-
-    def build(self) -> tuple[Any, list[dict], Any] | None:  # pragma: no cover - per view
-        """(figure, data rows, JSON payload) for the current state, or None when there is nothing to show."""
-        raise NotImplementedError
-
-    def refresh(self) -> None:
-        try:
-            built = self.build()
-        except Exception as exc:  # noqa: BLE001 - a broken view must not take the app down
-            self.state.notify("error", f"{self.title}: {exc}")
-            return
-        if built is None:
-            return
-        self.figure, self.data_rows, self.payload = built
-        if self.canvas is not None:
-            self._layout.removeWidget(self.canvas)
-            self._layout.removeWidget(self.toolbar)
-            self.canvas.deleteLater()
-            self.toolbar.deleteLater()
-        self.placeholder.hide()
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.toolbar = NavigationToolbar2QT(self.canvas, self)
-        self._layout.addWidget(self.toolbar)
-        self._layout.addWidget(self.canvas, 1)
-        self.canvas.mpl_connect("motion_notify_event", self.on_hover)
-        self.canvas.mpl_connect("button_press_event", self.on_click)
-        self.canvas.draw_idle()
-
-    def on_hover(self, event) -> None:
-        pass
-
-    def on_click(self, event) -> None:
-        pass
-
-    def export(self, path: str | Path) -> list[Path]:
-        """Write the figure (.png/.svg/.pdf) or its data (.csv/.json) to `path`."""
-        from fishspine.analysis.figures import save_figure, write_csv, write_json
-
-        if self.figure is None:
-            raise ValueError("nothing to export yet")
-        # A fresh figure at its own size: the one on screen has been resized to the widget.
-        figure = self.build()[0]
-        path = Path(path)
-        suffix = path.suffix.lower()
-        if suffix == ".csv":
-            return [write_csv(path, self.data_rows)]
-        if suffix == ".json":
-            return [write_json(path, self.payload)]
-        return save_figure(figure, path)
-
-    def export_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, f"Export {self.title}", f"{self.title.lower()}.pdf",
-                                              "Figures (*.pdf *.svg *.png);;Data (*.csv *.json)")
-        if path:
-            try:
-                for p in self.export(path):
-                    self.state.notify("info", f"exported {p}")
-            except (ValueError, OSError) as exc:
-                self.state.notify("error", f"export failed: {exc}")
-
-    def copy_to_clipboard(self) -> None:
-        from fishspine.analysis.figures import figure_bytes
-
-        if self.figure is not None:
-            QGuiApplication.clipboard().setImage(QImage.fromData(figure_bytes(self.build()[0], "png")))
-            self.state.notify("info", f"{self.title} copied to the clipboard")
-
-
-class ActivationsView(FigureView):
-    """Rows = blocks at matching depth, columns = models; hover shows the block, click enlarges."""
-
-    title = "Activations"
-
-    def __init__(self, state: AppState) -> None:
-        super().__init__(state)
-        self._cells: dict[Any, tuple[str, Any]] = {}
-
-    def build(self):
-        from fishspine.analysis.analysis_figures import activation_gallery_figure, sample_rows
-
-        if not self.state.insights or self.state.image is None:
-            return None
-        results = {k: v.activations for k, v in self.state.insights.items()}
-        fig = activation_gallery_figure(self._shown_image(), results, rows=self.state.settings.gallery_rows)
-        # Axes are created column by column: the image, then the sampled blocks.
-        axes = iter(fig.axes)
-        self._cells = {}
-        for label, res in results.items():
-            next(axes)
-            for idx in sample_rows(len(res.blocks), self.state.settings.gallery_rows):
-                self._cells[next(axes)] = (label, res.blocks[idx])
-        rows = [row for r in results.values() for row in r.rows()]
-        return fig, rows, {"image": self.state.image.label, "blocks": rows}
-
-    def _shown_image(self):
-        from fishspine.analysis.images import resize_longer_side
-
-        return resize_longer_side(self.state.image.pixels, self.state.settings.image_size)
-
-    def on_hover(self, event) -> None:
-        cell = self._cells.get(event.inaxes)
-        if cell:
-            label, b = cell
-            self.info.setText(f"{label} · {b.name} ({b.role}, stride {2 ** b.level}) · output {list(b.shape)} · "
-                              f"range [{b.out_min:.3g}, {b.out_max:.3g}]")
-
-    def on_click(self, event) -> None:
-        cell = self._cells.get(event.inaxes)
-        if cell:
-            self.state.select_block(cell[1].name)
-            self.enlarge(*cell)
-
-    def enlarge(self, label: str, block) -> None:
-        import numpy as np
-
-        from fishspine.analysis.figures import new_figure
-
-        fig = new_figure(4.5, 4.5)
-        ax = fig.add_subplot()
-        ax.imshow(block.map.astype(np.float32), cmap="inferno", vmin=0, vmax=1)
-        ax.set_title(f"{label}: {block.name} ({block.role}, 1/{2 ** block.level})")
-        ax.axis("off")
-        canvas = FigureCanvasQTAgg(fig)
-        canvas.setWindowTitle(f"{label} · {block.name}")
-        canvas.resize(520, 520)
-        canvas.show()
-        self._enlarged = canvas  # keep a reference while the window is open
-
-
-class CamView(FigureView):
-    """CAM overlays per model for the chosen block, method and class."""
-
-    title = "Grad-CAM"
-
-    def __init__(self, state: AppState) -> None:
-        super().__init__(state)
-        self.method = QComboBox()
-        self.method.addItems(["gradcam", "gradcampp", "layercam"])
-        self.method.currentTextChanged.connect(lambda m: state.update_settings(cam_method=m))
-        self.controls.addWidget(QLabel("method"))
-        self.controls.addWidget(self.method)
-
-    def build(self):
-        from fishspine.analysis.analysis_figures import cam_figure
-        from fishspine.analysis.images import resize_longer_side
-
-        if not self.state.insights or self.state.image is None:
-            return None
-        cams = {k: v.cam for k, v in self.state.insights.items()}
-        image = resize_longer_side(self.state.image.pixels, self.state.settings.image_size)
-        rows = [{"model": m, "block": c.block, "method": c.method, "target": c.target_label, "raw_max": c.raw_max}
-                for m, c in cams.items()]
-        return cam_figure(image, cams), rows, {"image": self.state.image.label, "cams": rows}
-
-
-class GradientView(FigureView):
-    """Gradient traces, models overlaid; clicking a point selects that block everywhere."""
-
-    title = "Gradients"
-
-    def build(self):
-        from fishspine.analysis.analysis_figures import gradient_trace_figure
-
-        if not self.state.insights:
-            return None
-        traces = {k: v.trace for k, v in self.state.insights.items()}
-        fig = gradient_trace_figure(traces, self.state.settings.gradient_which)
-        self._traces = traces
-        rows = [row for t in traces.values() for row in t.rows()]
-        return fig, rows, {m: {"ratio": t.ratio, "blocks": t.rows()} for m, t in traces.items()}
-
-    def nearest_block(self, x: float, y: float) -> tuple[str, str] | None:
-        """(model, block) of the trace point nearest to (normalised depth x, gradient y)."""
-        import math
-
-        best = None
-        for m, t in getattr(self, "_traces", {}).items():
-            for d, v, name in zip(t.depth, t.output_grad_norm, t.blocks):
-                if v <= 0:
-                    continue
-                dist = abs(d - x) * 10 + abs(math.log10(v) - math.log10(max(y, 1e-30)))
-                if best is None or dist < best[0]:
-                    best = (dist, m, name)
-        return None if best is None else (best[1], best[2])
-
-    def on_hover(self, event) -> None:
-        if event.inaxes is not None and event.ydata:
-            hit = self.nearest_block(event.xdata, event.ydata)
-            if hit:
-                self.info.setText(f"{hit[0]} · {hit[1]}")
-
-    def on_click(self, event) -> None:
-        if event.inaxes is not None and event.ydata:
-            hit = self.nearest_block(event.xdata, event.ydata)
-            if hit:
-                self.state.select_block(hit[1])
-                self.state.notify("info", f"selected block {hit[1]} of {hit[0]}")
-
-
-class ArchitectureView(FigureView):
-    """One model's block graph in its natural layout; nodes coloured by a per-block number."""
-
-    title = "Architecture"
-    COLOR_BY = ("role", "params", "macs", "gradient")
-
-    def __init__(self, state: AppState) -> None:
-        super().__init__(state)
-        self.model_box = QComboBox()
-        self.color_box = QComboBox()
-        self.color_box.addItems(self.COLOR_BY)
-        self.controls.addWidget(QLabel("model"))
-        self.controls.addWidget(self.model_box)
-        self.controls.addWidget(QLabel("colour by"))
-        self.controls.addWidget(self.color_box)
-        self.model_box.currentTextChanged.connect(lambda _t: self.refresh())
-        self.color_box.currentTextChanged.connect(lambda _t: self.refresh())
-        self._graphs: dict[str, Any] = {}
-        state.models_changed.connect(self._models_changed)
-
-    def _models_changed(self) -> None:
-        current = self.model_box.currentText()
-        self.model_box.blockSignals(True)
-        self.model_box.clear()
-        self.model_box.addItems([m.label for m in self.state.models])
-        if current in [m.label for m in self.state.models]:
-            self.model_box.setCurrentText(current)
-        self.model_box.blockSignals(False)
-
-    def build(self):
-        from fishspine.analysis.graph import architecture_graph
-        from fishspine.analysis.graph_figures import graph_figure
-
-        label = self.model_box.currentText()
-        entry = next((m for m in self.state.models if m.label == label), None)
-        if entry is None:
-            return None
-        key = f"{label}:{id(entry.model)}"
-        if key not in self._graphs:
-            self._graphs[key] = architecture_graph(entry.model, 224 if entry.family != "spinenet" else 640)
-        graph = self._graphs[key]
-        how = self.color_box.currentText()
-        values = None
-        if how in ("params", "macs"):
-            values = {n.name: float(getattr(n, how)) for n in graph.nodes}
-        elif how == "gradient" and label in self.state.insights:
-            t = self.state.insights[label].trace
-            values = dict(zip(t.blocks, t.output_grad_norm))
-        fig = graph_figure(graph, values, how if values else "", log_values=values is not None)
-        self._graph = graph
-        return fig, graph.rows(), graph.to_json()
-
-    def on_click(self, event) -> None:
-        graph = getattr(self, "_graph", None)
-        if graph is None or event.inaxes is None or event.xdata is None:
-            return
-        name = min(graph.positions, key=lambda n: (graph.positions[n][0] - event.xdata) ** 2
-                   + (graph.positions[n][1] - event.ydata) ** 2)
-        self.state.select_block(name)
-        label = self.model_box.currentText()
-        insight = self.state.insights.get(label)
-        if insight:
-            try:
-                ActivationsView.enlarge(self, label, insight.activations.block(name))
-            except KeyError:
-                pass
-
-    def on_hover(self, event) -> None:
-        graph = getattr(self, "_graph", None)
-        if graph is None or event.inaxes is None or event.xdata is None:
-            return
-        name = min(graph.positions, key=lambda n: (graph.positions[n][0] - event.xdata) ** 2
-                   + (graph.positions[n][1] - event.ydata) ** 2)
-        n = graph.node(name)
-        self.info.setText(f"{n.name} · {n.role} · stride {2 ** n.level} · {n.channels} ch · "
-                          f"{n.params / 1e6:.2f} M params · {n.macs / 1e9:.2f} GMACs")
-
-
-class CocoView(FigureView):
-    """Per-scale AP table with deltas, AP_S/M/L bars and PR curves, from a GT and result files."""
-
-    title = "COCO"
-
-    def __init__(self, state: AppState, run_job: Callable) -> None:
-        super().__init__(state)
-        self.run_job = run_job
-        for text, slot in (("Ground truth…", self.open_gt), ("Add results…", self.add_results)):
-            b = QPushButton(text)
-            b.clicked.connect(slot)
-            self.controls.addWidget(b)
-        self.kind = QComboBox()
-        self.kind.addItems(["table", "sizes", "pr"])
-        self.kind.currentTextChanged.connect(lambda _t: self.refresh())
-        self.baseline = QComboBox()
-        self.baseline.currentTextChanged.connect(lambda t: self.refresh())
-        self.controls.addWidget(QLabel("baseline"))
-        self.controls.addWidget(self.baseline)
-        self.controls.addWidget(self.kind)
-        self.text = QPlainTextEdit()
-        self.text.setReadOnly(True)
-        self.text.setMaximumHeight(110)
-        self.text.setStyleSheet("font-family: monospace;")
-        self._layout.insertWidget(1, self.text)
-        state.coco_changed.connect(self._coco_changed)
-
-    def open_gt(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "COCO ground truth", "", "JSON (*.json)")
-        if path:
-            self.state.update_settings(coco_gt=path)
-            self.evaluate()
-
-    def add_results(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(self, "COCO result files", "", "JSON (*.json)")
-        for p in paths:
-            self.state.settings.coco_results[Path(p).stem] = p
-        if paths:
-            self.evaluate()
-
-    def evaluate(self) -> None:
-        s = self.state.settings
-        if not s.coco_gt or not s.coco_results:
-            return
-        from functools import partial
-
-        from fishspine.analysis.coco import iter_evaluate
-
-        self.run_job("COCO evaluation", partial(iter_evaluate, s.coco_gt, dict(s.coco_results), "bbox"),
-                     self.state.set_coco)
-
-    def _coco_changed(self) -> None:
-        self.baseline.blockSignals(True)
-        self.baseline.clear()
-        self.baseline.addItems(["(none)"] + list(self.state.coco))
-        if self.state.settings.coco_baseline in self.state.coco:
-            self.baseline.setCurrentText(self.state.settings.coco_baseline)
-        self.baseline.blockSignals(False)
-        self.refresh()
-
-    def build(self):
-        from fishspine.analysis.coco import format_table, per_scale_table
-        from fishspine.analysis.coco_figures import pr_curves_figure, size_bars_figure, table_figure
-
-        evals = self.state.coco
-        if not evals:
-            return None
-        base = self.baseline.currentText()
-        base = base if base in evals else None
-        self.state.settings.coco_baseline = base or ""
-        self.text.setPlainText(format_table(evals, base))
-        kind = self.kind.currentText()
-        fig = {"table": lambda: table_figure(evals, base), "sizes": lambda: size_bars_figure(evals, base),
-               "pr": lambda: pr_curves_figure(evals, 0.5)}[kind]()
-        rows = per_scale_table(evals, base)
-        return fig, rows, {"baseline": base, "table": rows}
 
 
 class MainWindow(QMainWindow):
@@ -470,7 +91,7 @@ class MainWindow(QMainWindow):
 
         self.tabs = QTabWidget()
         self.views = {"activations": ActivationsView(self.state), "cam": CamView(self.state),
-                      "gradients": GradientView(self.state), "architecture": ArchitectureView(self.state),
+                      "gradients": GradientView(self.state), "architecture": ArchitectureView(self.state, self.run_job),
                       "coco": CocoView(self.state, self.run_job)}
         for name, view in self.views.items():
             self.tabs.addTab(view, view.title)
@@ -515,7 +136,7 @@ class MainWindow(QMainWindow):
         self.reduction_box.currentTextChanged.connect(lambda t: s.update_settings(reduction=t))
         self.norm_box.currentTextChanged.connect(lambda t: s.update_settings(normalisation=t))
 
-    def current_view(self) -> FigureView:
+    def current_view(self) -> View:
         return self.tabs.currentWidget()
 
     def show_view(self, name: str) -> None:
@@ -523,6 +144,10 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ state -> widgets
     def _models_changed(self) -> None:
+        self._show_models()
+        self.schedule_analysis()
+
+    def _show_models(self) -> None:
         self.model_list.clear()
         for m in self.state.models:
             badge = "" if m.trained else "  [untrained]"
@@ -533,7 +158,6 @@ class MainWindow(QMainWindow):
             if not m.trained:
                 item.setForeground(Qt.darkRed)
             self.model_list.addItem(item)
-        self.schedule_analysis()
 
     def _images_changed(self) -> None:
         from fishspine.analysis.images import resize_longer_side
@@ -590,6 +214,24 @@ class MainWindow(QMainWindow):
         start(worker)
         return worker
 
+    def warm_up(self) -> None:
+        """Import torch and the figure code and build the colour tables in a worker, while the user looks
+        at the window: the first results then draw without paying for them on the UI thread."""
+
+        def job():
+            import fishspine.analysis.analysis_figures  # noqa: F401 - matplotlib, the figures
+            import fishspine.analysis.interactive  # noqa: F401 - torch, captum
+
+            from .view_base import lookup_table
+
+            for cmap in ("inferno", "jet", "viridis"):
+                lookup_table(cmap)
+            yield None
+
+        worker = GeneratorWorker(job)
+        self._warm = worker  # kept until it ran
+        start(worker)
+
     def cancel_jobs(self) -> None:
         for w in list(self._workers):
             w.cancel()
@@ -627,6 +269,8 @@ class MainWindow(QMainWindow):
             b.name == chosen for b in m.model.blocks)}
         options = {"cam_method": s.cam_method, "reduction": s.reduction, "class_index": s.class_index}
 
+        fell_back: list[str] = []  # the job notes here that the GPU ran out of memory
+
         def job():
             import torch
 
@@ -640,20 +284,28 @@ class MainWindow(QMainWindow):
             try:
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                     yield from iter_analysis(models, x, s.normalisation, cam_blocks, **options)
-            except torch.cuda.OutOfMemoryError:
-                torch.cuda.empty_cache()
+            except torch.cuda.OutOfMemoryError as exc:
+                # One image is already the smallest batch: free what the failed pass held, then the CPU.
+                fell_back.append(str(exc).splitlines()[0] if str(exc) else "CUDA out of memory")
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
                 for m in models.values():
                     m.to("cpu")
                 yield 0, len(models), "GPU out of memory: continuing on the CPU"
                 yield from iter_analysis(models, x.cpu(), s.normalisation, cam_blocks, **options)
 
         def finished(result):
-            moved = [e for e in self.state.models if str(next(e.model.parameters()).device) != e.device]
-            if moved:
-                for e in moved:
+            if fell_back:
+                for e in self.state.models:
                     e.device = str(next(e.model.parameters()).device)
-                self.state.notify("warning", "the GPU ran out of memory: models moved to the CPU")
-                self._models_changed()
+                self.state.notify("warning", f"the GPU ran out of memory ({fell_back[0]}): the models moved "
+                                             "to the CPU and the analysis was redone there; choose a smaller "
+                                             "image size or fewer models to use the GPU again")
+                self.device_box.blockSignals(True)
+                self.device_box.setCurrentText("cpu")
+                self.device_box.blockSignals(False)
+                self.state.settings.device = "cpu"
+                self._show_models()
             if result is not None:
                 self.state.set_insights(result)
 
@@ -816,6 +468,7 @@ def run(argv: list[str]) -> int:
     window.show_view(args.view)
     window.show()
     window.state.notify("info", f"window up in {time.perf_counter() - t0:.2f} s; loading models…")
+    window.warm_up()
     QTimer.singleShot(0, lambda: window.open_paths(args.paths) if args.paths else window.open_demo())
     if args.screenshot:
         deadline = time.monotonic() + args.timeout

@@ -63,7 +63,7 @@ def test_open_two_checkpoints_and_an_image_fills_every_view(qtbot, window, files
     for name in VIEWS[:-1]:
         window.show_view(name)
         view = window.views[name]
-        qtbot.waitUntil(lambda v=view: v.figure is not None, timeout=60_000)
+        qtbot.waitUntil(lambda v=view: v.has_content, timeout=60_000)
         for ext in ("png", "svg", "pdf", "csv", "json"):
             out = view.export(tmp_path / f"{name}.{ext}")[0]
             assert VALID[ext](out.read_bytes()), (name, ext)
@@ -77,7 +77,7 @@ def test_cli_and_app_export_the_same_figure(qtbot, window, files, tmp_path):
     open_and_analyse(qtbot, window, files)
     window.show_view("architecture")
     view = window.views["architecture"]
-    qtbot.waitUntil(lambda: view.figure is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: view.has_content, timeout=60_000)
     model = window.state.models[0].model if view.model_box.currentText() == window.state.models[0].label \
         else window.state.models[1].model
     expected = figure_bytes(graph_figure(architecture_graph(model, 224)), "svg")
@@ -85,20 +85,78 @@ def test_cli_and_app_export_the_same_figure(qtbot, window, files, tmp_path):
     assert out.read_bytes() == expected
 
 
+class _RunsCode:
+    """Pickles as a call to os.system: loading it must never run it."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
 def test_bad_files_get_messages_and_state_survives(qtbot, window, files, tmp_path):
+    import torch
+
     open_and_analyse(qtbot, window, files)
     n_models, n_images = len(window.state.models), len(window.state.images)
+    insights = dict(window.state.insights)
     (tmp_path / "notes.png").write_text("not an image")
     (tmp_path / "weights.pth").write_text("not weights")
     (tmp_path / "data.xyz").write_text("?")
-    window.open_paths([str(tmp_path / "notes.png"), str(tmp_path / "weights.pth"), str(tmp_path / "data.xyz")])
+    good = files[2].read_bytes()
+    (tmp_path / "cut.png").write_bytes(good[: len(good) // 2])
+    Image.new("1", (12_000, 9_000)).save(tmp_path / "huge.png")
+    marker = tmp_path / "pwned"
+    torch.save({"state_dict": _RunsCode(marker)}, tmp_path / "evil.pth")
+    torch.save({"conv.weight": torch.zeros(3, 3)}, tmp_path / "other_net.pth")
+    (tmp_path / "broken.fishspine").write_text("{ not json")
+    names = ["notes.png", "weights.pth", "data.xyz", "cut.png", "huge.png", "evil.pth", "other_net.pth",
+             "broken.fishspine"]
+    window.open_paths([str(tmp_path / n) for n in names])
     wait_idle(qtbot, window)
-    text = "\n".join(t for _, t in window.state.messages)
+    errors = [t for level, t in window.state.messages if level == "error"]
+    text = "\n".join(errors)
+    for name in names:  # every bad file is named in a message
+        assert any(name in e for e in errors), name
     assert "not an image PIL can read" in text
     assert "not a checkpoint" in text
     assert "not an image, checkpoint or session file" in text
+    assert "corrupt or truncated" in text
+    assert "too large" in text
+    assert "os.system" in text or "posix.system" in text  # names the code the pickle wanted to run
+    assert not marker.exists()
+    assert "not a fishspine session" in text
     assert len(window.state.models) == n_models and len(window.state.images) == n_images
+    assert window.state.insights.keys() == insights.keys()
     assert window.isVisible()
+    # messages are shown in the window, not in modal dialogs
+    assert "too large" in window.messages.toPlainText()
+
+
+def test_gpu_out_of_memory_falls_back_to_the_cpu_with_a_message(qtbot, window, files, monkeypatch):
+    import torch
+
+    import fishspine.analysis.interactive as interactive
+
+    real = interactive.iter_analysis
+    calls = []
+
+    def runs_out_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        yield from real(*args, **kwargs)
+
+    monkeypatch.setattr(interactive, "iter_analysis", runs_out_once)
+    open_and_analyse(qtbot, window, files)
+    warnings = [t for level, t in window.state.messages if level == "warning"]
+    assert any("GPU ran out of memory" in t and "Tried to allocate 2.00 GiB" in t for t in warnings)
+    assert window.device_box.currentText() == "cpu"
+    assert all(m.device == "cpu" for m in window.state.models)
+    assert len(calls) >= 2  # the failed pass, then CPU passes (one per model load) that produced the results
 
 
 def test_session_round_trip(qtbot, window, files, tmp_path):
@@ -155,4 +213,104 @@ def test_demo_opens_on_trained_backbones_with_every_view_populated(qtbot, window
     assert window.state.image is not None
     for name in VIEWS:
         window.show_view(name)
-        qtbot.waitUntil(lambda n=name: window.views[n].figure is not None, timeout=60_000)
+        qtbot.waitUntil(lambda n=name: window.views[n].has_content, timeout=60_000)
+
+
+def test_a_block_picked_in_one_view_is_marked_in_every_view(qtbot, window, files):
+    open_and_analyse(qtbot, window, files)
+    gallery, gradients = window.views["activations"], window.views["gradients"]
+    for name in ("activations", "gradients"):
+        window.show_view(name)
+        qtbot.waitUntil(lambda n=name: window.views[n].has_content, timeout=60_000)
+    # Click a gallery cell of the ResNet: that block is selected everywhere...
+    cell = next(c for c in gallery.grid.cells.values() if c.model == "r50" and c.block is not None
+                and c.block.name.startswith("layer"))
+    gallery.on_cell_clicked(cell)
+    assert (window.state.selected_model, window.state.selected_block) == ("r50", cell.block.name)
+    assert ringed(cell.box) and cell.box.border.color().name() == "#00b4ff"
+    assert sum(ringed(c.box) for c in gallery.grid.cells.values()) == 1
+    # ... ringed on the ResNet's gradient trace ...
+    marked = gradients.selected.getData()
+    assert len(marked[0]) == 1
+    # ... and the CAM of every model that has that block is recomputed for it.
+    qtbot.waitUntil(lambda: window.state.insights["r50"].cam.block == cell.block.name, timeout=60_000)
+    wait_idle(qtbot, window)
+    # Hover reads the block, its shape, and the map value under the mouse.
+    centre = cell.box.mapViewToScene(cell.box.viewRect().center())
+    gallery._hovered(centre)
+    assert cell.block.name in gallery.info.text() and "map at" in gallery.info.text()
+    # Hovering near a trace point names it.
+    m, b, d, v = gradients.points[3]
+    import math
+
+    pos = gradients.plot.getViewBox().mapViewToScene(pg_point(d, math.log10(v)))
+    gradients._hovered(pos)
+    assert f"{m} · {b}" in gradients.info.text()
+
+
+def ringed(box):
+    from PySide6.QtCore import Qt
+
+    return box.border.style() != Qt.PenStyle.NoPen
+
+
+def pg_point(x, y):
+    from PySide6.QtCore import QPointF
+
+    return QPointF(x, y)
+
+
+def test_zooming_one_map_zooms_every_map(qtbot, window, files):
+    open_and_analyse(qtbot, window, files)
+    gallery = window.views["activations"]
+    qtbot.waitUntil(lambda: gallery.has_content, timeout=60_000)
+    boxes = [c.box for c in gallery.grid.cells.values()]
+    assert len(boxes) >= 2 * 3  # input row + block rows, two model columns
+    source = boxes[-1]
+    source.scaleBy((0.25, 0.25))  # what a Ctrl+wheel zoom does, then pyqtgraph reports it:
+    source.sigRangeChangedManually.emit(source.state["mouseEnabled"])
+    (x0, x1), (y0, y1) = source.viewRange()
+    scale = (y1 - y0) / source.height()  # image pixels per screen pixel
+    assert (y1 - y0) < 40  # a quarter of the 96-pixel image
+    for box in boxes:  # every box shows the same centre at the same magnification
+        (a0, a1), (b0, b1) = box.viewRange()
+        assert (a0 + a1) / 2 == pytest.approx((x0 + x1) / 2, abs=0.5)
+        assert (b0 + b1) / 2 == pytest.approx((y0 + y1) / 2, abs=0.5)
+        assert (b1 - b0) / box.height() == pytest.approx(scale, rel=0.02)
+
+
+def test_coco_view_table_deltas_and_bad_json(qtbot, window, tmp_path):
+    from fishspine.analysis.coco import per_scale_table
+    from fishspine.analysis.coco_figures import size_bars_figure
+    from fishspine.analysis.figures import figure_bytes
+    from fishspine.app.sources import demo_sources
+
+    demo = demo_sources()
+    view = window.views["coco"]
+    window.show_view("coco")
+    window.state.update_settings(coco_gt=demo["coco_gt"], coco_baseline="ResNet-50")
+    view.add_result_files([demo["coco_results"][n] for n in ("ResNet-50", "FishNet-150")])
+    qtbot.waitUntil(lambda: view.has_content, timeout=60_000)
+    evals = window.state.coco
+    rows = per_scale_table(evals, "ResNet-50")
+    assert view.table.rowCount() == 2
+    fish = next(i for i in range(2) if view.table.item(i, 0).text() == "FishNet-150")
+    ap_s = next(r for r in rows if r["backbone"] == "FishNet-150")
+    assert view.table.item(fish, 4).text() == f"{ap_s['AP_S']:.1f}  ({ap_s['ΔAP_S']:+.1f})"
+    view.kind.setCurrentText("sizes")
+    out = view.export(tmp_path / "sizes.svg")[0]
+    assert out.read_bytes() == figure_bytes(size_bars_figure(evals, "ResNet-50"), "svg")
+    view.baseline.setCurrentText("(none)")
+    assert "(" not in view.table.item(fish, 4).text()
+    # Bad files: a message each, and the evaluation on screen stays.
+    (tmp_path / "gt.json").write_text("{ not json")
+    (tmp_path / "dets.json").write_text('{"images": []}')
+    window.state.update_settings(coco_gt=str(tmp_path / "gt.json"))
+    view.evaluate()
+    wait_idle(qtbot, window)
+    window.state.update_settings(coco_gt=demo["coco_gt"])
+    view.add_result_files([str(tmp_path / "dets.json")])
+    wait_idle(qtbot, window)
+    errors = [t for level, t in window.state.messages if level == "error"]
+    assert any("gt.json" in e for e in errors) and any("dets.json" in e for e in errors), errors
+    assert window.state.coco is evals and view.table.rowCount() == 2

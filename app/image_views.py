@@ -1,0 +1,400 @@
+"""The image views: the activation gallery and the CAM overlays, as grids of linked pyqtgraph cells.
+
+Every cell shows a map in the input image's pixel grid, and all cells share one view range: zoom
+or pan in any cell and every model's maps follow, so the same region is compared across blocks
+and backbones. Cells are built once per layout (rows x models) and only receive new images when
+results change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtWidgets import QComboBox, QLabel, QScrollArea, QSlider, QSpinBox
+
+from .state import AppState
+from .view_base import SELECTED_PEN, View, lookup_table, model_qcolor, show_block_map
+
+CELL_PX = 170  # height of one row of cells on screen
+
+
+@dataclass
+class Cell:
+    """One linked image box: what it shows, for hover and click."""
+
+    box: pg.ViewBox
+    image: pg.ImageItem
+    overlay: pg.ImageItem | None
+    caption: pg.LabelItem
+    model: str = ""
+    block: Any = None  # BlockMap (gallery) or CamResult (CAM) or None (the input image)
+    values: np.ndarray | None = None  # what the hover reads
+
+
+class MapBox(pg.ViewBox):
+    """An image box; in a scrolling gallery the wheel scrolls and Ctrl+wheel zooms."""
+
+    def __init__(self, wheel_zooms: bool) -> None:
+        super().__init__(lockAspect=True, invertY=True, enableMenu=False)
+        self.wheel_zooms = wheel_zooms
+        self.setBackgroundColor("#f4f4f4")
+
+    def wheelEvent(self, ev, axis=None) -> None:
+        if self.wheel_zooms or ev.modifiers() & Qt.ControlModifier:
+            super().wheelEvent(ev, axis)
+        else:
+            ev.ignore()  # the scroll area scrolls the gallery
+
+
+class ImageGrid(pg.GraphicsLayoutWidget):
+    """Rows x columns of aspect-locked image boxes that zoom and pan together.
+
+    The boxes are kept in step by hand (a user's zoom or pan is copied to the others) rather than by
+    pyqtgraph's view links, whose resize cascades cost seconds when a grid of dozens is laid out.
+    """
+
+    def __init__(self, wheel_zooms: bool = True) -> None:
+        super().__init__()
+        self.wheel_zooms = wheel_zooms
+        self.cells: dict[tuple[int, int], Cell] = {}
+        self.headers: list[pg.LabelItem] = []
+        self.shape = (0, 0)
+        self.ci.layout.setSpacing(2)
+        self.setMinimumHeight(CELL_PX)
+
+    def ensure(self, rows: int, cols: int, overlay: bool = False, row_labels: list[str] | None = None,
+               fill: bool = False) -> bool:
+        """Lay out `rows` x `cols` cells (rebuilt only when the shape changes); True if rebuilt.
+
+        Rows are CELL_PX high (the scroll area scrolls them) unless `fill`: then they share the height."""
+        if (rows, cols) == self.shape and all(self.cells[(0, c)].overlay is not None or not overlay
+                                              for c in range(cols)):
+            return False
+        self.clear()
+        self.cells = {}
+        self.shape = (rows, cols)
+        # Row 0: a header per column; then per row a box with its caption underneath, as in the figures.
+        headers = [self.addLabel("", row=0, col=c + 1, size="9pt") for c in range(cols)]
+        for r in range(rows):
+            label = (row_labels or [""] * rows)[r]
+            self.addLabel(label, row=1 + 2 * r, col=0, rowspan=2, angle=-90, size="8pt", color="#555")
+            for c in range(cols):
+                box = MapBox(self.wheel_zooms)
+                self.addItem(box, row=1 + 2 * r, col=c + 1)
+                box.sigRangeChangedManually.connect(lambda _mask, b=box: self.follow(b))
+                caption = self.addLabel("", row=2 + 2 * r, col=c + 1, size="7pt")
+                image = pg.ImageItem(axisOrder="row-major")
+                box.addItem(image)
+                over = None
+                if overlay:
+                    over = pg.ImageItem(axisOrder="row-major")
+                    box.addItem(over)
+                self.cells[(r, c)] = Cell(box, image, over, caption)
+        self.headers = headers
+        if fill:
+            self.setMinimumHeight(rows * CELL_PX)
+            self.setMaximumHeight(rows * 3 * CELL_PX)
+        else:
+            self.setFixedHeight(rows * (CELL_PX + 18) + 30)
+        return True
+
+    def cell_at(self, scene_pos: QPointF) -> tuple[Cell, int, int] | None:
+        """The cell under a scene position and the image pixel (x, y) there, if any."""
+        for cell in self.cells.values():
+            if cell.box.sceneBoundingRect().contains(scene_pos):
+                p = cell.box.mapSceneToView(scene_pos)
+                x, y = int(p.x()), int(p.y())
+                if cell.values is not None and 0 <= y < cell.values.shape[0] and 0 <= x < cell.values.shape[1]:
+                    return cell, x, y
+                return cell, -1, -1
+        return None
+
+    def follow(self, source: pg.ViewBox) -> None:
+        """Give every cell the centre and magnification the user just gave `source`."""
+        (x0, x1), (y0, y1) = source.viewRange()
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        per_px = (y1 - y0) / max(source.height(), 1.0)  # image pixels per screen pixel
+        for cell in self.cells.values():
+            if cell.box is not source:
+                hw, hh = per_px * cell.box.width() / 2, per_px * cell.box.height() / 2
+                cell.box.setRange(xRange=(cx - hw, cx + hw), yRange=(cy - hh, cy + hh), padding=0)
+
+    def frame(self, height: int, width: int) -> None:
+        """Show the whole image in every cell."""
+        for cell in self.cells.values():
+            cell.box.setRange(xRange=(0, width), yRange=(0, height), padding=0.02)
+
+
+def _set_map(item: pg.ImageItem, values: np.ndarray, cmap: str, levels=(0.0, 1.0)) -> None:
+    item.setImage(values, levels=levels, autoLevels=False)
+    item.setLookupTable(lookup_table(cmap))
+
+
+class ImageGridView(View):
+    """A View whose display is an ImageGrid in a scroll area, with hover read-out and click-to-select."""
+
+    def __init__(self, state: AppState, wheel_zooms: bool = True) -> None:
+        super().__init__(state)
+        self.grid = ImageGrid(wheel_zooms)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setWidget(self.grid)
+        self.set_display(self.scroll)
+        self._framed: tuple[int, int] | None = None
+        self.grid.scene().sigMouseMoved.connect(self._hovered)
+        self.grid.scene().sigMouseClicked.connect(self._clicked)
+        state.block_selected.connect(lambda model, block: self.highlight(model, block))
+
+    def shown_image(self) -> np.ndarray:
+        from fishspine.analysis.images import resize_longer_side
+
+        return resize_longer_side(self.state.image.pixels, self.state.settings.image_size)
+
+    def frame_once(self, image: np.ndarray) -> None:
+        """Fit the view to the image when its size changes (keep the user's zoom otherwise)."""
+        size = image.shape[:2]
+        if size != self._framed:
+            self.grid.frame(*size)
+            self._framed = size
+
+    def describe(self, cell: Cell, x: int, y: int) -> str:  # pragma: no cover - per view
+        raise NotImplementedError
+
+    def _hovered(self, pos: QPointF) -> None:
+        hit = self.grid.cell_at(pos)
+        if hit is not None and hit[0].model:
+            self.info.setText(self.describe(*hit))
+
+    def _clicked(self, event) -> None:
+        if event.button() != Qt.LeftButton:
+            return
+        hit = self.grid.cell_at(event.scenePos())
+        if hit is not None and hit[0].block is not None:
+            self.on_cell_clicked(hit[0])
+
+    def on_cell_clicked(self, cell: Cell) -> None:
+        pass
+
+    def highlight(self, model: str, block: str) -> None:
+        for cell in self.grid.cells.values():
+            name = getattr(cell.block, "name", getattr(cell.block, "block", None))
+            hit = bool(block) and name == block and model in ("", cell.model)
+            cell.box.setBorder(SELECTED_PEN if hit else None)
+            if hit:  # scroll the gallery to it
+                self.scroll.ensureVisible(0, int(cell.box.sceneBoundingRect().center().y()), 0, CELL_PX)
+
+
+class ActivationsView(ImageGridView):
+    """Rows = blocks at matching relative depth (shallow at the top), columns = models.
+
+    Hover reads the block, its output shape and range and the map's value; a click selects the block
+    everywhere and opens the map large.
+    """
+
+    title = "Activations"
+
+    def __init__(self, state: AppState) -> None:
+        super().__init__(state, wheel_zooms=False)
+        self.info.setText("wheel scrolls · Ctrl+wheel zooms every map · drag pans · click a map to select it")
+        self.rows_box = QSpinBox()
+        self.rows_box.setRange(2, 48)
+        self.rows_box.setValue(state.settings.gallery_rows)
+        self.rows_box.setToolTip("blocks per model, spread evenly over depth")
+        self.rows_box.valueChanged.connect(self._rows_changed)
+        self.controls.addWidget(QLabel("rows"))
+        self.controls.addWidget(self.rows_box)
+
+    def _rows_changed(self, n: int) -> None:
+        self.state.settings.gallery_rows = n
+        self.refresh()
+
+    def results(self) -> dict:
+        return {k: v.activations for k, v in self.state.insights.items()}
+
+    def show_state(self) -> bool:
+        from fishspine.analysis.analysis_figures import sample_rows
+
+        if not self.state.insights or self.state.image is None:
+            return False
+        results = self.results()
+        picks = {m: self._with_selected(m, r, sample_rows(len(r.blocks), self.state.settings.gallery_rows))
+                 for m, r in results.items()}
+        n_rows = max(len(p) for p in picks.values()) + 1
+        labels = ["input"] + [f"depth {i / max(n_rows - 2, 1):.0%}" for i in range(n_rows - 1)]
+        self.grid.ensure(n_rows, len(results), row_labels=labels)
+        image = self.shown_image()
+        for c, (m, res) in enumerate(results.items()):
+            self.grid.headers[c].setText(f"<b>{m}</b>", color=model_qcolor(c), size="9pt")
+            cell = self.grid.cells[(0, c)]
+            cell.image.setImage(image, autoLevels=False, levels=(0, 255))
+            cell.image.setLookupTable(None)
+            cell.caption.setText("input", size="7pt")
+            cell.model, cell.block, cell.values = m, None, None
+            for r in range(1, n_rows):
+                cell = self.grid.cells[(r, c)]
+                if r - 1 >= len(picks[m]):  # a shallower model has fewer blocks than rows
+                    cell.image.clear()
+                    cell.caption.setText("")
+                    cell.model, cell.block, cell.values = "", None, None
+                    continue
+                b = res.blocks[picks[m][r - 1]]
+                values = b.map.astype(np.float32)
+                _set_map(cell.image, values, "inferno")
+                cell.caption.setText(f"{b.name} · {b.role} · 1/{2 ** b.level}", size="7pt")
+                cell.model, cell.block, cell.values = m, b, values
+        self.frame_once(image)
+        return True
+
+    def _with_selected(self, model: str, result, picks: list[int]) -> list[int]:
+        """The sampled rows, with the selected block of this model swapped in for the nearest row."""
+        block, chosen_in = self.state.selected_block, self.state.selected_model
+        names = [b.name for b in result.blocks]
+        if not block or chosen_in not in ("", model) or block not in names or names.index(block) in picks:
+            return picks
+        i = names.index(block)
+        nearest = min(range(len(picks)), key=lambda k: abs(picks[k] - i))
+        return sorted(picks[:nearest] + [i] + picks[nearest + 1:])
+
+    def highlight(self, model: str, block: str) -> None:
+        shown = any(getattr(c.block, "name", None) == block for c in self.grid.cells.values())
+        exists = any(block in {b.name for b in r.blocks} for m, r in self.results().items()
+                     if model in ("", m))
+        if block and exists and not shown and self.has_content:
+            self.refresh()  # bring the block into the gallery; refresh highlights it
+            return
+        super().highlight(model, block)
+
+    def describe(self, cell: Cell, x: int, y: int) -> str:
+        if cell.block is None:
+            return f"{cell.model} · input image"
+        b = cell.block
+        text = (f"{cell.model} · {b.name} ({b.role}, stride {2 ** b.level}) · output {list(b.shape)} · "
+                f"range [{b.out_min:.3g}, {b.out_max:.3g}]")
+        if x >= 0:
+            text += f" · map at ({x}, {y}): {cell.values[y, x]:.2f}"
+        return text
+
+    def on_cell_clicked(self, cell: Cell) -> None:
+        self.state.select_block(cell.block.name, cell.model)
+        show_block_map(cell.model, cell.block)
+
+    def export_figure(self):
+        from fishspine.analysis.analysis_figures import activation_gallery_figure
+
+        return activation_gallery_figure(self.shown_image(), self.results(), rows=self.state.settings.gallery_rows)
+
+    def export_data(self):
+        rows = [row for r in self.results().values() for row in r.rows()]
+        return rows, {"image": self.state.image.label, "blocks": rows}
+
+
+class CamView(ImageGridView):
+    """CAM overlays per model for the chosen block, method and class; the block follows the selection."""
+
+    title = "Grad-CAM"
+
+    def __init__(self, state: AppState) -> None:
+        super().__init__(state)
+        self.method = QComboBox()
+        self.method.addItems(["gradcam", "gradcampp", "layercam"])
+        self.method.setCurrentText(state.settings.cam_method)
+        self.method.currentTextChanged.connect(lambda m: state.update_settings(cam_method=m))
+        self.block_box = QComboBox()
+        self.block_box.setMinimumContentsLength(18)
+        self.block_box.setToolTip("the block whose output the CAM weighs (models without it keep their last block)")
+        self.block_box.activated.connect(lambda _i: self._block_chosen())
+        self.klass = QSpinBox()
+        self.klass.setRange(-1, 100_000)
+        self.klass.setSpecialValueText("top class")
+        self.klass.setValue(-1 if state.settings.class_index is None else state.settings.class_index)
+        self.klass.setToolTip("target class (top class = each model's top prediction; "
+                              "backbones without a classifier use feature energy)")
+        self.klass.editingFinished.connect(
+            lambda: state.update_settings(class_index=None if self.klass.value() < 0 else self.klass.value()))
+        self.alpha = QSlider(Qt.Horizontal)
+        self.alpha.setRange(0, 100)
+        self.alpha.setValue(50)
+        self.alpha.setMaximumWidth(90)
+        self.alpha.valueChanged.connect(lambda _v: self._set_opacity())
+        for text, w in (("method", self.method), ("block", self.block_box), ("class", self.klass),
+                        ("overlay", self.alpha)):
+            self.controls.addWidget(QLabel(text))
+            self.controls.addWidget(w)
+
+    def _block_chosen(self) -> None:
+        name = self.block_box.currentData()
+        if name:
+            self.state.select_block(name)
+
+    def _set_opacity(self) -> None:
+        for cell in self.grid.cells.values():
+            if cell.overlay is not None:
+                cell.overlay.setOpacity(self.alpha.value() / 100)
+
+    def _fill_blocks(self) -> None:
+        """Every block of every model, in depth order, named once."""
+        seen: dict[str, str] = {}
+        for m in self.state.models:
+            for b in m.model.blocks:
+                seen.setdefault(b.name, f"{b.name} ({b.role}, 1/{2 ** b.level})")
+        current = self.state.selected_block
+        self.block_box.blockSignals(True)
+        self.block_box.clear()
+        self.block_box.addItem("last block of each model", "")
+        for name, text in seen.items():
+            self.block_box.addItem(text, name)
+        self.block_box.setCurrentIndex(max(0, self.block_box.findData(current)))
+        self.block_box.blockSignals(False)
+
+    def show_state(self) -> bool:
+        if not self.state.insights or self.state.image is None:
+            return False
+        self._fill_blocks()
+        cams = {k: v.cam for k, v in self.state.insights.items()}
+        self.grid.ensure(1, len(cams) + 1, overlay=True, row_labels=[""], fill=True)
+        image = self.shown_image()
+        first = self.grid.cells[(0, 0)]
+        first.image.setImage(image, autoLevels=False, levels=(0, 255))
+        first.overlay.clear()
+        self.grid.headers[0].setText("<b>image</b>", size="9pt")
+        first.model, first.block, first.values = "", None, None
+        for c, (m, cam) in enumerate(cams.items(), start=1):
+            cell = self.grid.cells[(0, c)]
+            cell.image.setImage(image, autoLevels=False, levels=(0, 255))
+            values = cam.cam.astype(np.float32)
+            _set_map(cell.overlay, values, "jet")
+            self.grid.headers[c].setText(f"<b>{m}</b><br>{cam.method} @ {cam.block}<br>{cam.target_label}",
+                                         color=model_qcolor(c - 1), size="8pt")
+            cell.model, cell.block, cell.values = m, cam, values
+        self._set_opacity()
+        self.frame_once(image)
+        return True
+
+    def describe(self, cell: Cell, x: int, y: int) -> str:
+        c = cell.block
+        text = f"{cell.model} · {c.method} @ {c.block} · {c.target_label} · peak before scaling {c.raw_max:.3g}"
+        if x >= 0:
+            text += f" · CAM at ({x}, {y}): {cell.values[y, x]:.2f}"
+        return text
+
+    def on_cell_clicked(self, cell: Cell) -> None:
+        insight = self.state.insights.get(cell.model)
+        if insight is not None:
+            try:
+                show_block_map(cell.model, insight.activations.block(cell.block.block))
+            except KeyError:
+                pass
+
+    def export_figure(self):
+        from fishspine.analysis.analysis_figures import cam_figure
+
+        return cam_figure(self.shown_image(), {k: v.cam for k, v in self.state.insights.items()})
+
+    def export_data(self):
+        rows = [{"model": m, "block": v.cam.block, "method": v.cam.method, "target": v.cam.target_label,
+                 "raw_max": v.cam.raw_max} for m, v in self.state.insights.items()]
+        return rows, {"image": self.state.image.label, "cams": rows}
