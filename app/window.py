@@ -42,7 +42,8 @@ class MainWindow(QMainWindow):
         self.resize(1400, 900)
         self.setAcceptDrops(True)
         self._workers: set[GeneratorWorker] = set()
-        self._analysis_worker: GeneratorWorker | None = None
+        self._analysis_worker: GeneratorWorker | None = None  # the one analysis pass running, if any
+        self._analysis_again = False  # the settings changed while it ran: run again when it ends
         self._build_ui()
         self._connect()
         self._pending_analysis = QTimer(self, singleShot=True, interval=150)
@@ -259,7 +260,11 @@ class MainWindow(QMainWindow):
         if not self.state.models or self.state.image is None:
             return
         if self._analysis_worker is not None:
+            # Two passes must never run at once: they share the models (hooks, .grad). Stop this one at
+            # its next model and start afresh when it has stopped.
             self._analysis_worker.cancel()
+            self._analysis_again = True
+            return
         s = self.state.settings
         models = {m.label: m.model for m in self.state.models}
         pixels = self.state.image.pixels
@@ -309,7 +314,16 @@ class MainWindow(QMainWindow):
             if result is not None:
                 self.state.set_insights(result)
 
-        self._analysis_worker = self.run_job("analysis", job, finished)
+        worker = self._analysis_worker = self.run_job("analysis", job, finished)
+
+        def ended(*_args) -> None:
+            self._analysis_worker = None
+            if self._analysis_again:
+                self._analysis_again = False
+                self.schedule_analysis()
+
+        for sig in (worker.signals.finished, worker.signals.cancelled, worker.signals.failed):
+            sig.connect(ended)
 
     def move_models(self, device_name: str) -> None:
         try:
