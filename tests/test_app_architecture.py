@@ -208,9 +208,9 @@ def test_names_follow_the_zoom(qtbot, view):
     assert view.label_mode == "groups"  # 39 FishNet-99 names do not fit side by side at the fitted size
     shown = [t for _g, t in view.group_labels if t is not None and t.isVisible()]
     assert len(shown) >= 5
-    x, y = view.graph.positions["tail2.0"] if "tail2.0" in view.graph.positions else view.graph.positions[
-        view.graph.nodes[8].name]
-    view.box.setRange(xRange=(x - 2, x + 2), padding=0)
+    x, y = view.graph.positions["tail2.0"]
+    # The aspect is locked, so zoom on both axes: four columns by two rows around one block.
+    view.box.setRange(xRange=(x - 2, x + 2), yRange=(y - 1, y + 1), padding=0)
     qtbot.waitUntil(lambda: view.label_mode == "nodes", timeout=5_000)
     visible = [n for n, t in view.node_labels.items() if t.isVisible()]
     assert len(visible) == len(view.graph.nodes)
