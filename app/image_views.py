@@ -8,18 +8,20 @@ results change.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt
+from PySide6.QtCore import QPointF, Qt, QTimer
 from PySide6.QtWidgets import QComboBox, QLabel, QScrollArea, QSlider, QSpinBox
 
 from .state import AppState
 from .view_base import SELECTED_PEN, View, lookup_table, model_qcolor, show_block_map
 
 CELL_PX = 170  # height of one row of cells on screen
+BUILD_SLICE_S = 0.03  # longest the UI thread spends laying out grid cells in one go
 
 
 @dataclass
@@ -63,25 +65,40 @@ class ImageGrid(pg.GraphicsLayoutWidget):
         self.cells: dict[tuple[int, int], Cell] = {}
         self.headers: list[pg.LabelItem] = []
         self.shape = (0, 0)
+        self._spec: tuple = ()
+        self._pending: Iterator[None] | None = None
+        self._on_ready: Callable[[], None] | None = None
         self.ci.layout.setSpacing(2)
         self.setMinimumHeight(CELL_PX)
 
     def ensure(self, rows: int, cols: int, overlay: bool = False, row_labels: list[str] | None = None,
-               fill: bool = False) -> bool:
-        """Lay out `rows` x `cols` cells (rebuilt only when the shape changes); True if rebuilt.
+               fill: bool = False, on_ready: Callable[[], None] | None = None) -> bool:
+        """Lay out `rows` x `cols` cells; True once they all exist (the layout is kept while the shape is).
 
-        Rows are CELL_PX high (the scroll area scrolls them) unless `fill`: then they share the height."""
-        if (rows, cols) == self.shape and all(self.cells[(0, c)].overlay is not None or not overlay
-                                              for c in range(cols)):
-            return False
-        self.clear()
-        self.cells = {}
-        self.shape = (rows, cols)
+        A new layout is built a few rows per turn of the event loop (BUILD_SLICE_S each), so a big
+        gallery never holds the UI thread; `on_ready` is called when the last row is in. Rows are
+        CELL_PX high (the scroll area scrolls them) unless `fill`: then they share the height."""
+        spec = (rows, cols, overlay, fill)
+        if spec != self._spec:
+            self.clear()
+            self.cells = {}
+            self._spec, self.shape = spec, (rows, cols)
+            self._pending = self._build_rows(rows, cols, overlay, row_labels or [""] * rows)
+            if fill:
+                self.setMinimumHeight(rows * CELL_PX)
+                self.setMaximumHeight(rows * 3 * CELL_PX)
+            else:
+                self.setFixedHeight(rows * (CELL_PX + 18) + 30)
+        self._on_ready = on_ready
+        if self._pending is not None:
+            self._build_some()
+        return self._pending is None
+
+    def _build_rows(self, rows: int, cols: int, overlay: bool, row_labels: list[str]) -> Iterator[None]:
         # Row 0: a header per column; then per row a box with its caption underneath, as in the figures.
-        headers = [self.addLabel("", row=0, col=c + 1, size="9pt") for c in range(cols)]
+        self.headers = [self.addLabel("", row=0, col=c + 1, size="9pt") for c in range(cols)]
         for r in range(rows):
-            label = (row_labels or [""] * rows)[r]
-            self.addLabel(label, row=1 + 2 * r, col=0, rowspan=2, angle=-90, size="8pt", color="#555")
+            self.addLabel(row_labels[r], row=1 + 2 * r, col=0, rowspan=2, angle=-90, size="8pt", color="#555")
             for c in range(cols):
                 box = MapBox(self.wheel_zooms)
                 self.addItem(box, row=1 + 2 * r, col=c + 1)
@@ -94,13 +111,18 @@ class ImageGrid(pg.GraphicsLayoutWidget):
                     over = pg.ImageItem(axisOrder="row-major")
                     box.addItem(over)
                 self.cells[(r, c)] = Cell(box, image, over, caption)
-        self.headers = headers
-        if fill:
-            self.setMinimumHeight(rows * CELL_PX)
-            self.setMaximumHeight(rows * 3 * CELL_PX)
-        else:
-            self.setFixedHeight(rows * (CELL_PX + 18) + 30)
-        return True
+            yield
+
+    def _build_some(self) -> None:
+        start = time.perf_counter()
+        while self._pending is not None and time.perf_counter() - start < BUILD_SLICE_S:
+            if next(self._pending, StopIteration) is StopIteration:
+                self._pending = None
+        if self._pending is not None:
+            QTimer.singleShot(0, self._build_some)
+        elif self._on_ready is not None:
+            ready, self._on_ready = self._on_ready, None
+            ready()
 
     def cell_at(self, scene_pos: QPointF) -> tuple[Cell, int, int] | None:
         """The cell under a scene position and the image pixel (x, y) there, if any."""
@@ -225,7 +247,8 @@ class ActivationsView(ImageGridView):
                  for m, r in results.items()}
         n_rows = max(len(p) for p in picks.values()) + 1
         labels = ["input"] + [f"depth {i / max(n_rows - 2, 1):.0%}" for i in range(n_rows - 1)]
-        self.grid.ensure(n_rows, len(results), row_labels=labels)
+        if not self.grid.ensure(n_rows, len(results), row_labels=labels, on_ready=self.refresh):
+            return False  # laying out the grid; refresh again once it is there
         image = self.shown_image()
         for c, (m, res) in enumerate(results.items()):
             self.grid.headers[c].setText(f"<b>{m}</b>", color=model_qcolor(c), size="9pt")
@@ -355,7 +378,8 @@ class CamView(ImageGridView):
             return False
         self._fill_blocks()
         cams = {k: v.cam for k, v in self.state.insights.items()}
-        self.grid.ensure(1, len(cams) + 1, overlay=True, row_labels=[""], fill=True)
+        if not self.grid.ensure(1, len(cams) + 1, overlay=True, row_labels=[""], fill=True, on_ready=self.refresh):
+            return False
         image = self.shown_image()
         first = self.grid.cells[(0, 0)]
         first.image.setImage(image, autoLevels=False, levels=(0, 255))
