@@ -1,29 +1,133 @@
 """The COCO view: per-scale AP per backbone against a baseline, AP_S/M/L bars and PR curves per size range.
 
 A table (values in %, deltas against the baseline in green or red), grouped bars and one PR panel per
-size range, all visible at once. Evaluation runs in a worker; a file that fails leaves the shown
-evaluation in place. Export writes the command line's figure chosen in the "figure" box.
+size range, all visible at once; hovering a bar or a curve names it. Evaluation runs in a worker, one
+result file at a time: a ground truth or result file that fails is reported and left out, and what
+is shown stays. Export writes the command line's figure chosen in the "export" box.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QBrush, QColor, QFont
-from PySide6.QtWidgets import QComboBox, QFileDialog, QHeaderView, QLabel, QPushButton, QSplitter, QTableWidget, QTableWidgetItem
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QHeaderView, QLabel, QPushButton, QSplitter,
+                               QTableWidget, QTableWidgetItem)
 
 from .state import AppState
 from .view_base import View, model_qcolor
 
 COLUMNS = ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L", "AR100")
+COLUMN_TIPS = {"AP": "AP at IoU 0.50:0.95, every object size", "AP50": "AP at IoU 0.50", "AP75": "AP at IoU 0.75",
+               "AP_S": "AP of small objects (area < 32²)", "AP_M": "AP of medium objects (32² ≤ area < 96²)",
+               "AP_L": "AP of large objects (area ≥ 96²)", "AR100": "recall, 100 detections per image"}
 SIZES = (("small", "AP_S"), ("medium", "AP_M"), ("large", "AP_L"))
+PR_IOU = 0.5
 GAIN, LOSS = QColor("#1a7f37"), QColor("#c62828")
+BASELINE_TINT = QColor("#eef3fb")
+RESULT_HINT = ("A result file is the JSON list of detections {image_id, category_id, bbox, score} "
+               "that a detector wrote for this ground truth's images")
+
+
+def file_key(path: str | Path) -> tuple:
+    """What identifies a file's contents cheaply: its resolved path, size and modification time."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError:
+        return (str(p), None, None)
+    return (str(p.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@dataclass
+class CocoOutcome:
+    """What one evaluation job produced: the evaluations that worked, and why the others did not."""
+
+    generation: int
+    gt: str
+    gt_key: tuple = ()
+    gt_error: str = ""
+    gt_summary: str = ""
+    evals: dict[str, Any] = field(default_factory=dict)  # name -> analysis.coco.CocoEvaluation, in order
+    keys: dict[str, tuple] = field(default_factory=dict)  # name -> file_key of the evaluated file
+    failed: dict[str, str] = field(default_factory=dict)  # name -> why
+
+
+def evaluation_job(gt: str, results: Mapping[str, str], reuse: Mapping[str, tuple[tuple, Any]],
+                   generation: int = 0) -> Iterator[tuple[int, int, str] | CocoOutcome]:
+    """Evaluate each result file against `gt` on its own, so one bad file costs only itself.
+
+    Yields (done, total, name) per file, then a CocoOutcome. `reuse` maps a name to (file_key,
+    evaluation) from an earlier run against the same ground truth: an unchanged file is not re-run.
+    """
+    from fishspine.analysis.coco import CocoError, evaluate_one, load_ground_truth, load_results
+
+    out = CocoOutcome(generation, gt, file_key(gt))
+    try:
+        gt_dict = load_ground_truth(gt)
+    except CocoError as exc:
+        out.gt_error = str(exc)
+        if looks_like_results(gt):
+            out.gt_error += "; it looks like a result file (a list of detections): add it with Add results…"
+        yield out
+        return
+    out.gt_summary = (f"{len(gt_dict['images'])} images, {len(gt_dict['annotations'])} objects, "
+                      f"{len(gt_dict['categories'])} categories")
+    for i, (name, path) in enumerate(results.items()):
+        key = file_key(path)
+        earlier = reuse.get(name)
+        if earlier is not None and earlier[0] == key:
+            out.evals[name] = earlier[1]
+        else:
+            try:
+                out.evals[name] = evaluate_one(gt_dict, load_results(path, gt_dict, "bbox", name), name, "bbox")
+            except CocoError as exc:
+                out.failed[name] = str(exc)
+            except Exception as exc:  # noqa: BLE001 - a malformed detection must not stop the others
+                out.failed[name] = f"{path}: could not be evaluated ({type(exc).__name__}: {exc})"
+        out.keys[name] = key
+        yield i + 1, len(results), name
+    yield out
+
+
+def looks_like_results(path: str | Path) -> bool:
+    """Whether `path` holds a JSON list of detections (a result file picked as the ground truth)."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, list) and bool(data) and isinstance(data[0], dict) and "score" in data[0]
+
+
+def sentence(text: str) -> str:
+    """`text` ending with a full stop (or its own question mark)."""
+    text = text.rstrip()
+    return text if text.endswith((".", "?", "!")) else text + "."
+
+
+def size_range_title(area: str, bounds: tuple[float, float]) -> str:
+    """'small (&lt; 32²)', 'medium (32²–96²)', 'large (≥ 96²)', 'all' (rich text, as pyqtgraph titles are)."""
+    def side(v: float) -> str:
+        root = math.sqrt(v)
+        return f"{root:g}²" if root == int(root) else f"{v:g}"
+
+    lo, hi = bounds
+    if lo <= 0 and hi >= 1e9:
+        return area
+    if lo <= 0:
+        return f"{area} (&lt; {side(hi)})"  # pyqtgraph titles are rich text
+    if hi >= 1e9:
+        return f"{area} (≥ {side(lo)})"
+    return f"{area} ({side(lo)}–{side(hi)})"
 
 
 class CocoView(View):
@@ -34,83 +138,155 @@ class CocoView(View):
     def __init__(self, state: AppState, run_job: Callable) -> None:
         super().__init__(state)
         self.run_job = run_job
-        for text, slot, tip in (("Ground truth…", self.open_gt, "the COCO annotation json (instances_*.json)"),
-                                ("Add results…", self.add_results, "one detection json per backbone"),
-                                ("Remove", self.remove_result, "remove the chosen backbone's results")):
+        self._generation = 0  # only the newest evaluation job's outcome is applied
+        self._good_gt = ""  # the ground truth of the evaluation shown
+        self._good_gt_key: tuple = ()
+        self._cache: dict[str, tuple[tuple, Any]] = {}  # name -> (file_key, evaluation) against _good_gt
+        self._summary = ""
+        for text, slot, tip in (
+                ("Ground truth…", self.open_gt, "the COCO annotation json (instances_*.json)"),
+                ("Add results…", self.add_results, "one detection json per backbone (named after the file)"),
+                ("Remove", self.remove_result, "remove the results of the backbone chosen in the table")):
             b = QPushButton(text)
             b.setToolTip(tip)
             b.clicked.connect(slot)
             self.controls.addWidget(b)
         self.baseline = QComboBox()
         self.baseline.setSizeAdjustPolicy(QComboBox.AdjustToContents)
+        self.baseline.setToolTip("deltas in the table and above the bars are against this backbone")
         self.baseline.currentTextChanged.connect(self._baseline_chosen)
         self.kind = QComboBox()
         self.kind.addItems(["table", "sizes", "pr"])
-        self.kind.setToolTip("the figure Export and Copy write (table, AP by size, PR curves)")
-        for text, w in (("baseline", self.baseline), ("figure", self.kind)):
+        self.kind.setToolTip("the figure Export and Copy write: the table, AP by object size, or PR curves")
+        for text, w in (("baseline", self.baseline), ("export", self.kind)):
             self.controls.addWidget(QLabel(text))
             self.controls.addWidget(w)
+        self.placeholder.setText("Open a COCO ground-truth json (Ground truth…) and one result json per backbone "
+                                 "(Add results…), or load the demo")
 
         self.table = QTableWidget()
-        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.verticalHeader().hide()
         self.table.itemSelectionChanged.connect(self._row_chosen)
+
+        label_font = QFont()
+        label_font.setPointSizeF(8.5)
+        self._label_font = label_font
         self.bars = pg.PlotWidget()
         self.bars.setLabel("left", "AP (%)")
         self.bars.getPlotItem().setMenuEnabled(False)
         self.bars.setMouseEnabled(x=False, y=False)
-        self.bars_legend = self.bars.addLegend(offset=(10, 10), labelTextSize="8pt")
+        self.bars.hideButtons()
+        self.bars_legend = self.bars.addLegend(offset=(8, 4), labelTextSize="8.5pt", colCount=2)
+        self.bars.scene().sigMouseMoved.connect(self._bars_hovered)
+        self._bar_spots: list[tuple[float, float, float, str, str, str]] = []  # x, width, height, name, size, key
+
         self.pr = pg.GraphicsLayoutWidget()
+        self.pr.scene().sigMouseMoved.connect(self._pr_hovered)
+        self.pr_plots: dict[str, pg.PlotItem] = {}
+        self._pr_curves: dict[str, list[tuple[str, pg.PlotDataItem, np.ndarray, np.ndarray, float]]] = {}
+
         plots = QSplitter(Qt.Horizontal)
         plots.addWidget(self.bars)
         plots.addWidget(self.pr)
-        plots.setSizes([380, 720])
-        body = QSplitter(Qt.Vertical)
-        body.addWidget(self.table)
-        body.addWidget(plots)
-        body.setSizes([190, 520])
-        self.set_display(body)
-        self.pr_plots: dict[str, pg.PlotItem] = {}
+        plots.setSizes([450, 650])
+        self.body = QSplitter(Qt.Vertical)
+        self.body.addWidget(self.table)
+        self.body.addWidget(plots)
+        self.body.setSizes([170, 560])
+        self._table_rows_fitted = -1
+        self.set_display(self.body)
         state.coco_changed.connect(self._coco_changed)
 
     # -- files
     def open_gt(self) -> None:
+        """Ask for the ground-truth json and evaluate every loaded result file against it."""
         path, _ = QFileDialog.getOpenFileName(self, "COCO ground truth", "", "JSON (*.json)")
         if path:
             self.state.update_settings(coco_gt=path)
             self.evaluate()
 
     def add_results(self) -> None:
+        """Ask for result jsons (one per backbone) and evaluate them."""
         paths, _ = QFileDialog.getOpenFileNames(self, "COCO result files (one per backbone)", "", "JSON (*.json)")
         self.add_result_files(paths)
 
     def add_result_files(self, paths) -> None:
-        for p in paths:
-            self.state.settings.coco_results[Path(p).stem] = str(p)
+        """Add result files, each named after its file (its folder too when two files share a name)."""
+        results = self.state.settings.coco_results
+        for p in map(str, paths):
+            if p in results.values():
+                continue
+            stem = Path(p).stem
+            name = stem if stem not in results else f"{Path(p).parent.name}/{stem}"
+            base, n = name, 2
+            while name in results:
+                name, n = f"{base} ({n})", n + 1
+            results[name] = p
         if paths:
             self.evaluate()
 
     def remove_result(self) -> None:
-        row = self.table.currentRow()
-        if row < 0:
-            self.state.notify("warning", "choose a backbone's row in the table to remove its results")
+        """Remove the backbone chosen in the table."""
+        name = self.chosen_backbone()
+        if name is None:
+            self.state.notify("warning", "COCO: choose a backbone's row in the table to remove its results")
             return
-        name = self.table.item(row, 0).text()
         self.state.settings.coco_results.pop(name, None)
+        self._cache.pop(name, None)
         self.state.set_coco({k: v for k, v in self.state.coco.items() if k != name})
 
+    def chosen_backbone(self) -> str | None:
+        """The backbone of the table's current row, if any."""
+        row = self.table.currentRow()
+        item = self.table.item(row, 0) if row >= 0 else None
+        return item.data(Qt.UserRole) if item is not None else None
+
     def evaluate(self) -> None:
+        """Evaluate the result files of the settings against their ground truth, in a worker."""
         s = self.state.settings
         if not s.coco_gt:
             if s.coco_results:
-                self.state.notify("warning", "COCO: open the ground-truth json (Ground truth…) to evaluate")
+                self.state.notify("warning", f"COCO: {len(s.coco_results)} result file(s) wait for the ground "
+                                             "truth: open its json with Ground truth…")
             return
-        if not s.coco_results:
-            return
-        from fishspine.analysis.coco import iter_evaluate
+        self._generation += 1
+        reuse = self._cache if s.coco_gt == self._good_gt and file_key(s.coco_gt) == self._good_gt_key else {}
+        self.run_job("COCO evaluation",
+                     partial(evaluation_job, s.coco_gt, dict(s.coco_results), dict(reuse), self._generation),
+                     self._evaluated)
 
-        self.run_job("COCO evaluation", partial(iter_evaluate, s.coco_gt, dict(s.coco_results), "bbox"),
-                     self.state.set_coco)
+    def _evaluated(self, out: CocoOutcome) -> None:
+        if not isinstance(out, CocoOutcome) or out.generation != self._generation:
+            return  # superseded by a newer evaluation
+        s, shown = self.state.settings, self.state.coco
+        kept = "the evaluation shown is kept" if shown else "nothing was evaluated"
+        if out.gt_error:
+            self.state.update_settings(coco_gt=self._good_gt)
+            self.state.notify("error", f"COCO: {sentence(out.gt_error)} Open the dataset's annotation file "
+                                       f"(instances_*.json) with Ground truth…; {kept}.")
+            return
+        changed_gt = bool(self._good_gt) and out.gt != self._good_gt
+        broken = [n for n in out.failed if n in shown]
+        if changed_gt and broken:  # a new ground truth that the loaded results do not fit: keep everything
+            self.state.update_settings(coco_gt=self._good_gt)
+            self.state.notify("error", f"COCO: ground truth {out.gt} does not fit the loaded results "
+                                       f"({out.failed[broken[0]]}); kept {self._good_gt}. Remove those results "
+                                       "before switching to another dataset's ground truth.")
+            return
+        for name, why in out.failed.items():
+            s.coco_results.pop(name, None)
+            hint = f" {RESULT_HINT}." if "not valid JSON" in why or "could not be evaluated" in why else ""
+            self.state.notify("error", f"COCO: {sentence(why)} {name!r} was not added; {kept}.{hint}")
+        self._good_gt, self._good_gt_key = out.gt, out.gt_key
+        self._cache = {n: (out.keys[n], ev) for n, ev in out.evals.items()}
+        if not out.evals and not out.failed:
+            self.state.notify("info", f"COCO: ground truth {Path(out.gt).name} ({out.gt_summary}); "
+                                      "now add one result json per backbone (Add results…)")
+        if list(out.evals) != list(shown) or any(out.evals[n] is not shown[n] for n in out.evals):
+            self.state.set_coco(out.evals)
 
     # -- state -> widgets
     def _coco_changed(self) -> None:
@@ -127,6 +303,7 @@ class CocoView(View):
         self.refresh()
 
     def base(self) -> str | None:
+        """The baseline, when it is among the evaluations."""
         b = self.state.settings.coco_baseline
         return b if b in self.state.coco else None
 
@@ -142,41 +319,63 @@ class CocoView(View):
         self._draw_bars(rows, base)
         self._draw_pr(evals)
         first = next(iter(evals.values()))
-        self.info.setText(f"COCO {first.iou_type} · object size from the {first.area_source}"
-                          + (f" · Δ against {base}" if base else ""))
+        self._summary = (f"{first.iou_type} · {len(evals)} backbone{'s' * (len(evals) != 1)}"
+                         + (f" · Δ vs {base}" if base else " · choose a baseline for deltas"))
+        self.info.setText(self._summary)
+        self.info.setToolTip(f"ground truth: {self._good_gt or self.state.settings.coco_gt}\n"
+                             f"object size from the {first.area_source}")
         return True
 
     def _fill_table(self, rows: list[dict], base: str | None) -> None:
-        self.table.clear()
+        self.table.clearContents()
         self.table.setColumnCount(1 + len(COLUMNS))
         self.table.setRowCount(len(rows))
-        self.table.setHorizontalHeaderLabels(["backbone"] + [c.replace("_", " ") for c in COLUMNS])
+        self.table.setHorizontalHeaderLabels(["backbone"] + list(COLUMNS))
+        for j, c in enumerate(COLUMNS, start=1):
+            self.table.horizontalHeaderItem(j).setToolTip(COLUMN_TIPS[c] + " (%); Δ against the baseline")
         bold = QFont()
         bold.setBold(True)
+        files = self.state.settings.coco_results
         for i, r in enumerate(rows):
-            name = QTableWidgetItem(r["backbone"])
-            name.setForeground(QBrush(QColor(model_qcolor(i))))
-            name.setFont(bold)
-            if r["backbone"] == base:
-                name.setToolTip("the baseline")
-            self.table.setItem(i, 0, name)
+            name = r["backbone"]
+            is_base = name == base
+            item = QTableWidgetItem(f"{name}  (baseline)" if is_base else name)
+            item.setData(Qt.UserRole, name)
+            item.setForeground(QBrush(QColor(model_qcolor(i))))
+            item.setFont(bold)
+            extra = " · ".join(f"{k} {r[k]:.1f}" for k in ("AR1", "AR10", "AR_S", "AR_M", "AR_L")
+                               if k in r and not math.isnan(r[k]))
+            item.setToolTip(f"{files.get(name, name)}\n{extra}")
+            self.table.setItem(i, 0, item)
             for j, c in enumerate(COLUMNS, start=1):
                 v, d = r.get(c, math.nan), r.get(f"Δ{c}")
-                text = "–" if math.isnan(v) else f"{v:.1f}"
-                item = QTableWidgetItem(text)
+                text = "-" if math.isnan(v) else f"{v:.1f}"
+                cell = QTableWidgetItem(text)
                 if d is not None and not math.isnan(d):
-                    item.setText(f"{text}  ({d:+.1f})")
+                    cell.setText(f"{text}  ({d:+.1f})")
                     if abs(d) >= 0.05:
-                        item.setForeground(QBrush(GAIN if d > 0 else LOSS))
-                if r["backbone"] == base:
-                    item.setBackground(QBrush(QColor("#eef3fb")))
-                item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
-                self.table.setItem(i, j, item)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+                        cell.setForeground(QBrush(GAIN if d > 0 else LOSS))
+                if is_base:
+                    cell.setBackground(QBrush(BASELINE_TINT))
+                    cell.setToolTip("the baseline")
+                cell.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
+                self.table.setItem(i, j, cell)
+            if is_base:
+                item.setBackground(QBrush(BASELINE_TINT))
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.Stretch)
+        header.setSectionResizeMode(0, QHeaderView.ResizeToContents)
+        if self._table_rows_fitted != len(rows):  # as tall as its rows (up to 12), the plots get the rest
+            self._table_rows_fitted = len(rows)
+            height = (header.sizeHint().height() + self.table.verticalHeader().defaultSectionSize() * min(len(rows), 12)
+                      + 2 * self.table.frameWidth() + 2)
+            self.table.setMaximumHeight(height)
+            self.body.setSizes([height, max(sum(self.body.sizes()) - height, 400)])
 
     def _draw_bars(self, rows: list[dict], base: str | None) -> None:
         self.bars.clear()
         self.bars_legend.clear()
+        self._bar_spots = []
         n = len(rows)
         width = 0.8 / max(n, 1)
         top = 0.0
@@ -185,55 +384,139 @@ class CocoView(View):
             vals = [0.0 if math.isnan(r[k]) else r[k] for _, k in SIZES]
             top = max(top, *vals)
             color = model_qcolor(j)
-            bars = pg.BarGraphItem(x=xs, height=vals, width=width * 0.92, brush=color, pen=None, name=r["backbone"])
+            is_base = r["backbone"] == base
+            bars = pg.BarGraphItem(x=xs, height=vals, width=width * 0.9, brush=color,
+                                   pen=pg.mkPen("#222", width=1.5) if is_base else None,
+                                   name=f"{r['backbone']} (baseline)" if is_base else r["backbone"])
             self.bars.addItem(bars)  # named: the legend lists it
-            for x, v, (_, k) in zip(xs, vals, SIZES):
+            for x, v, (size, k) in zip(xs, vals, SIZES):
                 d = r.get(f"Δ{k}")
                 label = f"{v:.1f}" if d is None or math.isnan(d) else f"{d:+.1f}"
-                text = pg.TextItem(label, color="#333", anchor=(0.5, 1.0))
-                text.setFont(QFont("", 7))
+                color_text = "#333" if d is None or math.isnan(d) or abs(d) < 0.05 else (
+                    GAIN.name() if d > 0 else LOSS.name())
+                text = pg.TextItem(label, color=color_text, anchor=(0.5, 1.0))
+                text.setFont(self._label_font)
                 text.setPos(x, v)
                 self.bars.addItem(text)
+                self._bar_spots.append((x, width, v, r["backbone"], size, k))
+            if is_base:  # the baseline's level across each group, what the deltas are measured from
+                for i, v in enumerate(vals):
+                    line = pg.PlotCurveItem([i - 0.42, i + 0.42], [v, v],
+                                            pen=pg.mkPen(color, width=1.5, style=Qt.DashLine))
+                    self.bars.addItem(line)
         axis = self.bars.getAxis("bottom")
-        axis.setTicks([[(i, f"{s} ({k.replace('_', ' ')})") for i, (s, k) in enumerate(SIZES)]])
-        self.bars.setXRange(-0.6, len(SIZES) - 0.4, padding=0)
-        self.bars.setYRange(0, max(top * 1.25, 1.0), padding=0)
-        self.bars.setTitle("AP by object size" + (f" · labels: Δ against {base}" if base else ""), size="9pt")
+        axis.setTicks([[(i, f"{s} ({k})") for i, (s, k) in enumerate(SIZES)]])
+        self.bars.setXRange(-0.5, len(SIZES) - 0.5, padding=0)
+        self.bars.setYRange(0, max(top * 1.35, 1.0), padding=0)
+        # Two short lines: a long one would widen the plot past its splitter pane and clip the bars.
+        self.bars.setTitle("AP by object size (%)" + (f"<br><span style='font-size:8.5pt; color:#555'>labels: Δ "
+                                                      f"against {base}</span>" if base else ""), size="10pt")
 
-    def _draw_pr(self, evals) -> None:
-        areas = list(next(iter(evals.values())).area_ranges)
+    def _draw_pr(self, evals: Mapping[str, Any]) -> None:
+        ranges = next(iter(evals.values())).area_ranges
+        sizes = [s for s, _ in SIZES]
+        areas = [a for a in sizes if a in ranges] + [a for a in ranges if a not in sizes]  # "all" last
         if list(self.pr_plots) != areas:
             self.pr.clear()
             self.pr_plots = {}
+            cols = 2 if len(areas) > 2 else len(areas)
+            self.pr.addLabel(f"Precision–recall per object size, IoU {PR_IOU:.2f} (AP{int(100 * PR_IOU)} in the "
+                             "legends)", row=0, col=0, colspan=cols, size="10pt")
             for i, area in enumerate(areas):
-                p = self.pr.addPlot(row=0, col=i, title=area)
-                p.setXRange(0, 1, padding=0.02)
-                p.setYRange(0, 1.02, padding=0)
+                row, col = divmod(i, cols)
+                row += 1
+                p = self.pr.addPlot(row=row, col=col, title=size_range_title(area, ranges[area]))
+                p.setXRange(-0.02, 1.04, padding=0)  # room for the 1.0 tick labels
+                p.setYRange(0, 1.06, padding=0)
                 p.setLabel("bottom", "recall")
-                if i == 0:
-                    p.setLabel("left", "precision (IoU 0.50)")
-                p.addLegend(offset=(5, -5), labelTextSize="7pt")
+                p.setLabel("left", "precision" if col == 0 else "")
+                p.showGrid(x=True, y=True, alpha=0.15)
+                p.addLegend(offset=(-4, 4), labelTextSize="8pt", verSpacing=-6, brush=(255, 255, 255, 210))
                 p.setMenuEnabled(False)
+                p.hideButtons()
+                if i:
+                    p.setXLink(self.pr_plots[areas[0]])
+                    p.setYLink(self.pr_plots[areas[0]])
                 self.pr_plots[area] = p
+        self._pr_curves = {}
         for area, p in self.pr_plots.items():
             p.clear()
             if p.legend is not None:
                 p.legend.clear()
+            self._pr_curves[area] = []
             for j, (name, ev) in enumerate(evals.items()):
-                rec, prec = ev.pr_curve(area, 0.5)
-                ap = ev.average_precision(area, iou=0.5)
+                rec, prec = ev.pr_curve(area, PR_IOU)
+                ap = 100 * ev.average_precision(area, iou=PR_IOU)
                 ok = np.isfinite(prec)
-                p.plot(rec[ok], prec[ok], pen=pg.mkPen(model_qcolor(j), width=2),
-                       name=f"{name} ({'–' if math.isnan(ap) else f'{100 * ap:.1f}'})")
+                curve = p.plot(rec[ok], prec[ok], pen=pg.mkPen(model_qcolor(j), width=2),
+                               name=f"{name} ({'-' if math.isnan(ap) else f'{ap:.1f}'})")
+                self._pr_curves[area].append((name, curve, rec[ok], prec[ok], ap))
+
+    # -- hover
+    def _bars_hovered(self, pos) -> None:
+        box = self.bars.getViewBox()
+        if not box.sceneBoundingRect().contains(pos) or not self._bar_spots:
+            return
+        p = box.mapSceneToView(pos)
+        hit = next((s for s in self._bar_spots if abs(p.x() - s[0]) <= s[1] / 2 and 0 <= p.y() <= max(s[2], 0.5)),
+                   None)
+        if hit is None:
+            self.info.setText(self._summary)
+            return
+        _, _, _, name, size, key = hit
+        self.info.setText(self.describe(name, key, f"{size} objects"))
+
+    def describe(self, name: str, key: str, what: str) -> str:
+        """'<name> · <what>: <key> 9.7 (+1.4 vs <baseline>)', from the per-scale table."""
+        from fishspine.analysis.coco import per_scale_table
+
+        base = self.base()
+        row = next(r for r in per_scale_table(self.state.coco, base) if r["backbone"] == name)
+        v, d = row[key], row.get(f"Δ{key}")
+        text = f"{name} · {what}: {key} {'-' if math.isnan(v) else f'{v:.1f}'}"
+        if d is not None and not math.isnan(d):
+            text += f" ({d:+.1f} vs {base})"
+        elif name == base:
+            text += " (the baseline)"
+        return text
+
+    def _pr_hovered(self, pos) -> None:
+        for area, p in self.pr_plots.items():
+            box = p.getViewBox()
+            if not box.sceneBoundingRect().contains(pos):
+                continue
+            v = box.mapSceneToView(pos)
+            px, py = box.viewPixelSize()
+            best, best_d = None, 10.0  # pixels
+            for entry in self._pr_curves.get(area, []):
+                _, _, rec, prec, _ = entry
+                if not len(rec):
+                    continue
+                d = np.hypot((rec - v.x()) / px, (prec - v.y()) / py)
+                k = int(np.argmin(d))
+                if d[k] < best_d:
+                    best, best_d = (entry, k), float(d[k])
+            self._emphasise(best[0][0] if best else None)
+            if best is None:
+                self.info.setText(self._summary)
+                return
+            (name, _, rec, prec, ap), k = best
+            self.info.setText(f"{name} · {area} objects, IoU {PR_IOU:.2f}: precision {prec[k]:.2f} at recall "
+                              f"{rec[k]:.2f} · AP{int(PR_IOU * 100)} {'-' if math.isnan(ap) else f'{ap:.1f}'}")
+            return
+
+    def _emphasise(self, model: str | None) -> None:
+        for curves in self._pr_curves.values():
+            for j, (name, curve, *_) in enumerate(curves):
+                curve.setPen(pg.mkPen(model_qcolor(j), width=3.5 if name == model else 2))
+                curve.setZValue(1 if name == model else 0)
 
     def _row_chosen(self) -> None:
-        row = self.table.currentRow()
-        if 0 <= row < self.table.rowCount() and self.table.item(row, 0) is not None:
-            name = self.table.item(row, 0).text()
-            ev = self.state.coco.get(name)
-            if ev is not None:
-                self.info.setText(f"{name}: {Path(self.state.settings.coco_results.get(name, '')).name or name} · "
-                                  f"AP {100 * ev.average_precision():.1f}")
+        name = self.chosen_backbone()
+        ev = self.state.coco.get(name) if name else None
+        if ev is not None:
+            path = self.state.settings.coco_results.get(name, "")
+            self.info.setText(f"{name}: {Path(path).name or name} · AP {100 * ev.average_precision():.1f}")
 
     # -- export
     def export_figure(self):
@@ -241,7 +524,7 @@ class CocoView(View):
 
         evals, base = self.state.coco, self.base()
         return {"table": lambda: table_figure(evals, base), "sizes": lambda: size_bars_figure(evals, base),
-                "pr": lambda: pr_curves_figure(evals, 0.5)}[self.kind.currentText()]()
+                "pr": lambda: pr_curves_figure(evals, PR_IOU)}[self.kind.currentText()]()
 
     def export_data(self):
         from fishspine.analysis.coco import per_scale_table
@@ -249,4 +532,3 @@ class CocoView(View):
         base = self.base()
         rows = per_scale_table(self.state.coco, base)
         return rows, {"baseline": base, "table": rows}
-

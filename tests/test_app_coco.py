@@ -1,0 +1,334 @@
+"""The COCO tab driven offscreen with pytest-qt: the per-scale table and its deltas, bars and PR curves,
+hover, exports equal to the command line's figures, and bad files that leave the evaluation shown."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+pytestmark = pytest.mark.gui
+
+import numpy as np  # noqa: E402
+import pyqtgraph as pg  # noqa: E402
+from PySide6.QtCore import QPointF, Qt  # noqa: E402
+
+from fishspine.analysis.coco import evaluate, format_table, per_scale_table  # noqa: E402
+from fishspine.app.coco_view import COLUMNS, GAIN, LOSS, CocoView  # noqa: E402
+from fishspine.app.sources import demo_sources  # noqa: E402
+from fishspine.app.state import AppState  # noqa: E402
+from fishspine.app.workers import GeneratorWorker, start  # noqa: E402
+
+DEMO = demo_sources()
+NAMES = ("FishNet-150", "ResNet-50", "SCNet-50", "SpineNet-49")
+if not DEMO["coco_gt"] or set(DEMO["coco_results"]) != set(NAMES):
+    pytest.skip("the shipped demo's COCO files (assets/demo/coco) are missing", allow_module_level=True)
+
+
+class Jobs:
+    """run_job as the window does it: the generator in a GeneratorWorker, the result on the UI thread."""
+
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+        self.running: set[GeneratorWorker] = set()
+        self.titles: list[str] = []
+
+    def __call__(self, title, job, on_result):
+        worker = GeneratorWorker(job)
+        self.running.add(worker)
+        self.titles.append(title)
+        worker.signals.finished.connect(lambda r, w=worker: (self.running.discard(w), on_result(r)))
+        worker.signals.failed.connect(lambda msg, w=worker: (self.running.discard(w),
+                                                             self.state.notify("error", f"{title}: {msg}")))
+        worker.signals.cancelled.connect(lambda w=worker: self.running.discard(w))
+        start(worker)
+        return worker
+
+
+@pytest.fixture(scope="module")
+def demo_evals():
+    return evaluate(DEMO["coco_gt"], DEMO["coco_results"])
+
+
+@pytest.fixture
+def view(qtbot):
+    state = AppState()
+    jobs = Jobs(state)
+    v = CocoView(state, jobs)
+    v.jobs = jobs
+    qtbot.addWidget(v)
+    v.resize(1100, 800)
+    v.show()
+    return v
+
+
+def settle(qtbot, view) -> None:
+    qtbot.waitUntil(lambda: not view.jobs.running, timeout=30_000)
+
+
+def load(qtbot, view, names=NAMES, baseline="ResNet-50") -> None:
+    view.state.update_settings(coco_gt=DEMO["coco_gt"], coco_baseline=baseline,
+                               coco_results={n: DEMO["coco_results"][n] for n in names})
+    view.evaluate()
+    settle(qtbot, view)
+    assert view.has_content and list(view.state.coco) == list(names), view.state.messages
+
+
+def errors(view) -> list[str]:
+    return [t for level, t in view.state.messages if level == "error"]
+
+
+def table_rows(view) -> dict[str, list[str]]:
+    t = view.table
+    return {t.item(i, 0).data(Qt.UserRole): [t.item(i, j).text() for j in range(1, t.columnCount())]
+            for i in range(t.rowCount())}
+
+
+def expected_cell(row: dict, column: str) -> str:
+    v, d = row[column], row.get(f"Δ{column}")
+    text = "-" if math.isnan(v) else f"{v:.1f}"
+    return text if d is None or math.isnan(d) else f"{text}  ({d:+.1f})"
+
+
+def test_table_one_row_per_model_with_deltas_against_the_baseline(qtbot, view, demo_evals):
+    load(qtbot, view)
+    assert view.title == "COCO" and view.stack.currentIndex() == 1
+    assert [view.table.horizontalHeaderItem(j).text() for j in range(view.table.columnCount())] == \
+        ["backbone", *COLUMNS]
+    for base in ("ResNet-50", "FishNet-150", None):
+        view.baseline.setCurrentText(base or "(none)")
+        rows = per_scale_table(view.state.coco, base)
+        assert rows == per_scale_table(demo_evals, base)  # the app's evaluation is the command line's
+        shown = table_rows(view)
+        assert list(shown) == list(NAMES)
+        cli = {line.split()[0]: line for line in format_table(demo_evals, base).splitlines()[3:]}
+        for r in rows:
+            cells = shown[r["backbone"]]
+            assert cells == [expected_cell(r, c) for c in COLUMNS]
+            for cell, c in zip(cells, COLUMNS):  # the numbers as the CLI prints them
+                if c in ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L"):
+                    assert " ".join(cell.split()) in cli[r["backbone"]]
+            has_deltas = base is not None and r["backbone"] != base
+            assert all(("(" in cell) == has_deltas for cell in cells)
+        for i in range(view.table.rowCount()):
+            name_item = view.table.item(i, 0)
+            assert name_item.text().endswith("(baseline)") == (name_item.data(Qt.UserRole) == base)
+            assert name_item.foreground().color().name() == pg.mkColor(view_color(i)).name()
+        assert (f"Δ vs {base}" in view.info.text()) == (base is not None)
+    # Deltas coloured: a gain green, a loss red.
+    view.baseline.setCurrentText("ResNet-50")
+    rows = {r["backbone"]: r for r in per_scale_table(demo_evals, "ResNet-50")}
+    for i in range(view.table.rowCount()):
+        name = view.table.item(i, 0).data(Qt.UserRole)
+        for j, c in enumerate(COLUMNS, start=1):
+            d = rows[name].get(f"Δ{c}")
+            if d is not None and abs(d) >= 0.05:
+                assert view.table.item(i, j).foreground().color() == (GAIN if d > 0 else LOSS)
+    assert view.state.settings.coco_baseline == "ResNet-50"
+
+
+def view_color(i: int) -> str:
+    from fishspine.app.view_base import model_qcolor
+
+    return model_qcolor(i)
+
+
+def test_bars_and_pr_curves_one_item_per_model(qtbot, view, demo_evals):
+    load(qtbot, view)
+    bars = [it for it in view.bars.getPlotItem().items if isinstance(it, pg.BarGraphItem)]
+    assert len(bars) == len(NAMES)
+    rows = per_scale_table(demo_evals, "ResNet-50")
+    for j, (item, r) in enumerate(zip(bars, rows)):
+        assert list(item.opts["height"]) == pytest.approx([r["AP_S"], r["AP_M"], r["AP_L"]])
+        assert item.opts["brush"] == view_color(j)
+    legend = [label.text for _, label in view.bars_legend.items]
+    assert legend == ["FishNet-150", "ResNet-50 (baseline)", "SCNet-50", "SpineNet-49"]
+    labels = {it.textItem.toPlainText() for it in view.bars.getPlotItem().items if isinstance(it, pg.TextItem)}
+    fish = rows[0]
+    assert f"{fish['ΔAP_S']:+.1f}" in labels and f"{rows[1]['AP_S']:.1f}" in labels  # deltas, the baseline's values
+
+    assert list(view.pr_plots) == ["small", "medium", "large", "all"]
+    for area, plot in view.pr_plots.items():
+        curves = [it for it in plot.items if isinstance(it, pg.PlotDataItem)]
+        assert len(curves) == len(NAMES)
+        assert len(plot.legend.items) == len(NAMES)
+        for j, (curve, (name, ev)) in enumerate(zip(curves, demo_evals.items())):
+            rec, prec = ev.pr_curve(area, 0.5)
+            ok = ~(prec != prec)
+            x, y = curve.getData()
+            assert x == pytest.approx(rec[ok]) and y == pytest.approx(prec[ok])
+            assert curve.opts["pen"].color().name() == pg.mkColor(view_color(j)).name()
+            assert plot.legend.items[j][1].text.startswith(name)
+
+    # No baseline: values above the bars, no baseline in the legend.
+    view.baseline.setCurrentText("(none)")
+    legend = [label.text for _, label in view.bars_legend.items]
+    assert legend == list(NAMES)
+
+
+def test_hover_names_the_bar_and_the_curve(qtbot, view, demo_evals):
+    load(qtbot, view)
+    qtbot.waitUntil(lambda: view.bars.getViewBox().sceneBoundingRect().height() > 100)
+    box = view.bars.getViewBox()
+    x, width, height, name, size, key = view._bar_spots[0]
+    view._bars_hovered(box.mapViewToScene(QPointF(x, height / 2)))
+    r = per_scale_table(demo_evals, "ResNet-50")[0]
+    assert view.info.text() == f"{name} · {size} objects: {key} {r[key]:.1f} ({r['Δ' + key]:+.1f} vs ResNet-50)"
+    view._bars_hovered(box.mapViewToScene(QPointF(x, height + 0.4 * (box.viewRange()[1][1] - height))))
+    assert view.info.text().startswith("bbox · 4 backbones")
+
+    plot = view.pr_plots["medium"]
+    curves = np.array([ev.pr_curve("medium", 0.5)[1] for ev in demo_evals.values()])
+    rec, prec = demo_evals["SCNet-50"].pr_curve("medium", 0.5)
+    others = np.delete(curves, NAMES.index("SCNet-50"), axis=0)
+    k = int(np.nanargmax(np.nanmin(np.abs(others - prec), axis=0)))  # where SCNet-50's curve stands apart
+    view._pr_hovered(plot.getViewBox().mapViewToScene(QPointF(rec[k], prec[k])))
+    assert view.info.text().startswith("SCNet-50 · medium objects, IoU 0.50: precision")
+
+
+def test_export_writes_the_command_lines_figures_and_data(qtbot, view, demo_evals, tmp_path):
+    from fishspine.analysis.coco_figures import pr_curves_figure, size_bars_figure, table_figure
+    from fishspine.analysis.figures import figure_bytes
+
+    load(qtbot, view)
+    view.kind.setCurrentText("sizes")
+    for suffix, magic in (("png", b"\x89PNG"), ("pdf", b"%PDF-"), ("svg", b"<?xml")):
+        out = view.export(tmp_path / f"sizes.{suffix}")[0]
+        assert out.read_bytes().startswith(magic)
+    assert (tmp_path / "sizes.svg").read_bytes() == figure_bytes(size_bars_figure(demo_evals, "ResNet-50"), "svg")
+    view.kind.setCurrentText("table")
+    assert view.export(tmp_path / "table.svg")[0].read_bytes() == \
+        figure_bytes(table_figure(demo_evals, "ResNet-50"), "svg")
+    view.kind.setCurrentText("pr")
+    assert view.export(tmp_path / "pr.svg")[0].read_bytes() == figure_bytes(pr_curves_figure(demo_evals, 0.5), "svg")
+
+    rows = list(csv.DictReader(io.StringIO(view.export(tmp_path / "coco.csv")[0].read_text())))
+    assert [r["backbone"] for r in rows] == list(NAMES)
+    assert float(rows[0]["ΔAP_S"]) == pytest.approx(per_scale_table(demo_evals, "ResNet-50")[0]["ΔAP_S"])
+    payload = json.loads(view.export(tmp_path / "coco.json")[0].read_text())
+    assert payload["baseline"] == "ResNet-50" and [r["backbone"] for r in payload["table"]] == list(NAMES)
+    with pytest.raises(ValueError, match="export as"):
+        view.export(tmp_path / "coco.txt")
+
+
+def write(path, data) -> str:
+    path.write_text(data if isinstance(data, str) else json.dumps(data))
+    return str(path)
+
+
+BAD_GT = {
+    "not JSON": ("{ not json", "not valid JSON"),
+    "no images or annotations": ({"info": {}, "categories": []}, "not a COCO ground-truth file"),
+    "a result list": ([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5}],
+                      "looks like a result file (a list of detections): add it with Add results…"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_GT))
+def test_a_bad_ground_truth_is_reported_and_the_evaluation_stays(qtbot, view, tmp_path, kind):
+    load(qtbot, view, NAMES[:2])
+    shown = view.state.coco
+    content, reason = BAD_GT[kind]
+    bad = write(tmp_path / "bad_gt.json", content)
+    view.state.update_settings(coco_gt=bad)  # what Ground truth… does with the chosen file
+    view.evaluate()
+    settle(qtbot, view)
+    [message] = errors(view)
+    assert "bad_gt.json" in message and reason in message and "Ground truth…" in message
+    assert "evaluation shown is kept" in message
+    assert view.state.coco is shown and view.table.rowCount() == 2 and view.has_content
+    assert view.state.settings.coco_gt == DEMO["coco_gt"]  # the working ground truth is back
+    view.add_result_files([DEMO["coco_results"]["SCNet-50"]])  # and the next file evaluates against it
+    settle(qtbot, view)
+    assert list(view.state.coco) == [*NAMES[:2], "SCNet-50"] and len(errors(view)) == 1
+
+
+BAD_RESULTS = {
+    "not JSON": ("[{", "not valid JSON (Expecting"),
+    "not a list": ({"images": []}, "JSON list of detections"),
+    "unknown image ids": ([{"image_id": 99999, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.9}],
+                          "image ids are not in the ground truth"),
+    "no score": ([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5]}], "lacks 'bbox' or 'score'"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_RESULTS))
+def test_a_bad_result_file_is_reported_and_left_out(qtbot, view, tmp_path, kind):
+    load(qtbot, view, NAMES[:2])
+    shown = view.state.coco
+    content, reason = BAD_RESULTS[kind]
+    view.add_result_files([write(tmp_path / "dets.json", content)])
+    settle(qtbot, view)
+    [message] = errors(view)
+    assert "dets.json" in message and reason in message and "'dets' was not added" in message
+    assert view.state.coco is shown and view.table.rowCount() == 2
+    assert "dets" not in view.state.settings.coco_results
+
+
+def test_a_bad_file_among_good_ones_costs_only_itself(qtbot, view, tmp_path):
+    view.state.update_settings(coco_gt=DEMO["coco_gt"])
+    view.add_result_files([DEMO["coco_results"]["ResNet-50"], write(tmp_path / "broken.json", "nope"),
+                           DEMO["coco_results"]["SCNet-50"]])
+    settle(qtbot, view)
+    assert list(view.state.coco) == ["ResNet-50", "SCNet-50"] and view.table.rowCount() == 2
+    assert len(errors(view)) == 1 and "broken.json" in errors(view)[0]
+
+
+def test_a_ground_truth_the_loaded_results_do_not_fit_is_refused(qtbot, view, tmp_path):
+    from fishspine.analysis.coco_synthetic import synthetic_coco
+
+    load(qtbot, view, NAMES[:2])
+    shown = view.state.coco
+    gt, _ = synthetic_coco(n_images=5, n_categories=3, seed=1)
+    view.state.update_settings(coco_gt=write(tmp_path / "other_split.json", gt))
+    view.evaluate()
+    settle(qtbot, view)
+    [message] = errors(view)
+    assert "other_split.json does not fit the loaded results" in message and "image ids" in message
+    assert "Remove those results" in message
+    assert view.state.coco is shown and view.state.settings.coco_gt == DEMO["coco_gt"]
+    assert list(view.state.settings.coco_results) == list(NAMES[:2])
+
+
+def test_add_reuses_earlier_evaluations_and_remove_drops_a_backbone(qtbot, view, tmp_path):
+    load(qtbot, view, NAMES[:2])
+    first = dict(view.state.coco)
+    view.add_result_files([DEMO["coco_results"]["SpineNet-49"]])
+    settle(qtbot, view)
+    assert list(view.state.coco) == [*NAMES[:2], "SpineNet-49"]
+    assert all(view.state.coco[n] is first[n] for n in first)  # unchanged files are not evaluated again
+    # Two files with the same name in different folders stay apart.
+    (tmp_path / "a").mkdir()
+    copy = tmp_path / "a" / "ResNet-50.json"
+    copy.write_bytes(open(DEMO["coco_results"]["ResNet-50"], "rb").read())
+    view.add_result_files([str(copy)])
+    settle(qtbot, view)
+    assert list(view.state.coco) == [*NAMES[:2], "SpineNet-49", "a/ResNet-50"]
+
+    view.table.selectRow(1)
+    assert view.chosen_backbone() == "ResNet-50" and "ResNet-50.json" in view.info.text()
+    view.remove_result()
+    assert list(view.state.coco) == ["FishNet-150", "SpineNet-49", "a/ResNet-50"]
+    assert "ResNet-50" not in view.state.settings.coco_results and view.table.rowCount() == 3
+    assert view.baseline.currentText() == "(none)"  # the baseline went with it
+    view.table.clearSelection()
+    view.table.setCurrentCell(-1, -1)
+    view.remove_result()
+    assert view.state.messages[-1][0] == "warning" and "choose a backbone" in view.state.messages[-1][1]
+
+
+def test_ground_truth_alone_and_results_without_ground_truth_say_what_to_do(qtbot, view):
+    view.add_result_files([DEMO["coco_results"]["ResNet-50"]])
+    assert view.state.messages[-1][0] == "warning" and "Ground truth…" in view.state.messages[-1][1]
+    assert not view.has_content and view.stack.currentIndex() == 0
+    view.state.update_settings(coco_results={})
+    view.state.update_settings(coco_gt=DEMO["coco_gt"])
+    view.evaluate()
+    settle(qtbot, view)
+    level, text = view.state.messages[-1]
+    assert level == "info" and "60 images" in text and "Add results…" in text and not errors(view)
