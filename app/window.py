@@ -275,6 +275,7 @@ class MainWindow(QMainWindow):
         options = {"cam_method": s.cam_method, "reduction": s.reduction, "class_index": s.class_index}
 
         fell_back: list[str] = []  # the job notes here that the GPU ran out of memory
+        started = time.perf_counter()
 
         def job():
             import torch
@@ -313,6 +314,9 @@ class MainWindow(QMainWindow):
                 self._show_models()
             if result is not None:
                 self.state.set_insights(result)
+                devices = sorted({e.device for e in self.state.models})
+                self.statusBar().showMessage(f"{len(result)} models analysed on {', '.join(devices)} in "
+                                             f"{time.perf_counter() - started:.1f} s", 10_000)
 
         worker = self._analysis_worker = self.run_job("analysis", job, finished)
 
