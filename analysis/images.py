@@ -7,9 +7,12 @@ model takes any input size), and the ImageNet mean/std normalisation is applied.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where a tensor is made: the GUI loads images before torch is up
+    import torch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -58,6 +61,8 @@ def resize_longer_side(image: np.ndarray, size: int) -> np.ndarray:
 
 def to_input(image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """An RGB uint8 (H, W, 3) array as a normalised (1, 3, H, W) float tensor on `device`."""
+    import torch
+
     t = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).to(device).permute(2, 0, 1).float().div_(255)
     mean = torch.tensor(IMAGENET_MEAN, device=t.device).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=t.device).view(3, 1, 1)

@@ -296,7 +296,8 @@ class CocoView(View):
         chosen = self.state.settings.coco_baseline
         self.baseline.setCurrentText(chosen if chosen in self.state.coco else "(none)")
         self.baseline.blockSignals(False)
-        self.refresh()
+        if self.isVisible():  # a hidden tab is drawn when it is shown (the window refreshes on switching)
+            self.refresh()
 
     def _baseline_chosen(self, text: str) -> None:
         self.state.settings.coco_baseline = text if text in self.state.coco else ""
