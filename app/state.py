@@ -53,6 +53,7 @@ class ImageEntry:
     label: str
     path: str
     pixels: Any  # numpy array (H, W, 3)
+    thumb: Any = None  # a small copy for the image strip, made where the image is loaded
 
 
 @dataclass
@@ -105,9 +106,10 @@ class AppState:
             out, n = f"{label} ({n})", n + 1
         return out
 
-    def add_model(self, entry: ModelEntry) -> None:
+    def add_model(self, entry: ModelEntry, index: int | None = None) -> None:
+        """Add a model as the last column, or at `index`."""
         entry.label = self.unique_label(entry.label)
-        self.models.append(entry)
+        self.models.insert(len(self.models) if index is None else index, entry)
         self.models_changed.emit()
 
     def remove_model(self, label: str) -> None:
@@ -137,10 +139,17 @@ class AppState:
 
     # -- images
     def add_image(self, entry: ImageEntry) -> None:
-        self.images.append(entry)
+        self.add_images([entry])
+
+    def add_images(self, entries: list[ImageEntry]) -> None:
+        """Append images (one event for all); the first image ever added becomes the selected one."""
+        if not entries:
+            return
+        first = len(self.images)
+        self.images.extend(entries)
         self.images_changed.emit()
         if self.selected_image < 0:
-            self.select_image(len(self.images) - 1)
+            self.select_image(first)
 
     def select_image(self, index: int) -> None:
         if 0 <= index < len(self.images) and index != self.selected_image:

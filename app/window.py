@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,6 +30,7 @@ from .state import AppState, ImageEntry, read_session
 from .view_base import View
 from .workers import GeneratorWorker, start
 
+THUMB_PX = 96  # longer side of an image in the strip
 VIEWS = ("activations", "cam", "gradients", "architecture", "coco")
 
 
@@ -44,6 +46,9 @@ class MainWindow(QMainWindow):
         self._workers: set[GeneratorWorker] = set()
         self._analysis_worker: GeneratorWorker | None = None  # the one analysis pass running, if any
         self._analysis_again = False  # the settings changed while it ran: run again when it ends
+        # model -> when it was asked for (loads finish in any order); weak, so a removed model leaves
+        self._model_order: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._model_order_next = 0
         self._build_ui()
         self._connect()
         self._pending_analysis = QTimer(self, singleShot=True, interval=150)
@@ -127,7 +132,7 @@ class MainWindow(QMainWindow):
         s = self.state
         s.models_changed.connect(self._models_changed)
         s.images_changed.connect(self._images_changed)
-        s.selection_changed.connect(lambda: self.schedule_analysis())
+        s.selection_changed.connect(self._selection_changed)
         s.results_changed.connect(self._results_changed)
         s.message.connect(self._message)
         s.settings_changed.connect(self._settings_changed)
@@ -166,12 +171,21 @@ class MainWindow(QMainWindow):
         self.image_list.blockSignals(True)
         self.image_list.clear()
         for im in self.state.images:
-            thumb = resize_longer_side(im.pixels, 96).copy()
+            if im.thumb is None:  # an image added straight to the state (the generated sample)
+                im.thumb = resize_longer_side(im.pixels, THUMB_PX).copy()
+            thumb = im.thumb
             h, w = thumb.shape[:2]
             qimg = QImage(thumb.data, w, h, 3 * w, QImage.Format_RGB888).copy()
             self.image_list.addItem(QListWidgetItem(QIcon(QPixmap.fromImage(qimg)), im.label))
         self.image_list.setCurrentRow(self.state.selected_image)
         self.image_list.blockSignals(False)
+
+    def _selection_changed(self) -> None:
+        if self.image_list.currentRow() != self.state.selected_image:
+            self.image_list.blockSignals(True)
+            self.image_list.setCurrentRow(self.state.selected_image)
+            self.image_list.blockSignals(False)
+        self.schedule_analysis()
 
     def _results_changed(self) -> None:
         view = self.current_view()
@@ -346,16 +360,16 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ opening things
     def open_paths(self, paths: list[str]) -> None:
         """Open whatever was dropped or given: checkpoints, images, folders, sessions."""
+        images: list = []  # loaded together, so the strip keeps the order they were given in
         for p in paths:
             kind = classify(p)
             if kind == "folder":
                 found = images_in(p)
                 if not found:
                     self.state.notify("warning", f"{p}: no images in this folder")
-                for f in found:
-                    self.add_image(f)
+                images += found
             elif kind == "image":
-                self.add_image(p)
+                images.append(p)
             elif kind == "checkpoint":
                 self.add_model_source(str(p))
             elif kind == "session":
@@ -363,14 +377,37 @@ class MainWindow(QMainWindow):
             else:
                 self.state.notify("error", f"{p}: not an image, checkpoint or session file; "
                                            "drop PNG/JPEG images, .pth/.tar/.safetensors checkpoints or folders")
+        self.add_images(images)
 
-    def add_image(self, path) -> None:
-        from fishspine.analysis.images import ImageError
+    def add_images(self, paths) -> None:
+        """Decode image files in a worker (a big one must not hold the UI), then add them in their order;
+        each file that is not a usable image gets its own message and the others still come in."""
+        paths = [str(p) for p in paths]
+        if not paths:
+            return
 
-        try:
-            self.state.add_image(load_image_path(path))
-        except ImageError as exc:
-            self.state.notify("error", str(exc))
+        def job():
+            from fishspine.analysis.images import ImageError, resize_longer_side
+
+            loaded: list[ImageEntry | str] = []
+            for i, p in enumerate(paths):
+                yield i, len(paths), Path(p).name
+                try:
+                    entry = load_image_path(p)
+                except ImageError as exc:
+                    loaded.append(str(exc))
+                    continue
+                entry.thumb = resize_longer_side(entry.pixels, THUMB_PX).copy()
+                loaded.append(entry)
+            yield loaded
+
+        def done(loaded: list) -> None:
+            for problem in (x for x in loaded if isinstance(x, str)):
+                self.state.notify("error", problem)
+            self.state.add_images([x for x in loaded if not isinstance(x, str)])
+
+        self.run_job(f"loading {Path(paths[0]).name}" if len(paths) == 1 else f"loading {len(paths)} images",
+                     job, done)
 
     def add_model_source(self, source: str) -> None:
         device = self.state.settings.device
@@ -381,7 +418,16 @@ class MainWindow(QMainWindow):
             yield 0, 1, Path(source).name
             yield load_model_source(source, str(resolve_device(device if device != "cuda" else "auto")))
 
-        self.run_job(f"loading {Path(source).name}", job, self.state.add_model)
+        # Loads run side by side and may finish in any order; the columns keep the order asked for.
+        self._model_order_next += 1
+        order = self._model_order_next
+
+        def loaded(entry) -> None:
+            self._model_order[entry.model] = order
+            index = sum(self._model_order.get(m.model, 0) < order for m in self.state.models)
+            self.state.add_model(entry, index)
+
+        self.run_job(f"loading {Path(source).name}", job, loaded)
 
     def open_checkpoint_dialog(self) -> None:
         paths, _ = QFileDialog.getOpenFileNames(self, "Open checkpoints", "",
@@ -420,15 +466,13 @@ class MainWindow(QMainWindow):
         self.state.update_settings(**settings)
         for m in data.get("models", []):
             self.add_model_source(m["source"])
-        for p in data.get("images", []):
-            self.add_image(p)
+        self.add_images(data.get("images", []))
 
     def open_demo(self) -> None:
         demo = demo_sources()
         for src in demo["models"]:
             self.add_model_source(src)
-        for p in demo["images"]:
-            self.add_image(p)
+        self.add_images(demo["images"])
         if not demo["images"]:
             from fishspine.analysis.images import sample_image
 

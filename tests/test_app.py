@@ -136,6 +136,40 @@ def test_bad_files_get_messages_and_state_survives(qtbot, window, files, tmp_pat
     assert "too large" in window.messages.toPlainText()
 
 
+def test_dropped_images_keep_their_order_and_a_bad_one_costs_only_itself(qtbot, window, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name, seed in (("b.png", 1), ("a.png", 2)):
+        Image.fromarray(sample_image(64, seed=seed)).save(folder / name)
+    Image.fromarray(sample_image(80)).save(tmp_path / "z.png")
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG not really")
+    window.open_paths([str(tmp_path / "z.png"), str(folder), str(tmp_path / "bad.png")])
+    wait_idle(qtbot, window)
+    assert [im.label for im in window.state.images] == ["z.png", "a.png", "b.png"]  # given order, folder sorted
+    assert window.image_list.count() == 3 and window.image_list.currentRow() == 0
+    assert window.state.image.label == "z.png"
+    assert all(max(im.thumb.shape[:2]) == 96 for im in window.state.images)
+    assert any("bad.png" in t for level, t in window.state.messages if level == "error")
+
+
+def test_models_keep_the_order_they_were_opened_in(qtbot, window, files, monkeypatch):
+    import time
+
+    import fishspine.app.window as window_module
+
+    real = window_module.load_model_source
+
+    def slow_first(source, device):  # the first checkpoint finishes loading last
+        if "r50" in str(source):
+            time.sleep(1.5)
+        return real(source, device)
+
+    monkeypatch.setattr(window_module, "load_model_source", slow_first)
+    open_and_analyse(qtbot, window, files)
+    assert [m.label for m in window.state.models] == ["r50", "f99"]
+    assert list(window.state.insights) == ["r50", "f99"]
+
+
 def test_gpu_out_of_memory_falls_back_to_the_cpu_with_a_message(qtbot, window, files, monkeypatch):
     import torch
 
