@@ -121,8 +121,8 @@ class ArchitectureView(View):
         self._label_font.setPointSizeF(LABEL_PT)
         self._metrics = QFontMetricsF(self._label_font)
         self.hover_label.setFont(self._label_font)
-        self._graphs: dict[tuple[str, int], ArchitectureGraph] = {}
-        self._pending: set[tuple[str, int]] = set()
+        self._graphs: dict[int, ArchitectureGraph] = {}  # id(model) -> its graph (a rename keeps it)
+        self._pending: dict[int, Any] = {}  # id(model) -> the worker building its graph
         self._in_show = False
         self._waiting_text = self.placeholder.text()
         self.graph: ArchitectureGraph | None = None
@@ -162,15 +162,15 @@ class ArchitectureView(View):
         return next((m for m in self.state.models if m.label == label), None)
 
     def _models_changed(self) -> None:
-        labels = [m.label for m in self.state.models]
-        current = self.model_box.currentText()
+        current = self.model_box.currentData()  # id of the chosen model: it stays chosen when renamed
         self.model_box.blockSignals(True)
         self.model_box.clear()
-        self.model_box.addItems(labels)
-        if current in labels:
-            self.model_box.setCurrentText(current)
+        for m in self.state.models:
+            self.model_box.addItem(m.label, id(m.model))
+        if self.model_box.findData(current) >= 0:
+            self.model_box.setCurrentIndex(self.model_box.findData(current))
         self.model_box.blockSignals(False)
-        live = {(m.label, id(m.model)) for m in self.state.models}
+        live = {id(m.model) for m in self.state.models}
         self._graphs = {k: g for k, g in self._graphs.items() if k in live}
         entry = self.entry()
         key = None if entry is None else (entry.label, id(entry.model))
@@ -194,45 +194,56 @@ class ArchitectureView(View):
         if entry is None:
             self.placeholder.setText(self._waiting_text)
             return False
-        key = (entry.label, id(entry.model))
-        if key not in self._graphs:
-            self._start_graph_job(entry, key)
-            if key not in self._graphs:  # a synchronous run_job has it already
-                self.placeholder.setText(f"Building the graph of {entry.label}…")
+        key, gid = (entry.label, id(entry.model)), id(entry.model)
+        if gid not in self._graphs:
+            self._start_graph_job(entry, gid)
+            if gid not in self._graphs:  # a synchronous run_job has it already
+                if gid in self._pending:
+                    self.placeholder.setText(f"Building the graph of {entry.label}…")
                 return False
         if key != self.shown_key:
-            self.draw(self._graphs[key], entry.label)
+            self.draw(self._graphs[gid], entry.label)
             self.shown_key = key
         elif self.colored_by != self._color_signature():
             self.recolor()
         return True
 
-    def _start_graph_job(self, entry: ModelEntry, key: tuple[str, int]) -> None:
-        if key in self._pending:
-            return
-        self._pending.add(key)
+    def _start_graph_job(self, entry: ModelEntry, key: int) -> None:
+        if key in self._pending and not getattr(self._pending[key], "done", True):
+            return  # being built (a cancelled or lost job is started again)
+        self._pending[key] = None
         model, size = entry.model, 224 if entry.family != "spinenet" else 640
 
         def job():
             from fishspine.analysis.graph import architecture_graph
 
             yield 0, 1, f"graph of {entry.label}"
-            yield architecture_graph(model, size)
+            try:
+                yield architecture_graph(model, size)
+            except Exception as exc:  # noqa: BLE001 - reported below; the view stays usable
+                yield exc
 
         def arrived(graph) -> None:
-            self._pending.discard(key)
-            if graph is None or not any((m.label, id(m.model)) == key for m in self.state.models):
+            self._pending.pop(key, None)
+            if isinstance(graph, Exception):
+                text = f"The graph of {entry.label} could not be built ({type(graph).__name__}: {graph})"
+                self.state.notify("error", f"Architecture: {text}")
+                self.placeholder.setText(f"{text}; switch tabs or models to try again")
+                return
+            if graph is None or not any(id(m.model) == key for m in self.state.models):
                 return
             self._graphs[key] = graph
             entry_now = self.entry()
-            if not self._in_show and entry_now is not None and (entry_now.label, id(entry_now.model)) == key:
+            if not self._in_show and entry_now is not None and id(entry_now.model) == key:
                 self.refresh()
 
         self._in_show = True
         try:
-            self.run_job(f"architecture of {entry.label}", job, arrived)
+            worker = self.run_job(f"architecture of {entry.label}", job, arrived)
         finally:
             self._in_show = False
+        if key in self._pending:  # still building (a synchronous run_job has delivered already)
+            self._pending[key] = worker
 
     # ------------------------------------------------------------------ values and colours
     def values(self) -> dict[str, float] | None:

@@ -30,12 +30,19 @@ class GeneratorWorker(QRunnable):
         self.job = job
         self.signals = WorkerSignals()
         self._cancelled = False
+        self.done = False  # set when run() has returned, however it ended
         self.setAutoDelete(False)  # the window keeps it until its signals are delivered
 
     def cancel(self) -> None:
         self._cancelled = True
 
     def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            self.done = True
+
+    def _run(self) -> None:
         result = None
         try:
             for step in self.job():

@@ -111,6 +111,46 @@ def test_a_synchronous_run_job_shows_the_graph_at_once(qtbot, models):
     assert view.has_content and view.graph.model == "spinenet49" and view.stack.currentWidget() is view.canvas
 
 
+def test_a_graph_that_fails_to_build_says_so_and_is_tried_again(qtbot, models, monkeypatch):
+    import fishspine.analysis.graph as graph_module
+
+    real, calls = graph_module.architecture_graph, []
+
+    def fails_once(model, size):
+        calls.append(size)
+        if len(calls) == 1:
+            raise RuntimeError("out of memory while tracing")
+        return real(model, size)
+
+    monkeypatch.setattr(graph_module, "architecture_graph", fails_once)
+
+    def run_now(title, job, on_result):
+        *_, result = job()
+        on_result(result)
+
+    state = AppState()
+    view = ArchitectureView(state, run_now)
+    qtbot.addWidget(view)
+    state.add_model(models["s49"])
+    view.refresh()
+    assert not view.has_content and "could not be built" in view.placeholder.text()
+    assert "out of memory while tracing" in view.placeholder.text()
+    assert any(level == "error" and "s49" in text for level, text in state.messages)
+    view.refresh()  # showing the tab again retries
+    assert view.has_content and view.graph.model == "spinenet49" and len(calls) == 2
+
+
+def test_renaming_a_model_keeps_its_graph(qtbot, view):
+    view.state.add_model(entry("r50", "resnet50"))
+    view.model_box.setCurrentText("r50")
+    qtbot.waitUntil(lambda: view.has_content and view.graph.model == "resnet50", timeout=30_000)
+    n_jobs = len(view.jobs.titles)
+    view.state.rename_model("r50", "ResNet-50 (mine)")
+    assert view.model_box.currentText() == "ResNet-50 (mine)"
+    assert view.has_content and view.graph.model == "resnet50"
+    assert len(view.jobs.titles) == n_jobs  # drawn again under its new name, not rebuilt
+
+
 def test_model_list_changes_keep_the_choice(qtbot, view, models):
     view.model_box.setCurrentText("s49")
     qtbot.waitUntil(lambda: view.graph.model == "spinenet49", timeout=30_000)
