@@ -25,7 +25,7 @@ from fishspine.app.state import AppState  # noqa: E402
 from fishspine.app.workers import GeneratorWorker, start  # noqa: E402
 
 DEMO = demo_sources()
-NAMES = ("FishNet-150", "ResNet-50", "SCNet-50", "SpineNet-49")
+NAMES = ("ResNet-50", "FishNet-150", "SCNet-50", "SpineNet-49")  # the demo lists the baseline first
 if not DEMO["coco_gt"] or set(DEMO["coco_results"]) != set(NAMES):
     pytest.skip("the shipped demo's COCO files (assets/demo/coco) are missing", allow_module_level=True)
 
@@ -147,10 +147,10 @@ def test_bars_and_pr_curves_one_item_per_model(qtbot, view, demo_evals):
         assert list(item.opts["height"]) == pytest.approx([r["AP_S"], r["AP_M"], r["AP_L"]])
         assert item.opts["brush"] == view_color(j)
     legend = [label.text for _, label in view.bars_legend.items]
-    assert legend == ["FishNet-150", "ResNet-50 (baseline)", "SCNet-50", "SpineNet-49"]
+    assert legend == ["ResNet-50 (baseline)", "FishNet-150", "SCNet-50", "SpineNet-49"]
     labels = {it.textItem.toPlainText() for it in view.bars.getPlotItem().items if isinstance(it, pg.TextItem)}
-    fish = rows[0]
-    assert f"{fish['ΔAP_S']:+.1f}" in labels and f"{rows[1]['AP_S']:.1f}" in labels  # deltas, the baseline's values
+    fish = rows[1]
+    assert f"{fish['ΔAP_S']:+.1f}" in labels and f"{rows[0]['AP_S']:.1f}" in labels  # deltas, the baseline's values
 
     assert list(view.pr_plots) == ["small", "medium", "large", "all"]
     for area, plot in view.pr_plots.items():
@@ -175,9 +175,9 @@ def test_hover_names_the_bar_and_the_curve(qtbot, view, demo_evals):
     load(qtbot, view)
     qtbot.waitUntil(lambda: view.bars.getViewBox().sceneBoundingRect().height() > 100)
     box = view.bars.getViewBox()
-    x, width, height, name, size, key = view._bar_spots[0]
+    x, width, height, name, size, key = view._bar_spots[3]  # the second backbone's small-object bar
     view._bars_hovered(box.mapViewToScene(QPointF(x, height / 2)))
-    r = per_scale_table(demo_evals, "ResNet-50")[0]
+    r = per_scale_table(demo_evals, "ResNet-50")[1]
     assert view.info.text() == f"{name} · {size} objects: {key} {r[key]:.1f} ({r['Δ' + key]:+.1f} vs ResNet-50)"
     view._bars_hovered(box.mapViewToScene(QPointF(x, height + 0.4 * (box.viewRange()[1][1] - height))))
     assert view.info.text().startswith("bbox · 4 backbones")
@@ -209,7 +209,7 @@ def test_export_writes_the_command_lines_figures_and_data(qtbot, view, demo_eval
 
     rows = list(csv.DictReader(io.StringIO(view.export(tmp_path / "coco.csv")[0].read_text())))
     assert [r["backbone"] for r in rows] == list(NAMES)
-    assert float(rows[0]["ΔAP_S"]) == pytest.approx(per_scale_table(demo_evals, "ResNet-50")[0]["ΔAP_S"])
+    assert float(rows[1]["ΔAP_S"]) == pytest.approx(per_scale_table(demo_evals, "ResNet-50")[1]["ΔAP_S"])
     payload = json.loads(view.export(tmp_path / "coco.json")[0].read_text())
     assert payload["baseline"] == "ResNet-50" and [r["backbone"] for r in payload["table"]] == list(NAMES)
     with pytest.raises(ValueError, match="export as"):
@@ -310,7 +310,7 @@ def test_add_reuses_earlier_evaluations_and_remove_drops_a_backbone(qtbot, view,
     settle(qtbot, view)
     assert list(view.state.coco) == [*NAMES[:2], "SpineNet-49", "a/ResNet-50"]
 
-    view.table.selectRow(1)
+    view.table.selectRow(0)
     assert view.chosen_backbone() == "ResNet-50" and "ResNet-50.json" in view.info.text()
     view.remove_result()
     assert list(view.state.coco) == ["FishNet-150", "SpineNet-49", "a/ResNet-50"]
