@@ -379,9 +379,10 @@ class MainWindow(QMainWindow):
                                            "drop PNG/JPEG images, .pth/.tar/.safetensors checkpoints or folders")
         self.add_images(images)
 
-    def add_images(self, paths) -> None:
+    def add_images(self, paths, select: int | None = None) -> None:
         """Decode image files in a worker (a big one must not hold the UI), then add them in their order;
-        each file that is not a usable image gets its own message and the others still come in."""
+        each file that is not a usable image gets its own message and the others still come in.
+        `select`: the index among these paths to show (a session's chosen image), if it loaded."""
         paths = [str(p) for p in paths]
         if not paths:
             return
@@ -404,12 +405,16 @@ class MainWindow(QMainWindow):
         def done(loaded: list) -> None:
             for problem in (x for x in loaded if isinstance(x, str)):
                 self.state.notify("error", problem)
+            first = len(self.state.images)
             self.state.add_images([x for x in loaded if not isinstance(x, str)])
+            if select is not None and 0 <= select < len(loaded) and not isinstance(loaded[select], str):
+                self.state.select_image(first + sum(not isinstance(x, str) for x in loaded[:select]))
 
         self.run_job(f"loading {Path(paths[0]).name}" if len(paths) == 1 else f"loading {len(paths)} images",
                      job, done)
 
-    def add_model_source(self, source: str) -> None:
+    def add_model_source(self, source: str, label: str | None = None) -> None:
+        """Load a checkpoint or zoo model in a worker; `label` names its column (a session's rename)."""
         device = self.state.settings.device
 
         def job():
@@ -423,6 +428,8 @@ class MainWindow(QMainWindow):
         order = self._model_order_next
 
         def loaded(entry) -> None:
+            if isinstance(label, str) and label.strip():
+                entry.label = label.strip()
             self._model_order[entry.model] = order
             index = sum(self._model_order.get(m.model, 0) < order for m in self.state.models)
             self.state.add_model(entry, index)
@@ -465,8 +472,9 @@ class MainWindow(QMainWindow):
         settings = {k: v for k, v in data.get("settings", {}).items() if hasattr(self.state.settings, k)}
         self.state.update_settings(**settings)
         for m in data.get("models", []):
-            self.add_model_source(m["source"])
-        self.add_images(data.get("images", []))
+            self.add_model_source(m["source"], label=m.get("label"))
+        selected = data.get("selected_image", 0)
+        self.add_images(data.get("images", []), select=selected if isinstance(selected, int) else 0)
 
     def open_demo(self) -> None:
         demo = demo_sources()

@@ -197,6 +197,11 @@ def test_session_round_trip(qtbot, window, files, tmp_path):
     open_and_analyse(qtbot, window, files)
     window.state.rename_model("r50", "ResNet-50 (mine)")
     window.state.update_settings(reduction="topk")
+    second = tmp_path / "second.png"
+    Image.fromarray(sample_image(64, seed=3)).save(second)
+    window.open_paths([str(second)])
+    wait_idle(qtbot, window)
+    window.state.select_image(1)
     path = window.state.save_session(tmp_path / "s.fishspine")
     data = read_session(path)
     assert [m["label"] for m in data["models"]] == [m.label for m in window.state.models]
@@ -204,9 +209,12 @@ def test_session_round_trip(qtbot, window, files, tmp_path):
     other = MainWindow(AppState())
     qtbot.addWidget(other)
     other.open_session(path)
-    qtbot.waitUntil(lambda: len(other.state.models) == 2 and len(other.state.images) == 1, timeout=60_000)
+    qtbot.waitUntil(lambda: len(other.state.models) == 2 and len(other.state.images) == 2, timeout=60_000)
     wait_idle(qtbot, other)
     assert other.state.settings.reduction == "topk"
+    # The columns come back in their order under the names the user gave them, on the image they looked at.
+    assert [m.label for m in other.state.models] == [m.label for m in window.state.models]
+    assert other.state.image.label == "second.png" and other.image_list.currentRow() == 1
     with pytest.raises(ValueError, match="not a fishspine session"):
         read_session(files[2])
 
