@@ -151,7 +151,6 @@ class ArchitectureView(View):
         self.model_box.currentTextChanged.connect(lambda _t: self.refresh())
         self.color_box.currentTextChanged.connect(self._color_changed)
         state.models_changed.connect(self._models_changed)
-        state.block_selected.connect(lambda model, block: self.highlight(model, block))
         state.results_changed.connect(self._results_changed)
         self._models_changed()
 

@@ -45,7 +45,6 @@ class GradientView(View):
         self.points: list[tuple[str, str, float, float]] = []
         self._curves: list[pg.PlotDataItem] = []
         self.plot.scene().sigMouseMoved.connect(self._hovered)
-        state.block_selected.connect(lambda model, block: self.highlight(model, block))
 
     def _which_changed(self, which: str) -> None:
         self.state.settings.gradient_which = which

@@ -169,7 +169,6 @@ class ImageGridView(View):
         self._framed: tuple[int, int] | None = None
         self.grid.scene().sigMouseMoved.connect(self._hovered)
         self.grid.scene().sigMouseClicked.connect(self._clicked)
-        state.block_selected.connect(lambda model, block: self.highlight(model, block))
 
     def shown_image(self) -> np.ndarray:
         from fishspine.analysis.images import resize_longer_side

@@ -102,6 +102,8 @@ class View(QWidget):
         self.placeholder.setStyleSheet("color: #777;")
         self.stack.addWidget(self.placeholder)
         self._layout.addWidget(self.stack, 1)
+        # A block picked in any view is marked in every view (each draws the mark in highlight()).
+        state.block_selected.connect(lambda model, block: self.highlight(model, block))
 
     def set_display(self, widget: QWidget) -> None:
         """The widget shown once there are results."""

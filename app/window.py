@@ -31,6 +31,13 @@ from .view_base import View
 from .workers import GeneratorWorker, start
 
 THUMB_PX = 96  # longer side of an image in the strip
+
+
+def thumbnail(pixels):
+    """The image strip's copy of an RGB array (contiguous, for QImage)."""
+    from fishspine.analysis.images import resize_longer_side
+
+    return resize_longer_side(pixels, THUMB_PX).copy()
 VIEWS = ("activations", "cam", "gradients", "architecture", "coco")
 
 
@@ -166,13 +173,11 @@ class MainWindow(QMainWindow):
             self.model_list.addItem(item)
 
     def _images_changed(self) -> None:
-        from fishspine.analysis.images import resize_longer_side
-
         self.image_list.blockSignals(True)
         self.image_list.clear()
         for im in self.state.images:
             if im.thumb is None:  # an image added straight to the state (the generated sample)
-                im.thumb = resize_longer_side(im.pixels, THUMB_PX).copy()
+                im.thumb = thumbnail(im.pixels)
             thumb = im.thumb
             h, w = thumb.shape[:2]
             qimg = QImage(thumb.data, w, h, 3 * w, QImage.Format_RGB888).copy()
@@ -388,7 +393,7 @@ class MainWindow(QMainWindow):
             return
 
         def job():
-            from fishspine.analysis.images import ImageError, resize_longer_side
+            from fishspine.analysis.images import ImageError
 
             loaded: list[ImageEntry | str] = []
             for i, p in enumerate(paths):
@@ -398,7 +403,7 @@ class MainWindow(QMainWindow):
                 except ImageError as exc:
                     loaded.append(str(exc))
                     continue
-                entry.thumb = resize_longer_side(entry.pixels, THUMB_PX).copy()
+                entry.thumb = thumbnail(entry.pixels)
                 loaded.append(entry)
             yield loaded
 
