@@ -8,7 +8,7 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     """Start the desktop app."""
     try:
-        from .window import run
+        from fishspine.app.qt.window import run
     except ImportError:
         print("fishspine-gui: the desktop app is not built yet; use the `fishspine` command "
               "(fishspine --help).", file=sys.stderr)

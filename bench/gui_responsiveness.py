@@ -44,7 +44,7 @@ def main() -> None:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from fishspine.app.window import MainWindow
+    from fishspine.app.qt.window import MainWindow
 
     app = QApplication([])  # noqa: F841 - the application must stay referenced while the window lives
     window = MainWindow()

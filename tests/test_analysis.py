@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from fishspine.analysis.activations import compute_activations, normalise, reduce_activation
-from fishspine.analysis.cam import CAM_METHODS, cam_from_gradients, compute_cam, overlay
-from fishspine.analysis.gradients import gradient_trace
-from fishspine.analysis.graph import architecture_graph, choose_layout
+from fishspine.analysis.attribution.activations import compute_activations, normalise, reduce_activation
+from fishspine.analysis.attribution.cam import CAM_METHODS, cam_from_gradients, compute_cam, overlay
+from fishspine.analysis.attribution.gradients import gradient_trace
+from fishspine.analysis.architecture.graph import architecture_graph, choose_layout
 from fishspine.analysis.images import ImageError, load_image, sample_image, to_input
-from fishspine.analysis.interactive import analyse, iter_analysis
+from fishspine.analysis.attribution.interactive import analyse, iter_analysis
 from fishspine.models import count_hooks, create_model
 
 
@@ -152,7 +152,7 @@ def test_bad_images_get_clear_errors(tmp_path):
 
 
 def test_block_macs_work_for_small_widths_whose_maps_reach_1x1():
-    from fishspine.analysis.graph import block_macs
+    from fishspine.analysis.architecture.graph import block_macs
 
     macs = block_macs(create_model("scnet50", width=0.25, num_classes=0).train(), 224)
     assert sum(macs.values()) > 0

@@ -15,8 +15,8 @@ from fishspine.models.checkpoints import save_checkpoint
 pytest.importorskip("PySide6")
 pytestmark = pytest.mark.gui
 
-from fishspine.app.state import AppState, read_session  # noqa: E402
-from fishspine.app.window import VIEWS, MainWindow  # noqa: E402
+from fishspine.app.components.state import AppState, read_session  # noqa: E402
+from fishspine.app.qt.window import VIEWS, MainWindow  # noqa: E402
 
 
 VALID = {"png": lambda d: d[:4] == b"\x89PNG", "pdf": lambda d: d[:5] == b"%PDF-",
@@ -70,9 +70,9 @@ def test_open_two_checkpoints_and_an_image_fills_every_view(qtbot, window, files
 
 
 def test_cli_and_app_export_the_same_figure(qtbot, window, files, tmp_path):
-    from fishspine.analysis.figures import figure_bytes
-    from fishspine.analysis.graph import architecture_graph
-    from fishspine.analysis.graph_figures import graph_figure
+    from fishspine.analysis.figures.base import figure_bytes
+    from fishspine.analysis.architecture.graph import architecture_graph
+    from fishspine.analysis.figures.architecture import graph_figure
 
     open_and_analyse(qtbot, window, files)
     window.show_view("architecture")
@@ -155,7 +155,7 @@ def test_dropped_images_keep_their_order_and_a_bad_one_costs_only_itself(qtbot, 
 def test_models_keep_the_order_they_were_opened_in(qtbot, window, files, monkeypatch):
     import time
 
-    import fishspine.app.window as window_module
+    import fishspine.app.qt.window as window_module
 
     real = window_module.load_model_source
 
@@ -173,7 +173,7 @@ def test_models_keep_the_order_they_were_opened_in(qtbot, window, files, monkeyp
 def test_gpu_out_of_memory_falls_back_to_the_cpu_with_a_message(qtbot, window, files, monkeypatch):
     import torch
 
-    import fishspine.analysis.interactive as interactive
+    import fishspine.analysis.attribution.interactive as interactive
 
     real = interactive.iter_analysis
     calls = []
@@ -242,7 +242,7 @@ def test_selecting_a_block_drives_the_cam_and_lists_macs(qtbot, window, files):
 
 
 def test_demo_opens_on_trained_backbones_with_every_view_populated(qtbot, window):
-    from fishspine.app.sources import DEMO_DIR
+    from fishspine.app.components.sources import DEMO_DIR
 
     assert (DEMO_DIR / "checkpoints").is_dir(), "the demo ships in assets/demo"
     window.open_demo()
@@ -322,10 +322,10 @@ def test_zooming_one_map_zooms_every_map(qtbot, window, files):
 
 
 def test_coco_view_table_deltas_and_bad_json(qtbot, window, tmp_path):
-    from fishspine.analysis.coco import per_scale_table
-    from fishspine.analysis.coco_figures import size_bars_figure
-    from fishspine.analysis.figures import figure_bytes
-    from fishspine.app.sources import demo_sources
+    from fishspine.analysis.coco.evaluation import per_scale_table
+    from fishspine.analysis.figures.coco import size_bars_figure
+    from fishspine.analysis.figures.base import figure_bytes
+    from fishspine.app.components.sources import demo_sources
 
     demo = demo_sources()
     view = window.views["coco"]

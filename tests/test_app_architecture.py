@@ -16,10 +16,10 @@ pytestmark = pytest.mark.gui
 
 from PySide6.QtCore import QPointF, Qt  # noqa: E402
 
-from fishspine.app import view_base  # noqa: E402
-from fishspine.app.architecture_view import ArchitectureView  # noqa: E402
-from fishspine.app.state import AppState, ModelEntry  # noqa: E402
-from fishspine.app.workers import GeneratorWorker, start  # noqa: E402
+from fishspine.app.qt.views import base as view_base  # noqa: E402
+from fishspine.app.qt.views.architecture import ArchitectureView  # noqa: E402
+from fishspine.app.components.state import AppState, ModelEntry  # noqa: E402
+from fishspine.app.qt.workers import GeneratorWorker, start  # noqa: E402
 
 
 def entry(label: str, variant: str, width: float = 0.25) -> ModelEntry:
@@ -112,7 +112,7 @@ def test_a_synchronous_run_job_shows_the_graph_at_once(qtbot, models):
 
 
 def test_a_graph_that_fails_to_build_says_so_and_is_tried_again(qtbot, models, monkeypatch):
-    import fishspine.analysis.graph as graph_module
+    import fishspine.analysis.architecture.graph as graph_module
 
     real, calls = graph_module.architecture_graph, []
 
@@ -212,7 +212,7 @@ def test_colour_by_changes_only_the_node_brushes(qtbot, view, models):
     import torch
 
     from fishspine.analysis.images import sample_image, to_input
-    from fishspine.analysis.interactive import analyse
+    from fishspine.analysis.attribution.interactive import analyse
 
     by_role = brushes(view)
     assert len(set(by_role)) == 4  # stem, tail, body, head
@@ -258,9 +258,9 @@ def test_names_follow_the_zoom(qtbot, view):
 
 
 def test_exports_are_the_command_lines_figure(qtbot, view, models, tmp_path):
-    from fishspine.analysis.figures import figure_bytes
-    from fishspine.analysis.graph import architecture_graph
-    from fishspine.analysis.graph_figures import graph_figure
+    from fishspine.analysis.figures.base import figure_bytes
+    from fishspine.analysis.architecture.graph import architecture_graph
+    from fishspine.analysis.figures.architecture import graph_figure
 
     model = models["f99"].model
     out = view.export(tmp_path / "arch.svg")[0]

@@ -18,11 +18,11 @@ import numpy as np  # noqa: E402
 import pyqtgraph as pg  # noqa: E402
 from PySide6.QtCore import QPointF, Qt  # noqa: E402
 
-from fishspine.analysis.coco import evaluate, format_table, per_scale_table  # noqa: E402
-from fishspine.app.coco_view import COLUMNS, GAIN, LOSS, CocoView  # noqa: E402
-from fishspine.app.sources import demo_sources  # noqa: E402
-from fishspine.app.state import AppState  # noqa: E402
-from fishspine.app.workers import GeneratorWorker, start  # noqa: E402
+from fishspine.analysis.coco.evaluation import evaluate, format_table, per_scale_table  # noqa: E402
+from fishspine.app.qt.views.coco import COLUMNS, GAIN, LOSS, CocoView  # noqa: E402
+from fishspine.app.components.sources import demo_sources  # noqa: E402
+from fishspine.app.components.state import AppState  # noqa: E402
+from fishspine.app.qt.workers import GeneratorWorker, start  # noqa: E402
 
 DEMO = demo_sources()
 NAMES = ("ResNet-50", "FishNet-150", "SCNet-50", "SpineNet-49")  # the demo lists the baseline first
@@ -133,7 +133,7 @@ def test_table_one_row_per_model_with_deltas_against_the_baseline(qtbot, view, d
 
 
 def view_color(i: int) -> str:
-    from fishspine.app.view_base import model_qcolor
+    from fishspine.app.qt.views.base import model_qcolor
 
     return model_qcolor(i)
 
@@ -192,8 +192,8 @@ def test_hover_names_the_bar_and_the_curve(qtbot, view, demo_evals):
 
 
 def test_export_writes_the_command_lines_figures_and_data(qtbot, view, demo_evals, tmp_path):
-    from fishspine.analysis.coco_figures import pr_curves_figure, size_bars_figure, table_figure
-    from fishspine.analysis.figures import figure_bytes
+    from fishspine.analysis.figures.coco import pr_curves_figure, size_bars_figure, table_figure
+    from fishspine.analysis.figures.base import figure_bytes
 
     load(qtbot, view)
     view.kind.setCurrentText("sizes")
@@ -280,7 +280,7 @@ def test_a_bad_file_among_good_ones_costs_only_itself(qtbot, view, tmp_path):
 
 
 def test_a_ground_truth_the_loaded_results_do_not_fit_is_refused(qtbot, view, tmp_path):
-    from fishspine.analysis.coco_synthetic import synthetic_coco
+    from fishspine.analysis.coco.synthetic import synthetic_coco
 
     load(qtbot, view, NAMES[:2])
     shown = view.state.coco

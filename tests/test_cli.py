@@ -138,7 +138,7 @@ def test_image_commands_fail_clearly(tmp_path, image_file, args, needle):
 def test_coco_command_prints_table_and_writes_every_figure(tmp_path):
     import json
 
-    from fishspine.analysis.coco_synthetic import synthetic_coco
+    from fishspine.analysis.coco.synthetic import synthetic_coco
 
     gt, dets = synthetic_coco(20, n_categories=3, dets_per_image=15, seed=2, with_masks=True)
     (tmp_path / "gt.json").write_text(json.dumps(gt))
@@ -159,7 +159,7 @@ def test_coco_command_prints_table_and_writes_every_figure(tmp_path):
 def test_coco_command_rejects_results_from_another_split(tmp_path):
     import json
 
-    from fishspine.analysis.coco_synthetic import synthetic_coco
+    from fishspine.analysis.coco.synthetic import synthetic_coco
 
     gt, dets = synthetic_coco(5, n_categories=2, seed=3)
     (tmp_path / "gt.json").write_text(json.dumps(gt))

@@ -10,9 +10,9 @@ import json
 import numpy as np
 import pytest
 
-from fishspine.analysis.coco import (STAT_NAMES, CocoError, evaluate, format_table, load_results,
+from fishspine.analysis.coco.evaluation import (STAT_NAMES, CocoError, evaluate, format_table, load_results,
                                      per_scale_table)
-from fishspine.analysis.coco_synthetic import synthetic_coco
+from fishspine.analysis.coco.synthetic import synthetic_coco
 
 
 def pycocotools_stats(gt, dets, iou_type, area_ranges=None, max_dets=None):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from fishspine.analysis.coco import evaluate, format_table
-from fishspine.app.sources import DEMO_DIR, demo_sources
+from fishspine.analysis.coco.evaluation import evaluate, format_table
+from fishspine.app.components.sources import DEMO_DIR, demo_sources
 from fishspine.models.checkpoints import load_checkpoint
 
 from .conftest import REPO

@@ -13,10 +13,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from fishspine.analysis.figures import PNG_DPI, save_figure, write_json
-from fishspine.analysis.graph import (LAYOUTS, ArchitectureGraph, GraphEdge, architecture_graph, block_macs,
+from fishspine.analysis.figures.base import PNG_DPI, save_figure, write_json
+from fishspine.analysis.architecture.graph import (LAYOUTS, ArchitectureGraph, GraphEdge, architecture_graph, block_macs,
                                       choose_layout, edge_route, graph_from_blocks, register_layout)
-from fishspine.analysis.graph_figures import figure_size, graph_figure
+from fishspine.analysis.figures.architecture import figure_size, graph_figure
 from fishspine.models import Backbone, BlockInfo, count_hooks, create_model, list_models
 
 

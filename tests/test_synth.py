@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from fishspine.analysis.synth import CATEGORIES, SynthConfig, synthesize
+from fishspine.training.synth import CATEGORIES, SynthConfig, synthesize
 
 
 def test_dataset_is_deterministic_and_pycocotools_loads_it(tmp_path):

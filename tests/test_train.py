@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from fishspine.analysis.synth import SynthConfig, synthesize
-from fishspine.analysis.train import CocoDetectionData, TrainConfig, iter_train, load_detector, predict
+from fishspine.training.synth import SynthConfig, synthesize
+from fishspine.training.train import CocoDetectionData, TrainConfig, iter_train, load_detector, predict
 from fishspine.models.checkpoints import load_checkpoint
 
 

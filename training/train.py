@@ -22,8 +22,8 @@ import torch
 from fishspine.models import create_model, model_family
 from fishspine.models.checkpoints import save_checkpoint
 
-from .detection import build_detector
-from .device import resolve_device
+from fishspine.training.detection import build_detector
+from fishspine.analysis.device import resolve_device
 
 
 @dataclass

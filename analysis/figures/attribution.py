@@ -8,10 +8,10 @@ from typing import Mapping
 import numpy as np
 from matplotlib.figure import Figure
 
-from .activations import ActivationResult
-from .cam import CamResult, overlay
-from .figures import model_color, new_figure, style_context
-from .gradients import GradientTrace
+from fishspine.analysis.attribution.activations import ActivationResult
+from fishspine.analysis.attribution.cam import CamResult, overlay
+from fishspine.analysis.figures.base import model_color, new_figure, style_context
+from fishspine.analysis.attribution.gradients import GradientTrace
 
 
 def sample_rows(n_blocks: int, rows: int) -> list[int]:

@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 
-from fishspine.analysis.coco import STAT_NAMES, evaluate
-from fishspine.analysis.coco_synthetic import synthetic_coco
+from fishspine.analysis.coco.evaluation import STAT_NAMES, evaluate
+from fishspine.analysis.coco.synthetic import synthetic_coco
 
 
 def _pycocotools(gt, dets):

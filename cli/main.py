@@ -104,7 +104,7 @@ def cmd_bench_models(args: argparse.Namespace) -> int:
     """Forward throughput of zoo models next to torchvision ResNet-50, measured in one run."""
     import torch
 
-    from . import benchmark
+    from fishspine.bench import models as benchmark
 
     device = _device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
@@ -119,7 +119,7 @@ def cmd_bench_models(args: argparse.Namespace) -> int:
     table = benchmark.format_table(results, name)
     print(table)
     if args.output:
-        from .figures import write_json
+        from fishspine.analysis.figures.base import write_json
 
         Path(args.output).with_suffix(".md").write_text(table + "\n")
         write_json(Path(args.output).with_suffix(".json"), [r.__dict__ | {"tflops": r.tflops} for r in results])
@@ -127,7 +127,7 @@ def cmd_bench_models(args: argparse.Namespace) -> int:
 
 
 def _add_bench(sub) -> None:
-    from .options import BENCH_MODES as MODES
+    from fishspine.analysis.options import BENCH_MODES as MODES
 
     p = sub.add_parser("bench", help="benchmarks")
     bsub = p.add_subparsers(dest="bench_what", required=True, metavar="WHAT")
@@ -174,7 +174,7 @@ def _models_from(args: argparse.Namespace) -> dict:
 
 
 def _images_from(paths: list[Path], size: int, device) -> list[tuple[str, object, object]]:
-    from .images import ImageError, prepare
+    from fishspine.analysis.images import ImageError, prepare
 
     out = []
     for p in paths:
@@ -206,7 +206,7 @@ def _progress(total: int, desc: str):
 
 
 def _write_outputs(fig, data_rows: list[dict], payload, stem: Path, formats: list[str]) -> None:
-    from .figures import save_figure, write_csv, write_json
+    from fishspine.analysis.figures.base import save_figure, write_csv, write_json
 
     written = save_figure(fig, stem, formats)
     written.append(write_csv(stem.with_suffix(".csv"), data_rows))
@@ -223,8 +223,8 @@ def cmd_graph(args: argparse.Namespace) -> int:
     from fishspine.models import create_model, list_models
     from fishspine.models.checkpoints import CheckpointError, load_checkpoint
 
-    from .graph import architecture_graph
-    from .graph_figures import graph_figure
+    from fishspine.analysis.architecture.graph import architecture_graph
+    from fishspine.analysis.figures.architecture import graph_figure
 
     if args.model in list_models():
         model = create_model(args.model)
@@ -259,8 +259,8 @@ def _add_graph(sub) -> None:
 
 def cmd_activations(args: argparse.Namespace) -> int:
     """Per-block activation maps of each model on each image, side by side."""
-    from .activations import iter_activations
-    from .analysis_figures import activation_gallery_figure
+    from fishspine.analysis.attribution.activations import iter_activations
+    from fishspine.analysis.figures.attribution import activation_gallery_figure
 
     models = _models_from(args)
     images = _images_from(args.images, args.size, _device(args.device))
@@ -280,9 +280,9 @@ def cmd_activations(args: argparse.Namespace) -> int:
 
 def cmd_cam(args: argparse.Namespace) -> int:
     """Grad-CAM / Grad-CAM++ / LayerCAM overlays of each model on each image."""
-    from .analysis_figures import cam_figure
-    from .cam import compute_cam
-    from .interactive import default_cam_block
+    from fishspine.analysis.figures.attribution import cam_figure
+    from fishspine.analysis.attribution.cam import compute_cam
+    from fishspine.analysis.attribution.interactive import default_cam_block
 
     models = _models_from(args)
     images = _images_from(args.images, args.size, _device(args.device))
@@ -310,8 +310,8 @@ def cmd_gradients(args: argparse.Namespace) -> int:
     """Gradient-magnitude traces, deepest block to shallowest, models overlaid (images as one batch)."""
     import torch
 
-    from .analysis_figures import gradient_trace_figure
-    from .gradients import iter_gradient_traces
+    from fishspine.analysis.figures.attribution import gradient_trace_figure
+    from fishspine.analysis.attribution.gradients import iter_gradient_traces
 
     models = _models_from(args)
     images = _images_from(args.images, args.size, _device(args.device))
@@ -339,7 +339,7 @@ def cmd_gradients(args: argparse.Namespace) -> int:
 
 
 def _add_activations(sub) -> None:
-    from .options import CAM_METHODS, NORMALISATIONS, REDUCTIONS
+    from fishspine.analysis.options import CAM_METHODS, NORMALISATIONS, REDUCTIONS
 
     p = sub.add_parser("activations", help="per-block activation maps, models side by side",
                        description=cmd_activations.__doc__)
@@ -373,9 +373,9 @@ def _add_activations(sub) -> None:
 
 def cmd_coco(args: argparse.Namespace) -> int:
     """COCO per-scale AP of several backbones' result files, with deltas against a baseline."""
-    from .coco import CocoError, format_table, iter_evaluate, per_scale_table
-    from .coco_figures import per_class_figure, pr_curves_figure, size_bars_figure, table_figure
-    from .figures import save_figure, write_csv, write_json
+    from fishspine.analysis.coco.evaluation import CocoError, format_table, iter_evaluate, per_scale_table
+    from fishspine.analysis.figures.coco import per_class_figure, pr_curves_figure, size_bars_figure, table_figure
+    from fishspine.analysis.figures.base import save_figure, write_csv, write_json
 
     results = {}
     for spec in args.dt:
@@ -442,7 +442,7 @@ def _add_coco(sub) -> None:
 
 def cmd_data_synth(args: argparse.Namespace) -> int:
     """Write the generated COCO-format dataset (shapes with masks, all three size ranges)."""
-    from .synth import SynthConfig, iter_synth
+    from fishspine.training.synth import SynthConfig, iter_synth
 
     config = SynthConfig(train=args.train, val=args.val, image_size=args.size, seed=args.seed)
     bar = _progress(args.train + args.val, "images")
@@ -478,7 +478,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train a backbone with an FCOS head on a COCO-format dataset; write checkpoints and val detections."""
     from fishspine.models import list_models
 
-    from .train import TrainConfig, iter_train
+    from fishspine.training.train import TrainConfig, iter_train
 
     if args.backbone not in list_models():
         raise UserError(f"unknown backbone {args.backbone!r}; `fishspine models` lists them")
@@ -533,7 +533,7 @@ def _add_train(sub) -> None:
 
 
 def _device(name: str):
-    from .device import resolve_device
+    from fishspine.analysis.device import resolve_device
 
     try:
         return resolve_device(name)

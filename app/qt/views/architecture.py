@@ -19,11 +19,11 @@ from PySide6.QtCore import QPointF, QRectF, Qt, QTimer
 from PySide6.QtGui import QFont, QFontMetricsF, QPainterPath
 from PySide6.QtWidgets import QComboBox, QGraphicsPathItem, QLabel
 
-from .state import AppState, ModelEntry
-from .view_base import SELECTED_PEN, View, lookup_table, show_block_map
+from fishspine.app.components.state import AppState, ModelEntry
+from fishspine.app.qt.views.base import SELECTED_PEN, View, lookup_table, show_block_map
 
 if TYPE_CHECKING:
-    from fishspine.analysis.graph import ArchitectureGraph
+    from fishspine.analysis.architecture.graph import ArchitectureGraph
 
 RunJob = Callable[[str, Callable[[], Iterator[Any]], Callable[[Any], None]], Any]
 
@@ -214,7 +214,7 @@ class ArchitectureView(View):
         model, size = entry.model, 224 if entry.family != "spinenet" else 640
 
         def job():
-            from fishspine.analysis.graph import architecture_graph
+            from fishspine.analysis.architecture.graph import architecture_graph
 
             yield 0, 1, f"graph of {entry.label}"
             try:
@@ -267,7 +267,7 @@ class ArchitectureView(View):
 
     def recolor(self) -> None:
         """Brushes (and the legend and colour bar) for the current "colour by"; nothing else is rebuilt."""
-        from fishspine.analysis.graph_figures import NO_VALUE_COLOR, ROLE_COLORS
+        from fishspine.analysis.figures.architecture import NO_VALUE_COLOR, ROLE_COLORS
 
         graph = self.graph
         if graph is None:
@@ -326,8 +326,8 @@ class ArchitectureView(View):
 
     def _fill_legend(self, by_role: bool, has_missing: bool, log_values: bool) -> None:
         """Edge kinds, node colours and marker sizes, as one rich-text label (cheap to redo on a recolour)."""
-        from fishspine.analysis.graph import EDGE_KIND_LABELS, EDGE_KINDS
-        from fishspine.analysis.graph_figures import EDGE_STYLE, ROLE_COLORS
+        from fishspine.analysis.architecture.graph import EDGE_KIND_LABELS, EDGE_KINDS
+        from fishspine.analysis.figures.architecture import EDGE_STYLE, ROLE_COLORS
 
         graph = self.graph
         kinds = {e.kind for e in graph.edges}
@@ -351,7 +351,7 @@ class ArchitectureView(View):
         """Show `graph`: new data in the kept items (bands, edges, nodes), new names; colours follow "colour by"."""
         import time
 
-        from fishspine.analysis.graph_figures import EDGE_STYLE, ROW_IN, _node_radii, column_width, y_limits
+        from fishspine.analysis.figures.architecture import EDGE_STYLE, ROW_IN, _node_radii, column_width, y_limits
 
         t0 = time.perf_counter()
         self.graph, self.shown_model, self.selected = graph, label, ""
@@ -619,7 +619,7 @@ class ArchitectureView(View):
 
     # ------------------------------------------------------------------ export
     def export_figure(self):
-        from fishspine.analysis.graph_figures import graph_figure
+        from fishspine.analysis.figures.architecture import graph_figure
 
         values = self.values()
         how = self.color_box.currentText()

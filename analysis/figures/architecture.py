@@ -23,8 +23,8 @@ from matplotlib.path import Path
 from matplotlib.textpath import TextToPath
 from matplotlib.transforms import Bbox, blended_transform_factory
 
-from .figures import new_figure, style_context
-from .graph import EDGE_KIND_LABELS, EDGE_KINDS, ArchitectureGraph
+from fishspine.analysis.figures.base import new_figure, style_context
+from fishspine.analysis.architecture.graph import EDGE_KIND_LABELS, EDGE_KINDS, ArchitectureGraph
 
 #: Node colour per role (Okabe-Ito, the house palette).
 ROLE_COLORS = {"stem": "#7f7f7f", "tail": "#0072B2", "body": "#009E73", "head": "#D55E00",

@@ -17,8 +17,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, QTimer
 from PySide6.QtWidgets import QComboBox, QLabel, QScrollArea, QSlider, QSpinBox
 
-from .state import AppState
-from .view_base import SELECTED_PEN, View, lookup_table, model_qcolor, show_block_map
+from fishspine.app.components.state import AppState
+from fishspine.app.qt.views.base import SELECTED_PEN, View, lookup_table, model_qcolor, show_block_map
 
 CELL_PX = 170  # height of one row of cells on screen
 BUILD_SLICE_S = 0.03  # longest the UI thread spends laying out grid cells in one go
@@ -237,7 +237,7 @@ class ActivationsView(ImageGridView):
         return {k: v.activations for k, v in self.state.insights.items()}
 
     def show_state(self) -> bool:
-        from fishspine.analysis.analysis_figures import sample_rows
+        from fishspine.analysis.figures.attribution import sample_rows
 
         if not self.state.insights or self.state.image is None:
             return False
@@ -305,7 +305,7 @@ class ActivationsView(ImageGridView):
         show_block_map(cell.model, cell.block)
 
     def export_figure(self):
-        from fishspine.analysis.analysis_figures import activation_gallery_figure
+        from fishspine.analysis.figures.attribution import activation_gallery_figure
 
         return activation_gallery_figure(self.shown_image(), self.results(), rows=self.state.settings.gallery_rows)
 
@@ -413,7 +413,7 @@ class CamView(ImageGridView):
                 pass
 
     def export_figure(self):
-        from fishspine.analysis.analysis_figures import cam_figure
+        from fishspine.analysis.figures.attribution import cam_figure
 
         return cam_figure(self.shown_image(), {k: v.cam for k, v in self.state.insights.items()})
 

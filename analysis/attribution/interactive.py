@@ -13,10 +13,10 @@ import torch
 
 from fishspine.models import Backbone
 
-from .activations import ActivationResult, _finish, block_maps, normalise
-from .cam import CamResult, cam_from_gradients, finish_cam
-from .gradients import GradientTrace, trace_from_capture
-from .targets import target_of
+from fishspine.analysis.attribution.activations import ActivationResult, _finish, block_maps, normalise
+from fishspine.analysis.attribution.cam import CamResult, cam_from_gradients, finish_cam
+from fishspine.analysis.attribution.gradients import GradientTrace, trace_from_capture
+from fishspine.analysis.attribution.targets import target_of
 
 
 @dataclass

@@ -9,8 +9,8 @@ from typing import Mapping
 import numpy as np
 from matplotlib.figure import Figure
 
-from .coco import CocoEvaluation, per_scale_table
-from .figures import model_color, new_figure, style_context
+from fishspine.analysis.coco.evaluation import CocoEvaluation, per_scale_table
+from fishspine.analysis.figures.base import model_color, new_figure, style_context
 
 SIZES = (("small", "AP_S"), ("medium", "AP_M"), ("large", "AP_L"))
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .state import ImageEntry, ModelEntry
+import fishspine.assets
+
+from fishspine.app.components.state import ImageEntry, ModelEntry
 
 CHECKPOINT_SUFFIXES = {".pth", ".pt", ".tar", ".safetensors", ".bin", ".ckpt"}
-DEMO_DIR = Path(__file__).resolve().parents[1] / "assets" / "demo"
+DEMO_DIR = Path(fishspine.assets.__file__).resolve().parent / "demo"
 DEMO_ZOO = ("resnet50", "fishnet150", "scnet50", "spinenet49")
 DEMO_WIDTH = 0.25
 
@@ -32,7 +34,7 @@ def classify(path: str | Path) -> str:
 def load_model_source(source: str, device: str = "cpu") -> ModelEntry:
     """A checkpoint path, or "zoo:<name>:<width>" for an untrained zoo model, with its MACs counted."""
     entry = _load_model_source(source, device)
-    from fishspine.analysis.graph import block_macs
+    from fishspine.analysis.architecture.graph import block_macs
 
     size = 640 if entry.family == "spinenet" else 224
     entry.macs = sum(block_macs(entry.model, size).values())

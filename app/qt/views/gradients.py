@@ -12,8 +12,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QComboBox, QLabel
 
-from .state import AppState
-from .view_base import SELECTED_PEN, View, model_qcolor
+from fishspine.app.components.state import AppState
+from fishspine.app.qt.views.base import SELECTED_PEN, View, model_qcolor
 
 Y_LABEL = {"output": "‖∂L/∂ block output‖₂", "weight": "‖∂L/∂ block weights‖₂"}
 
@@ -116,7 +116,7 @@ class GradientView(View):
         self.selected.setData([p[0] for p in pts], [p[1] for p in pts])
 
     def export_figure(self):
-        from fishspine.analysis.analysis_figures import gradient_trace_figure
+        from fishspine.analysis.figures.attribution import gradient_trace_figure
 
         return gradient_trace_figure(self.traces(), self.state.settings.gradient_which)
 

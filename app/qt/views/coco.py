@@ -21,8 +21,8 @@ from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QHeaderView, QLabel, QPushButton, QSplitter,
                                QTableWidget, QTableWidgetItem)
 
-from .state import AppState
-from .view_base import View, model_qcolor
+from fishspine.app.components.state import AppState
+from fishspine.app.qt.views.base import View, model_qcolor
 
 COLUMNS = ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L", "AR100")
 COLUMN_TIPS = {"AP": "AP at IoU 0.50:0.95, every object size", "AP50": "AP at IoU 0.50", "AP75": "AP at IoU 0.75",
@@ -67,7 +67,7 @@ def evaluation_job(gt: str, results: Mapping[str, str], reuse: Mapping[str, tupl
     Yields (done, total, name) per file, then a CocoOutcome. `reuse` maps a name to (file_key,
     evaluation) from an earlier run against the same ground truth: an unchanged file is not re-run.
     """
-    from fishspine.analysis.coco import CocoError, evaluate_one, load_ground_truth, load_results
+    from fishspine.analysis.coco.evaluation import CocoError, evaluate_one, load_ground_truth, load_results
 
     out = CocoOutcome(generation, gt, file_key(gt))
     try:
@@ -309,7 +309,7 @@ class CocoView(View):
         return b if b in self.state.coco else None
 
     def show_state(self) -> bool:
-        from fishspine.analysis.coco import per_scale_table
+        from fishspine.analysis.coco.evaluation import per_scale_table
 
         evals = self.state.coco
         if not evals:
@@ -469,7 +469,7 @@ class CocoView(View):
 
     def describe(self, name: str, key: str, what: str) -> str:
         """'<name> · <what>: <key> 9.7 (+1.4 vs <baseline>)', from the per-scale table."""
-        from fishspine.analysis.coco import per_scale_table
+        from fishspine.analysis.coco.evaluation import per_scale_table
 
         base = self.base()
         row = next(r for r in per_scale_table(self.state.coco, base) if r["backbone"] == name)
@@ -521,14 +521,14 @@ class CocoView(View):
 
     # -- export
     def export_figure(self):
-        from fishspine.analysis.coco_figures import pr_curves_figure, size_bars_figure, table_figure
+        from fishspine.analysis.figures.coco import pr_curves_figure, size_bars_figure, table_figure
 
         evals, base = self.state.coco, self.base()
         return {"table": lambda: table_figure(evals, base), "sizes": lambda: size_bars_figure(evals, base),
                 "pr": lambda: pr_curves_figure(evals, PR_IOU)}[self.kind.currentText()]()
 
     def export_data(self):
-        from fishspine.analysis.coco import per_scale_table
+        from fishspine.analysis.coco.evaluation import per_scale_table
 
         base = self.base()
         rows = per_scale_table(self.state.coco, base)

@@ -17,7 +17,7 @@ import torch
 
 from fishspine.models import create_model, list_models, model_family
 
-from .options import BENCH_MODES as MODES
+from fishspine.analysis.options import BENCH_MODES as MODES
 BASELINE = "torchvision_resnet50"
 
 

@@ -17,7 +17,7 @@ import torch
 
 from fishspine.analysis.device import resolve_device
 from fishspine.analysis.images import sample_image, to_input
-from fishspine.analysis.interactive import iter_analysis
+from fishspine.analysis.attribution.interactive import iter_analysis
 from fishspine.models import count_hooks, create_model
 
 MODELS = ("fishnet150", "scnet50", "spinenet49")

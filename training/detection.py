@@ -47,7 +47,7 @@ def build_detector(backbone: Backbone, num_classes: int, image_size: int, fpn_ch
     from torchvision.models.detection import FCOS
     from torchvision.models.detection.anchor_utils import AnchorGenerator
 
-    from .images import IMAGENET_MEAN, IMAGENET_STD
+    from fishspine.analysis.images import IMAGENET_MEAN, IMAGENET_STD
 
     anchors = AnchorGenerator(sizes=tuple((8 * 2 ** i,) for i in range(5)), aspect_ratios=((1.0,),) * 5)
     return FCOS(BackboneFPN(backbone, fpn_channels), num_classes, min_size=image_size, max_size=image_size,

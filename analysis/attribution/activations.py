@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from fishspine.models import Backbone
 
-from .options import NORMALISATIONS, REDUCTIONS
+from fishspine.analysis.options import NORMALISATIONS, REDUCTIONS
 
 
 @dataclass

@@ -17,7 +17,7 @@ import torch
 
 from fishspine.models import Backbone
 
-from .targets import objective
+from fishspine.analysis.attribution.targets import objective
 
 
 @dataclass

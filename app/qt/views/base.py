@@ -19,7 +19,7 @@ from PySide6.QtGui import QGuiApplication, QImage
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QStackedWidget,
                                QVBoxLayout, QWidget)
 
-from .state import AppState
+from fishspine.app.components.state import AppState
 
 # Arrays are (rows, columns) like numpy and matplotlib; white paper like the exported figures.
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=True, background="w", foreground="k")
@@ -38,7 +38,7 @@ def lookup_table(cmap: str) -> np.ndarray:
 
 def model_qcolor(index: int) -> str:
     """The colour a model has in every figure (analysis.figures.model_color) as a Qt colour string."""
-    from fishspine.analysis.figures import model_color
+    from fishspine.analysis.figures.base import model_color
 
     return model_color(index)
 
@@ -138,7 +138,7 @@ class View(QWidget):
 
     def export(self, path: str | Path) -> list[Path]:
         """Write the figure (.png/.svg/.pdf, the CLI's figure) or its data (.csv/.json) to `path`."""
-        from fishspine.analysis.figures import save_figure, write_csv, write_json
+        from fishspine.analysis.figures.base import save_figure, write_csv, write_json
 
         if not self.has_content:
             raise ValueError(f"nothing to export yet: the {self.title} view is empty")
@@ -162,7 +162,7 @@ class View(QWidget):
                 self.state.notify("error", f"export failed: {exc}")
 
     def copy_to_clipboard(self) -> None:
-        from fishspine.analysis.figures import figure_bytes
+        from fishspine.analysis.figures.base import figure_bytes
 
         if not self.has_content:
             self.state.notify("warning", f"nothing to copy: the {self.title} view is empty")

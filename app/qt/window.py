@@ -21,14 +21,14 @@ from PySide6.QtWidgets import (QApplication, QComboBox, QFileDialog, QHBoxLayout
                                QListWidgetItem, QMainWindow, QMenu, QPlainTextEdit, QProgressBar, QPushButton,
                                QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
-from .architecture_view import ArchitectureView
-from .coco_view import CocoView
-from .gradient_view import GradientView
-from .image_views import ActivationsView, CamView
-from .sources import classify, demo_sources, images_in, load_image_path, load_model_source
-from .state import AppState, ImageEntry, read_session
-from .view_base import View
-from .workers import GeneratorWorker, start
+from fishspine.app.qt.views.architecture import ArchitectureView
+from fishspine.app.qt.views.coco import CocoView
+from fishspine.app.qt.views.gradients import GradientView
+from fishspine.app.qt.views.images import ActivationsView, CamView
+from fishspine.app.components.sources import classify, demo_sources, images_in, load_image_path, load_model_source
+from fishspine.app.components.state import AppState, ImageEntry, read_session
+from fishspine.app.qt.views.base import View
+from fishspine.app.qt.workers import GeneratorWorker, start
 
 THUMB_PX = 96  # longer side of an image in the strip
 
@@ -239,10 +239,10 @@ class MainWindow(QMainWindow):
         at the window: the first results then draw without paying for them on the UI thread."""
 
         def job():
-            import fishspine.analysis.analysis_figures  # noqa: F401 - matplotlib, the figures
-            import fishspine.analysis.interactive  # noqa: F401 - torch, captum
+            import fishspine.analysis.figures.attribution  # noqa: F401 - matplotlib, the figures
+            import fishspine.analysis.attribution.interactive  # noqa: F401 - torch, captum
 
-            from .view_base import lookup_table
+            from fishspine.app.qt.views.base import lookup_table
 
             for cmap in ("inferno", "jet", "viridis"):
                 lookup_table(cmap)
@@ -300,7 +300,7 @@ class MainWindow(QMainWindow):
             import torch
 
             from fishspine.analysis.images import resize_longer_side, to_input
-            from fishspine.analysis.interactive import iter_analysis
+            from fishspine.analysis.attribution.interactive import iter_analysis
 
             shown = resize_longer_side(pixels, s.image_size)
             device = next(iter(models.values())).parameters().__next__().device

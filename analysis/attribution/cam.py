@@ -14,9 +14,9 @@ import torch.nn.functional as F
 
 from fishspine.models import Backbone
 
-from .targets import feature_energy, objective
+from fishspine.analysis.attribution.targets import feature_energy, objective
 
-from .options import CAM_METHODS
+from fishspine.analysis.options import CAM_METHODS
 
 
 @dataclass
