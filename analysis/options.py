@@ -4,3 +4,6 @@ REDUCTIONS = ("mean_abs", "max", "topk", "pca")
 NORMALISATIONS = ("block", "model", "global")
 CAM_METHODS = ("gradcam", "gradcampp", "layercam")
 BENCH_MODES = ("fp32", "bf16-cl", "bf16-cl-compile")
+PRECISIONS = ("float32", "bf16")
+GRADIENT_WHICH = ("output", "weight")
+DEFAULT_INPUT_SIZE = 384  # the longer side of an image as analysed, in the app and every command

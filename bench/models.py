@@ -15,6 +15,7 @@ from typing import Iterator
 
 import torch
 
+from fishspine.analysis.architecture.macs import model_macs
 from fishspine.models import create_model, list_models, model_family
 
 from fishspine.analysis.options import BENCH_MODES as MODES
@@ -36,16 +37,6 @@ class BenchResult:
     @property
     def tflops(self) -> float:
         return 2 * self.gmacs_per_image * self.images_per_s / 1e3
-
-
-def count_macs(model: torch.nn.Module, size: int) -> float:
-    """Multiply-accumulates of one forward of a 1x3xSxS image, in GMACs (conv, linear, matmul)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    x = torch.zeros(1, 3, size, size, device=next(model.parameters()).device)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x)
-    return counter.get_total_flops() / 2 / 1e9
 
 
 def _build(name: str) -> torch.nn.Module:
@@ -77,7 +68,7 @@ def bench_model(name: str, mode: str, device: torch.device, batch: int, size: in
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
     model = _build(name).to(device).eval()
-    gmacs = count_macs(model, size)
+    gmacs = model_macs(model, size) / 1e9  # the one MAC counter (analysis/architecture/macs.py)
     x = torch.randn(batch, 3, size, size, device=device)
     if mode != "fp32":
         model = model.to(memory_format=torch.channels_last)

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from fishspine.analysis.options import DEFAULT_INPUT_SIZE, PRECISIONS  # torch-free: --help stays instant
+
 EXAMPLES = """\
 examples:
   fishspine models                              list the backbones in the zoo
@@ -173,17 +175,39 @@ def _models_from(args: argparse.Namespace) -> dict:
     return models
 
 
-def _images_from(paths: list[Path], size: int, device) -> list[tuple[str, object, object]]:
-    from fishspine.analysis.images import ImageError, prepare
+def _load_images(paths: list[Path]) -> list[tuple[Path, object]]:
+    """(path, RGB pixels) of every image, all read before any model runs (a bad file stops at once)."""
+    from fishspine.analysis.images import ImageError, load_image
 
     out = []
     for p in paths:
         try:
-            shown, x = prepare(p, size, device)
+            out.append((Path(p), load_image(p)))
         except ImageError as exc:
             raise UserError(str(exc)) from exc
-        out.append((Path(p).stem, shown, x))
     return out
+
+
+def _analysed_images(args: argparse.Namespace, models: dict, what: str, class_index: int | None = None,
+                     loss: str = "cross_entropy"):
+    """Yield (stem, image as analysed, {label: ModelPass}) per image: one engine pass per model and image."""
+    from fishspine.analysis.attribution.engine import AnalysisEngine
+    from fishspine.analysis.images import resize_longer_side
+
+    images = _load_images(args.images)
+    engine = AnalysisEngine()
+    bar = _progress(len(images) * len(models), what)
+    try:
+        for path, pixels in images:
+            job = engine.iter_passes(models, pixels, str(path), args.size, args.precision, class_index, loss)
+            try:
+                passes = _run(job, bar, per_step=True)
+            except ValueError as exc:  # a class index past the classifier
+                raise UserError(str(exc)) from exc
+            yield path.stem, resize_longer_side(pixels, args.size), passes
+            engine.forget(image=str(path))
+    finally:
+        bar.close()
 
 
 def _add_model_args(p: argparse.ArgumentParser, images: bool = True) -> None:
@@ -193,7 +217,10 @@ def _add_model_args(p: argparse.ArgumentParser, images: bool = True) -> None:
     p.add_argument("--width", type=float, default=1.0, help="channel multiplier for --model (default 1)")
     if images:
         p.add_argument("images", nargs="+", type=Path, metavar="IMG", help="image files")
-        p.add_argument("--size", type=int, default=512, help="resize so the longer side is this (default 512)")
+        p.add_argument("--size", type=int, default=DEFAULT_INPUT_SIZE,
+                       help=f"resize so the longer side is this (default {DEFAULT_INPUT_SIZE}, as in the app)")
+        p.add_argument("--precision", choices=PRECISIONS, default="float32",
+                       help="float32, or bf16 autocast (fast on recent GPUs)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     p.add_argument("--formats", nargs="+", default=["png", "svg", "pdf"], choices=["png", "svg", "pdf"])
     _add_device(p)
@@ -205,13 +232,42 @@ def _progress(total: int, desc: str):
     return tqdm(total=total, desc=desc, unit="step", file=sys.stderr, disable=None)
 
 
-def _write_outputs(fig, data_rows: list[dict], payload, stem: Path, formats: list[str]) -> None:
-    from fishspine.analysis.figures.base import save_figure, write_csv, write_json
+def _run(job, bar=None, per_step: bool = False, desc: str = ""):
+    """Drive a job (analysis/jobs.py) to its result, showing its progress on `bar` (made here if None).
 
-    written = save_figure(fig, stem, formats)
-    written.append(write_csv(stem.with_suffix(".csv"), data_rows))
-    written.append(write_json(stem.with_suffix(".json"), payload))
-    for w in written:
+    `per_step`: the bar counts the job's steps across several jobs (one update per step), instead of
+    following the job's own done/total.
+    """
+    from fishspine.analysis.jobs import run_job
+
+    own = bar is None
+    last = [0]
+
+    def show(p) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = _progress(p.total, desc)
+        if per_step:
+            if p.done > last[0]:
+                bar.update(p.done - last[0])
+            last[0] = p.done
+        else:
+            if bar.total != p.total:
+                bar.total = p.total
+            bar.n = p.done
+            bar.refresh()
+        if p.text:
+            bar.set_postfix_str(p.text, refresh=False)
+
+    try:
+        return run_job(job, show)
+    finally:
+        if own and bar is not None:
+            bar.close()
+
+
+def _write_outputs(export, stem: Path, formats: list[str]) -> None:
+    for w in export.write(stem, formats):
         print(w)
 
 
@@ -237,10 +293,13 @@ def cmd_graph(args: argparse.Namespace) -> int:
     values = None
     if args.color_by:
         values = {n.name: float(getattr(n, args.color_by)) for n in graph.nodes}
-    fig = graph_figure(graph, values, args.color_by or "", log_values=bool(args.color_by))
+    from fishspine.analysis.figures.base import ViewExport
+
+    export = ViewExport(lambda: graph_figure(graph, values, args.color_by or "", log_values=bool(args.color_by)),
+                        graph.rows(), graph.to_json())
     out = Path(args.output)
     formats = [out.suffix.lstrip(".")] if out.suffix else ["png", "svg", "pdf"]
-    _write_outputs(fig, graph.rows(), graph.to_json(), out.with_suffix(""), formats)
+    _write_outputs(export, out.with_suffix(""), formats)
     return 0
 
 
@@ -259,82 +318,51 @@ def _add_graph(sub) -> None:
 
 def cmd_activations(args: argparse.Namespace) -> int:
     """Per-block activation maps of each model on each image, side by side."""
-    from fishspine.analysis.attribution.activations import iter_activations
-    from fishspine.analysis.figures.attribution import activation_gallery_figure
+    from fishspine.analysis.attribution.engine import activations
+    from fishspine.analysis.figures.attribution import activations_export
 
     models = _models_from(args)
-    images = _images_from(args.images, args.size, _device(args.device))
-    bar = _progress(len(images) * len(models), "activations")
-    for stem, shown, x in images:
-        for step in iter_activations(models, x, args.reduction, args.normalise):
-            if isinstance(step, dict):
-                results = step
-            else:
-                bar.update(1)
-        fig = activation_gallery_figure(shown, results, rows=args.rows)
-        rows = [row for r in results.values() for row in r.rows()]
-        _write_outputs(fig, rows, {"image": stem, "results": rows}, args.output / f"{stem}_activations", args.formats)
-    bar.close()
+    for stem, shown, passes in _analysed_images(args, models, "activations"):
+        results = activations(passes, args.reduction, args.normalise)
+        _write_outputs(activations_export(stem, shown, results, args.rows), args.output / f"{stem}_activations",
+                       args.formats)
     return 0
 
 
 def cmd_cam(args: argparse.Namespace) -> int:
     """Grad-CAM / Grad-CAM++ / LayerCAM overlays of each model on each image."""
-    from fishspine.analysis.figures.attribution import cam_figure
-    from fishspine.analysis.attribution.cam import compute_cam
-    from fishspine.analysis.attribution.interactive import default_cam_block
+    from fishspine.analysis.attribution.engine import default_cam_block
+    from fishspine.analysis.figures.attribution import cam_export
 
     models = _models_from(args)
-    images = _images_from(args.images, args.size, _device(args.device))
-    bar = _progress(len(images) * len(models), "cam")
-    for stem, shown, x in images:
-        cams = {}
-        for label, model in models.items():
-            block = args.block or default_cam_block(model)
-            try:
-                cams[label] = compute_cam(model, x, block, args.method, args.cls, label)
-            except KeyError as exc:
-                raise UserError(f"{label}: {exc.args[0]}; `fishspine inspect` lists the blocks") from exc
-            except ValueError as exc:
-                raise UserError(f"{label}: {exc}") from exc
-            bar.update(1)
-        fig = cam_figure(shown, cams, alpha=args.alpha)
-        rows = [{"model": m, "block": c.block, "method": c.method, "target": c.target_label, "raw_max": c.raw_max}
-                for m, c in cams.items()]
-        _write_outputs(fig, rows, {"image": stem, "cams": rows}, args.output / f"{stem}_{args.method}", args.formats)
-    bar.close()
+    for label, model in models.items():
+        if args.block and not any(b.name == args.block for b in model.blocks):
+            raise UserError(f"{label} has no block {args.block!r}; `fishspine inspect` lists the blocks")
+    for stem, shown, passes in _analysed_images(args, models, "cam", args.cls):
+        cams = {label: p.cam(args.block or default_cam_block(p.blocks), args.method, label)
+                for label, p in passes.items()}
+        _write_outputs(cam_export(stem, shown, cams, args.alpha), args.output / f"{stem}_{args.method}", args.formats)
     return 0
 
 
 def cmd_gradients(args: argparse.Namespace) -> int:
-    """Gradient-magnitude traces, deepest block to shallowest, models overlaid (images as one batch)."""
-    import torch
-
-    from fishspine.analysis.figures.attribution import gradient_trace_figure
-    from fishspine.analysis.attribution.gradients import iter_gradient_traces
+    """Gradient-magnitude traces, deepest block to shallowest, models overlaid (each image traced, then averaged)."""
+    from fishspine.analysis.attribution.gradients import mean_trace
+    from fishspine.analysis.figures.attribution import gradients_export
 
     models = _models_from(args)
-    images = _images_from(args.images, args.size, _device(args.device))
-    shapes = {tuple(x.shape) for _, _, x in images}
-    xs = [x for _, _, x in images]
-    batch = torch.cat(xs) if len(shapes) == 1 else xs[0]
-    if len(shapes) > 1:
-        print("images differ in size: tracing the first one only (use --size and same-aspect images to batch)",
-              file=sys.stderr)
-    bar = _progress(len(models), "gradients")
-    for step in iter_gradient_traces(models, batch, args.cls, args.loss):
-        if isinstance(step, dict):
-            traces = step
-        else:
-            bar.update(1)
-    bar.close()
+    per_model: dict[str, list] = {label: [] for label in models}
+    stems = []
+    for stem, _shown, passes in _analysed_images(args, models, "gradients", args.cls, args.loss):
+        stems.append(stem)
+        for label, p in passes.items():
+            per_model[label].append(p.trace(label))
+    traces = {label: mean_trace(ts) for label, ts in per_model.items()}
     for m, t in traces.items():
-        print(f"{m}: shallowest/deepest gradient norm = {t.ratio:.4g} ({len(t.blocks)} blocks, loss {t.loss})")
-    fig = gradient_trace_figure(traces, args.which)
-    rows = [row for t in traces.values() for row in t.rows()]
-    payload = {m: {"ratio": t.ratio, "loss": t.loss, "class_index": t.class_index, "blocks": t.rows()}
-               for m, t in traces.items()}
-    _write_outputs(fig, rows, payload, args.output / "gradient_trace", args.formats)
+        print(f"{m}: shallowest/deepest {args.which} gradient norm = {t.ratio_of(args.which):.4g} "
+              f"({len(t.blocks)} blocks, loss {t.loss}, {len(stems)} images)")
+    _write_outputs(gradients_export(stems, args.size, traces, args.which), args.output / "gradient_trace",
+                   args.formats)
     return 0
 
 
@@ -393,11 +421,7 @@ def cmd_coco(args: argparse.Namespace) -> int:
     out = Path(args.output)
     for iou_type in args.iou_types:
         try:
-            for step in iter_evaluate(args.gt, results, iou_type, ranges, tuple(args.max_dets)):
-                if isinstance(step, dict):
-                    evals = step
-                else:
-                    bar.update(1)
+            evals = _run(iter_evaluate(args.gt, results, iou_type, ranges, tuple(args.max_dets)), bar, per_step=True)
         except CocoError as exc:
             raise UserError(str(exc)) from exc
         print(format_table(evals, args.baseline))
@@ -445,13 +469,7 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
     from fishspine.training.synth import SynthConfig, iter_synth
 
     config = SynthConfig(train=args.train, val=args.val, image_size=args.size, seed=args.seed)
-    bar = _progress(args.train + args.val, "images")
-    for step in iter_synth(args.output, config):
-        if isinstance(step, dict):
-            summary = step
-        else:
-            bar.update(1)
-    bar.close()
+    summary = _run(iter_synth(args.output, config), desc="images")
     for split, info in summary["splits"].items():
         print(f"{split}: {info['images']} images, {info['objects']} objects "
               f"(small {info['small']:.0%}, medium {info['medium']:.0%}, large {info['large']:.0%}) -> "
@@ -487,21 +505,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                       resume=args.resume, max_steps=args.max_steps, train_split=args.train_split,
                       val_split=args.val_split)
     _device(args.device)
-    bar = None
     try:
-        for step in iter_train(cfg):
-            if isinstance(step, dict):
-                summary = step
-                continue
-            if bar is None:
-                bar = _progress(step[1], "train")
-            bar.update(1)
-            bar.set_postfix_str(step[2])
+        summary = _run(iter_train(cfg), desc="train")
     except ValueError as exc:
         raise UserError(str(exc)) from exc
-    finally:
-        if bar is not None:
-            bar.close()
     print(f"trained {summary['backbone']} for {summary['steps']} steps in {summary['seconds']:.0f} s on "
           f"{summary['device']}; last loss {summary['losses'][-1]:.3f}")
     print(f"backbone checkpoint: {summary['checkpoint']}")

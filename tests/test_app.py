@@ -173,24 +173,24 @@ def test_models_keep_the_order_they_were_opened_in(qtbot, window, files, monkeyp
 def test_gpu_out_of_memory_falls_back_to_the_cpu_with_a_message(qtbot, window, files, monkeypatch):
     import torch
 
-    import fishspine.analysis.attribution.interactive as interactive
+    import fishspine.analysis.attribution.engine as engine
 
-    real = interactive.iter_analysis
+    real = engine.run_pass
     calls = []
 
     def runs_out_once(*args, **kwargs):
         calls.append(1)
         if len(calls) == 1:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        yield from real(*args, **kwargs)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(interactive, "iter_analysis", runs_out_once)
+    monkeypatch.setattr(engine, "run_pass", runs_out_once)
     open_and_analyse(qtbot, window, files)
     warnings = [t for level, t in window.state.messages if level == "warning"]
     assert any("GPU ran out of memory" in t and "Tried to allocate 2.00 GiB" in t for t in warnings)
     assert window.device_box.currentText() == "cpu"
     assert all(m.device == "cpu" for m in window.state.models)
-    assert len(calls) >= 2  # the failed pass, then CPU passes (one per model load) that produced the results
+    assert len(calls) >= 3  # the failed pass, then a CPU pass of each model that produced the results
 
 
 def test_session_round_trip(qtbot, window, files, tmp_path):

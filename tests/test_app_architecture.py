@@ -20,6 +20,7 @@ from fishspine.app.qt.views import base as view_base  # noqa: E402
 from fishspine.app.qt.views.architecture import ArchitectureView  # noqa: E402
 from fishspine.app.components.state import AppState, ModelEntry  # noqa: E402
 from fishspine.app.qt.workers import GeneratorWorker, start  # noqa: E402
+from fishspine.analysis.jobs import run_job  # noqa: E402
 
 
 def entry(label: str, variant: str, width: float = 0.25) -> ModelEntry:
@@ -98,7 +99,7 @@ def test_the_chosen_models_graph_appears_and_follows_the_model_box(qtbot, view, 
 
 def test_a_synchronous_run_job_shows_the_graph_at_once(qtbot, models):
     def run_now(title, job, on_result):
-        *_, result = job()
+        result = run_job(job())
         on_result(result)
 
     state = AppState()
@@ -125,7 +126,7 @@ def test_a_graph_that_fails_to_build_says_so_and_is_tried_again(qtbot, models, m
     monkeypatch.setattr(graph_module, "architecture_graph", fails_once)
 
     def run_now(title, job, on_result):
-        *_, result = job()
+        result = run_job(job())
         on_result(result)
 
     state = AppState()
@@ -211,8 +212,8 @@ def test_click_selects_the_block_and_the_ring_follows_every_selection(qtbot, vie
 def test_colour_by_changes_only_the_node_brushes(qtbot, view, models):
     import torch
 
-    from fishspine.analysis.images import sample_image, to_input
-    from fishspine.analysis.attribution.interactive import analyse
+    from fishspine.analysis.attribution.engine import AnalysisEngine, insights
+    from fishspine.analysis.images import sample_image
 
     by_role = brushes(view)
     assert len(set(by_role)) == 4  # stem, tail, body, head
@@ -227,8 +228,10 @@ def test_colour_by_changes_only_the_node_brushes(qtbot, view, models):
     assert brushes(view) == by_role and not view._colorbar_shown
 
     torch.manual_seed(0)
-    insight = analyse(models["f99"].model, to_input(sample_image(64)), "f99")
-    view.state.set_insights({"f99": insight})  # results arrive: recoloured by the gradient
+    engine = AnalysisEngine()
+    model = models["f99"].model
+    one_pass = engine.analyse(model, sample_image(64), engine.key(model, "sample", 64))
+    view.state.set_insights(insights({"f99": one_pass}))  # results arrive: recoloured by the gradient
     by_gradient = brushes(view)
     assert by_gradient not in (by_role, by_macs) and view._colorbar_shown
     assert "#ffffff" not in by_gradient[1:]  # every block but the stem has a gradient

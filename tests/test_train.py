@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from fishspine.training.synth import SynthConfig, synthesize
+from fishspine.analysis.jobs import run_job
 from fishspine.training.train import CocoDetectionData, TrainConfig, iter_train, load_detector, predict
 from fishspine.models.checkpoints import load_checkpoint
 
@@ -21,7 +22,7 @@ def run(tmp_path_factory):
     synthesize(data, SynthConfig(train=12, val=3, image_size=96, seed=5))
     out = tmp_path_factory.mktemp("run")
     cfg = TrainConfig("resnet50", str(data), str(out), epochs=3, batch=4, image_size=96, lr=2e-3)
-    *_, summary = iter_train(cfg)
+    summary = run_job(iter_train(cfg))
     return cfg, summary
 
 
@@ -64,10 +65,10 @@ def test_result_json_is_accepted_by_pycocotools(run):
 def test_resume_continues_from_the_last_epoch(run, tmp_path):
     cfg, _ = run
     short = TrainConfig(cfg.backbone, cfg.data, str(tmp_path), epochs=2, batch=4, image_size=96, max_steps=3)
-    *_, first = iter_train(short)
+    first = run_job(iter_train(short))
     assert first["steps"] == 3
     resumed = TrainConfig(cfg.backbone, cfg.data, str(tmp_path), epochs=2, batch=4, image_size=96, resume=True)
-    *_, second = iter_train(resumed)
+    second = run_job(iter_train(resumed))
     assert second["steps"] == 6  # epoch 2 only: 3 steps per epoch
 
 
@@ -101,6 +102,6 @@ def test_any_coco_layout_split_names_and_images_without_objects(tmp_path):
         (root / "annotations" / f"instances_{new}.json").write_text(json.dumps(gt))
     cfg = TrainConfig("scnet50", str(root), str(tmp_path / "run"), epochs=1, batch=2, image_size=96,
                       train_split="train2017", val_split="val2017")
-    *_, summary = iter_train(cfg)
+    summary = run_job(iter_train(cfg))
     dets = json.loads(Path(summary["detections"]).read_text())
     assert dets and all(d["category_id"] > 100 for d in dets)

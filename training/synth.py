@@ -13,9 +13,9 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
-
 import numpy as np
+
+from fishspine.analysis.jobs import Job, Progress, run_job
 
 CATEGORIES = ("circle", "square", "triangle", "star", "ring", "ellipse", "cross", "hexagon")
 SIZE_MIX = ((0.41, 6.0, 31.0), (0.35, 33.0, 94.0), (0.24, 98.0, 220.0))  # (share, min side, max side) in px
@@ -140,8 +140,8 @@ def _annotation(obj: dict, full_area: int | None, ann_id: int, image_id: int) ->
             "iscrowd": 0}
 
 
-def iter_synth(out: str | Path, config: SynthConfig = SynthConfig()) -> Iterator[tuple[int, int, str] | dict]:
-    """Write the dataset under `out` (train/, val/, annotations/); yield progress, then a summary."""
+def iter_synth(out: str | Path, config: SynthConfig = SynthConfig()) -> Job[dict]:
+    """A job: write the dataset under `out` (train/, val/, annotations/); returns a summary."""
     from PIL import Image
 
     out = Path(out)
@@ -163,7 +163,7 @@ def iter_synth(out: str | Path, config: SynthConfig = SynthConfig()) -> Iterator
                 if ann is not None:
                     anns.append(ann)
             done += 1
-            yield done, total, f"{split} {i + 1}/{count}"
+            yield Progress(done, total, f"{split} {i + 1}/{count}")
         gt = {"info": {"description": "fishspine synthetic shapes", "seed": config.seed},
               "images": images, "annotations": anns,
               "categories": [{"id": k + 1, "name": n, "supercategory": "shape"} for k, n in enumerate(CATEGORIES)]}
@@ -176,10 +176,9 @@ def iter_synth(out: str | Path, config: SynthConfig = SynthConfig()) -> Iterator
             "small": float(np.mean(areas < 32 ** 2)) if len(areas) else 0.0,
             "medium": float(np.mean((areas >= 32 ** 2) & (areas < 96 ** 2))) if len(areas) else 0.0,
             "large": float(np.mean(areas >= 96 ** 2)) if len(areas) else 0.0}
-    yield summary
+    return summary
 
 
 def synthesize(out: str | Path, config: SynthConfig = SynthConfig()) -> dict:
     """Write the dataset and return its summary (objects per split, share of each size range)."""
-    *_, summary = iter_synth(out, config)
-    return summary
+    return run_job(iter_synth(out, config))

@@ -1,6 +1,7 @@
 """Training a backbone with an FCOS detection head on any COCO-format dataset.
 
-`iter_train` is a generator (progress, then a summary) so the app or the command line can run it.
+`iter_train` is a job (analysis/jobs.py: progress, then it returns a summary) so the app or the command
+line can run it.
 Every epoch writes the backbone alone in fishspine's format (`backbone_epochN.safetensors`,
 loadable by `load_checkpoint`), and `last.pt` with the whole detector, the optimiser and the label
 map for `--resume` (plain tensors and containers: it loads with `weights_only=True`). At the end
@@ -14,7 +15,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,6 +25,7 @@ from fishspine.models.checkpoints import save_checkpoint
 
 from fishspine.training.detection import build_detector
 from fishspine.analysis.device import resolve_device
+from fishspine.analysis.jobs import Job, Progress
 
 
 @dataclass
@@ -97,8 +99,8 @@ def _detector_for(cfg: TrainConfig, num_classes: int):
     return backbone, build_detector(backbone, num_classes, cfg.image_size)
 
 
-def iter_train(cfg: TrainConfig) -> Iterator[tuple[int, int, str] | dict[str, Any]]:
-    """Train; yield (step, total steps, text with the loss) and finally a summary dict."""
+def iter_train(cfg: TrainConfig) -> Job[dict[str, Any]]:
+    """A job: train, with progress per step (the text has the loss); returns a summary."""
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     train = CocoDetectionData(cfg.data, cfg.train_split, cfg.image_size)
@@ -142,14 +144,14 @@ def iter_train(cfg: TrainConfig) -> Iterator[tuple[int, int, str] | dict[str, An
             schedule.step()
             step += 1
             losses.append(float(loss.detach()))
-            yield step, total, f"epoch {epoch + 1}/{cfg.epochs} loss {losses[-1]:.3f}"
+            yield Progress(step, total, f"epoch {epoch + 1}/{cfg.epochs} loss {losses[-1]:.3f}")
         _save_epoch(cfg, backbone, detector, optimizer, epoch + 1, train)
         if cfg.max_steps and step >= cfg.max_steps:
             break
     result_path = out / "val_detections.json"
     detections = predict(detector, val, device)
     result_path.write_text(json.dumps(detections))
-    yield {"backbone": cfg.backbone, "steps": step, "losses": losses, "seconds": time.perf_counter() - t0,
+    return {"backbone": cfg.backbone, "steps": step, "losses": losses, "seconds": time.perf_counter() - t0,
            "checkpoint": str(out / f"backbone_epoch{epoch + 1}.safetensors"), "detections": str(result_path),
            "device": str(device)}
 

@@ -18,14 +18,12 @@ so the matplotlib figure and any other view draw the same diagram.
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-import torch
-from torch import nn
 
+from fishspine.analysis.architecture.macs import block_macs
 from fishspine.models import Backbone, BlockInfo
 
 EDGE_KINDS = ("sequential", "lateral", "down", "up")
@@ -345,74 +343,6 @@ def _group(run: list[GraphNode], positions: Mapping[str, Point]) -> StageGroup:
     label = run[0].name if len(run) == 1 else f"{_stage_name(run[0].name)} ×{len(run)}"
     return StageGroup(label, run[0].level, positions[run[0].name][0], positions[run[-1].name][0],
                       tuple(n.name for n in run))
-
-
-# ------------------------------------------------------------------------------------ MAC counting
-
-
-def block_macs(model: Backbone, input_size: int = 224) -> dict[str, int]:
-    """Multiply-accumulates of convolutions and linear layers per block, for one square image.
-
-    Runs a weightless copy of the model on the meta device (no memory, nothing computed, the
-    model itself untouched, so another thread may use it meanwhile); cheap for the largest
-    variants. Layers outside every block (a classifier) are not counted.
-    """
-    twin = _meta_twin(model)
-    owner: dict[str, str] = {}
-    for b in model.blocks:
-        for path in b.modules:
-            owner[path] = b.name
-    macs: dict[str, int] = {b.name: 0 for b in model.blocks}
-
-    def block_of(module_path: str) -> str | None:
-        parts = module_path.split(".")
-        for i in range(len(parts), 0, -1):
-            hit = owner.get(".".join(parts[:i]))
-            if hit is not None:
-                return hit
-        return None
-
-    def count(name: str):
-        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-            macs[name] += _layer_macs(module, inputs[0], output)
-        return hook
-
-    handles = []
-    try:
-        for path, module in twin.named_modules():
-            name = block_of(path)
-            if name is not None and isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):
-                handles.append(module.register_forward_hook(count(name)))
-        with torch.no_grad():
-            twin(torch.empty(1, 3, input_size, input_size, device="meta"))
-    finally:
-        for h in handles:
-            h.remove()
-    return macs
-
-
-def _meta_twin(model: nn.Module) -> nn.Module:
-    """A copy of `model` whose parameters and buffers are meta tensors, in eval mode, without hooks."""
-    memo: dict[int, Any] = {}
-    for t in [*model.parameters(), *model.buffers()]:
-        meta = torch.empty_like(t, device="meta")
-        memo[id(t)] = nn.Parameter(meta, t.requires_grad) if isinstance(t, nn.Parameter) else meta
-    twin = copy.deepcopy(model, memo)
-    for m in twin.modules():  # copies of the user's hooks (an open capture) must not fire here
-        for hooks in (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks, m._backward_pre_hooks):
-            hooks.clear()
-    # Train-mode BN refuses 1x1 maps of one image, which small widths reach; eval changes no count.
-    return twin.eval()
-
-
-def _layer_macs(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
-    batch = x.shape[0] if x.dim() > 1 else 1
-    if isinstance(module, nn.Linear):
-        return y.numel() // batch * module.in_features
-    per_output = module.in_channels // module.groups * math.prod(module.kernel_size)
-    if module.transposed:  # every input element is spread over out_channels/groups * kernel outputs
-        return x.numel() // batch * (module.out_channels // module.groups) * math.prod(module.kernel_size)
-    return y.numel() // batch * per_output
 
 
 def block_param_counts(model: Backbone) -> dict[str, int]:

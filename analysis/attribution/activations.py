@@ -5,26 +5,53 @@ their mean |activation|), and the first principal component over channels (sign 
 correlates positively with mean |activation|). Maps are resized to the image on the device and
 come back small (float16 numpy in [0, 1]), never as full tensors. Normalisation: per block (each
 map its own range), per model (one range for all of a model's blocks), or global (one range across
-every model and block, so side-by-side maps are comparable).
+every model and block, so side-by-side maps are comparable). The maps are derived from a captured
+pass (analysis/attribution/engine.py), never by running the model here.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fishspine.models import Backbone
+from fishspine.models import BlockInfo
 
 from fishspine.analysis.options import NORMALISATIONS, REDUCTIONS
 
 
+class _ImageSized:
+    """A reduced map at the block's resolution, resized to the image the first time it is shown."""
+
+    def __init__(self, native: torch.Tensor, size: tuple[int, int]) -> None:
+        self.native, self.size = native, size
+        self._scaled: np.ndarray | None = None
+
+    def scaled(self, lo: float, hi: float) -> np.ndarray:
+        """(H, W) float16 in [0, 1] of the map's own range [lo, hi]."""
+        if self._scaled is None:
+            m = F.interpolate(self.native[None, None], size=self.size, mode="bilinear", align_corners=False)[0, 0]
+            # float16 keeps 3 digits of [0, 1], not of a raw range that may be 1e-6 or 1e5.
+            self._scaled = ((m - lo) / max(hi - lo, 1e-12)).clamp_(0, 1).cpu().numpy().astype(np.float16)
+        return self._scaled
+
+    @property
+    def nbytes(self) -> int:
+        return self.native.numel() * self.native.element_size() + (0 if self._scaled is None else self._scaled.nbytes)
+
+
 @dataclass
 class BlockMap:
-    """One block's reduced map and the statistics shown on hover."""
+    """One block's reduced map and the statistics shown on hover.
+
+    The map is made when it is first read: a view shows a few blocks of each model, and deriving a
+    reduction or a normalisation must not pay for the others. `lo`/`hi` are the raw values shown as
+    0 and 1: the block's own range, or the model's or every model's (see `normalise`).
+    """
 
     name: str
     role: str
@@ -35,7 +62,23 @@ class BlockMap:
     out_mean: float
     map_min: float  # of the reduced map before normalisation
     map_max: float
-    map: np.ndarray = field(repr=False)  # (H, W) float16 in [0, 1] after normalisation
+    source: _ImageSized = field(repr=False)
+    lo: float = math.nan
+    hi: float = math.nan
+    _map: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def map(self) -> np.ndarray:
+        """(H, W) float16 in [0, 1]: the reduced map resized to the image, scaled from [lo, hi]."""
+        if self._map is None:
+            own = self.source.scaled(self.map_min, self.map_max)
+            lo, hi = (self.map_min, self.map_max) if math.isnan(self.lo) else (self.lo, self.hi)
+            if (lo, hi) == (self.map_min, self.map_max):
+                self._map = own
+            else:
+                raw = self.map_min + own.astype(np.float32) * (self.map_max - self.map_min)
+                self._map = np.clip((raw - lo) / max(hi - lo, 1e-12), 0.0, 1.0).astype(np.float16)
+        return self._map
 
 
 @dataclass
@@ -87,33 +130,16 @@ def reduce_activation(t: torch.Tensor, reduction: str = "mean_abs", k: int = 8) 
     return pc
 
 
-def block_maps(model: Backbone, x: torch.Tensor, outputs: Mapping[str, torch.Tensor], reduction: str,
-               k: int = 8) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
-    """(name, raw output of image 0, reduced map resized to x's size) for the captured `outputs`."""
-    size = x.shape[-2:]
-    result = []
-    for b in model.blocks:
-        if b.name not in outputs:
-            continue
-        out = outputs[b.name][0].detach()
-        m = reduce_activation(out, reduction, k)
-        m = F.interpolate(m[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
-        result.append((b.name, out, m))
-    return result
-
-
-def _finish(model: Backbone, name_out_maps: list[tuple[str, torch.Tensor, torch.Tensor]], label: str,
-            reduction: str, size: tuple[int, int]) -> ActivationResult:
-    blocks = []
-    for name, out, m in name_out_maps:
-        info = model.block(name)
-        blocks.append(BlockMap(name, info.role, info.level, tuple(out.shape), float(out.min()), float(out.max()),
-                               float(out.float().mean()), float(m.min()), float(m.max()), m.cpu().numpy()))
-    return ActivationResult(label, size, reduction, "none", blocks)
+def block_map(info: BlockInfo, out: torch.Tensor, reduction: str, size: tuple[int, int], k: int = 8) -> BlockMap:
+    """The map of one block's (C, h, w) output under `reduction` (resized to `size` when first read)."""
+    m = reduce_activation(out, reduction, k)
+    # The range is the native map's: bilinear resizing only blends neighbours, so it stays within it.
+    return BlockMap(info.name, info.role, info.level, tuple(out.shape), float(out.min()), float(out.max()),
+                    float(out.float().mean()), float(m.min()), float(m.max()), _ImageSized(m, size))
 
 
 def normalise(results: Sequence[ActivationResult], how: str = "block") -> None:
-    """Scale every map of `results` to [0, 1] in place: per block, per model or globally."""
+    """Rescale every map of `results` (each in [0, 1] of its own range) in place: per block, per model or globally."""
     if how not in NORMALISATIONS:
         raise ValueError(f"unknown normalisation {how!r}; use one of {', '.join(NORMALISATIONS)}")
     glo = (min((b.map_min for r in results for b in r.blocks), default=0.0),
@@ -122,33 +148,5 @@ def normalise(results: Sequence[ActivationResult], how: str = "block") -> None:
         per_model = (min((b.map_min for b in r.blocks), default=0.0), max((b.map_max for b in r.blocks), default=1.0))
         for b in r.blocks:
             lo, hi = {"block": (b.map_min, b.map_max), "model": per_model, "global": glo}[how]
-            scaled = (b.map.astype(np.float32) - lo) / max(hi - lo, 1e-12)
-            b.map = np.clip(scaled, 0.0, 1.0).astype(np.float16)
+            b.lo, b.hi, b._map = lo, hi, None
         r.normalisation = how
-
-
-def iter_activations(models: Mapping[str, Backbone], x: torch.Tensor, reduction: str = "mean_abs",
-                     normalisation: str = "block", blocks: Mapping[str, Sequence[str]] | None = None,
-                     k: int = 8) -> Iterator[tuple[int, int, str] | dict[str, ActivationResult]]:
-    """Yield (done, total, model label) as each model finishes, then the dict of results."""
-    results: dict[str, ActivationResult] = {}
-    for i, (label, model) in enumerate(models.items()):
-        device = next(model.parameters()).device
-        xi = x.to(device)
-        names = None if blocks is None else blocks.get(label)
-        with torch.no_grad(), model.capture(names, detach=True) as cap:
-            model(xi)
-        maps = block_maps(model, xi, cap.outputs, reduction, k)
-        del cap
-        results[label] = _finish(model, maps, label, reduction, tuple(x.shape[-2:]))
-        yield i + 1, len(models), label
-    normalise(list(results.values()), normalisation)
-    yield results
-
-
-def compute_activations(models: Mapping[str, Backbone], x: torch.Tensor, reduction: str = "mean_abs",
-                        normalisation: str = "block", blocks: Mapping[str, Sequence[str]] | None = None,
-                        k: int = 8) -> dict[str, ActivationResult]:
-    """Activation maps of every (or the listed) block of each model for image x (1, 3, H, W)."""
-    *_, results = iter_activations(models, x, reduction, normalisation, blocks, k)
-    return results

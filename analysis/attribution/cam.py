@@ -1,4 +1,8 @@
-"""Class activation maps at any block: Grad-CAM (through captum), Grad-CAM++ and LayerCAM.
+"""Class activation maps at any block: Grad-CAM, Grad-CAM++ and LayerCAM, from a captured pass.
+
+The engine (analysis/attribution/engine.py) captures every block's output and the target's gradient
+at it; a CAM is then a function of the two, so any method at any block needs no other pass. Grad-CAM
+equals captum's `LayerGradCam` (tested on every family).
 
 The target is a class (the top prediction when none is given) for models with a classifier, and
 feature energy (see analysis/targets.py) for backbones without one, such as SpineNet.
@@ -12,9 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fishspine.models import Backbone
 
-from fishspine.analysis.attribution.targets import feature_energy, objective
 
 from fishspine.analysis.options import CAM_METHODS
 
@@ -58,38 +60,6 @@ def finish_cam(cam: torch.Tensor, size: tuple[int, int]) -> tuple[np.ndarray, fl
     peak = float(cam.max())
     scaled = cam / peak if peak > 0 else cam
     return scaled.clamp(0, 1).cpu().numpy().astype(np.float16), peak
-
-
-def _captum_gradcam(model: Backbone, x: torch.Tensor, block: str, class_index: int | None) -> tuple[torch.Tensor, int | None]:
-    from captum.attr import LayerGradCam
-
-    layer = model.taps[model._tap_key(block)]
-    if model.has_classifier:
-        if class_index is None:
-            with torch.no_grad():
-                class_index = int(model(x)[0].argmax())
-        attr = LayerGradCam(model, layer).attribute(x, target=class_index, relu_attributions=True)
-    else:
-        attr = LayerGradCam(lambda inp: feature_energy(model(inp)), layer).attribute(x, relu_attributions=True)
-    return attr[0, 0].detach(), class_index
-
-
-def compute_cam(model: Backbone, x: torch.Tensor, block: str, method: str = "gradcam",
-                class_index: int | None = None, label: str = "") -> CamResult:
-    """The CAM of image x (1, 3, H, W) at `block`; Grad-CAM through captum, the others from a capture."""
-    if method not in CAM_METHODS:
-        raise ValueError(f"unknown CAM method {method!r}; use one of {', '.join(CAM_METHODS)}")
-    model.block(block)  # clear error for an unknown block
-    if method == "gradcam":
-        raw, class_index = _captum_gradcam(model, x, block, class_index)
-    else:
-        with torch.enable_grad(), model.capture([block], grads=True) as cap:
-            score, class_index = objective(model, x, class_index)
-            score.backward()
-        raw = cam_from_gradients(cap.outputs[block][0].detach(), cap.grads[block][0], method)
-        model.zero_grad(set_to_none=True)
-    cam, peak = finish_cam(raw, tuple(x.shape[-2:]))
-    return CamResult(label or model.variant, block, method, class_index, peak, cam)
 
 
 def overlay(image: np.ndarray, cam: np.ndarray, cmap: str = "jet", alpha: float = 0.5) -> np.ndarray:

@@ -4,20 +4,17 @@ One backward pass of a loss (cross-entropy of a class, or feature energy for bac
 classifier) records, for every block, the L2 norm of the gradient at its output and at its weights.
 Blocks are ordered from the deepest to the shallowest; x is normalised depth (0 = deepest block,
 1 = shallowest), so models of different depth overlay on one axis. The ratio shallowest/deepest
-of the output-gradient norm summarises how much gradient survives the trip back.
+of the gradient norm summarises how much gradient survives the trip back. The norms come from the
+engine's pass (analysis/attribution/engine.py).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Iterator, Mapping
 
-import torch
-
-from fishspine.models import Backbone
-
-from fishspine.analysis.attribution.targets import objective
+from fishspine.analysis.options import GRADIENT_WHICH
 
 
 @dataclass
@@ -39,13 +36,34 @@ class GradientTrace:
         n = len(self.blocks)
         return [i / (n - 1) if n > 1 else 0.0 for i in range(n)]
 
-    @property
-    def ratio(self) -> float:
-        """Output-gradient norm of the shallowest block over that of the deepest."""
-        deep, shallow = self.output_grad_norm[0], self.output_grad_norm[-1]
+    def norms(self, which: str = "output") -> list[float]:
+        """The norms at block outputs ("output") or at block weights ("weight")."""
+        if which not in GRADIENT_WHICH:
+            raise ValueError(f"which must be one of {', '.join(GRADIENT_WHICH)}, not {which!r}")
+        return self.output_grad_norm if which == "output" else self.weight_grad_norm
+
+    def ratio_of(self, which: str = "output") -> float:
+        """Gradient norm of the shallowest block over that of the deepest, of outputs or of weights.
+
+        For weights, the shallowest and deepest blocks that have weights.
+        """
+        values = [v for v in self.norms(which) if not math.isnan(v)]
+        if not values:
+            return math.nan
+        deep, shallow = values[0], values[-1]
         if deep > 0:
             return shallow / deep
         return math.nan if shallow == 0 else math.inf  # 0/0: e.g. a saturated, untrained classifier
+
+    @property
+    def ratio(self) -> float:
+        """Output-gradient norm of the shallowest block over that of the deepest."""
+        return self.ratio_of("output")
+
+    def summary(self, which: str = "output") -> dict:
+        """The trace as exported data: what was traced, the ratio of `which`, and every block."""
+        return {"which": which, "ratio": self.ratio_of(which), "loss": self.loss, "class_index": self.class_index,
+                "blocks": self.rows()}
 
     def rows(self) -> list[dict]:
         """One row per block (CSV export)."""
@@ -55,39 +73,18 @@ class GradientTrace:
                                               self.output_grad_norm, self.weight_grad_norm)]
 
 
-def trace_from_capture(model: Backbone, grads: Mapping[str, torch.Tensor], label: str, loss: str,
-                       class_index: int | None) -> GradientTrace:
-    """Build a trace from captured output gradients and the parameters' .grad (after backward)."""
-    blocks = [b for b in reversed(model.blocks) if b.name in grads]
-    out_norms = [float(grads[b.name].float().norm()) for b in blocks]
-    weight_norms = []
-    for b in blocks:
-        gs = [p.grad for p in model.block_parameters(b.name) if p.grad is not None]
-        weight_norms.append(float(torch.sqrt(sum(g.float().pow(2).sum() for g in gs))) if gs else math.nan)
-    return GradientTrace(label, loss, class_index, [b.name for b in blocks], [b.role for b in blocks],
-                         [b.level for b in blocks], out_norms, weight_norms)
+def mean_trace(traces: Sequence[GradientTrace]) -> GradientTrace:
+    """The block-wise mean of one model's traces over several images (each image traced on its own)."""
+    if not traces:
+        raise ValueError("no traces to average")
+    first = traces[0]
+    if any(t.blocks != first.blocks for t in traces):
+        raise ValueError("traces of different models cannot be averaged")
 
+    def mean(column: list[list[float]]) -> list[float]:
+        return [math.fsum(values) / len(values) for values in zip(*column)]
 
-def gradient_trace(model: Backbone, x: torch.Tensor, class_index: int | None = None,
-                   loss: str = "cross_entropy", label: str = "") -> GradientTrace:
-    """The gradient trace of `model` for images x (N, 3, H, W)."""
-    model.zero_grad(set_to_none=True)
-    try:
-        with torch.enable_grad(), model.capture(grads=True) as cap:
-            score, class_index = objective(model, x, class_index, loss)
-            score.backward()
-        used = "feature_energy" if class_index is None else loss
-        return trace_from_capture(model, cap.grads, label or model.variant, used, class_index)
-    finally:
-        model.zero_grad(set_to_none=True)
-
-
-def iter_gradient_traces(models: Mapping[str, Backbone], x: torch.Tensor, class_index: int | None = None,
-                         loss: str = "cross_entropy") -> Iterator[tuple[int, int, str] | dict[str, GradientTrace]]:
-    """Yield (done, total, model label) per model, then the dict of traces."""
-    traces = {}
-    for i, (label, model) in enumerate(models.items()):
-        device = next(model.parameters()).device
-        traces[label] = gradient_trace(model, x.to(device), class_index, loss, label)
-        yield i + 1, len(models), label
-    yield traces
+    classes = {t.class_index for t in traces}
+    return GradientTrace(first.model, first.loss, first.class_index if len(classes) == 1 else None,
+                         list(first.blocks), list(first.roles), list(first.levels),
+                         mean([t.output_grad_norm for t in traces]), mean([t.weight_grad_norm for t in traces]))

@@ -18,6 +18,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from fishspine.analysis.jobs import Job, Progress, run_job
+
 DEFAULT_AREA_RANGES: dict[str, tuple[float, float]] = {
     "all": (0.0, 1e10), "small": (0.0, 32.0 ** 2), "medium": (32.0 ** 2, 96.0 ** 2), "large": (96.0 ** 2, 1e10)}
 DEFAULT_MAX_DETS = (1, 10, 100)
@@ -203,23 +205,22 @@ def evaluate_one(gt: dict, dets: list[dict], name: str, iou_type: str = "bbox",
 
 def iter_evaluate(gt: str | Path | dict, results: Mapping[str, str | Path | list], iou_type: str = "bbox",
                   area_ranges: Mapping[str, tuple[float, float]] | None = None,
-                  max_dets: Sequence[int] = DEFAULT_MAX_DETS) -> Iterator[tuple[int, int, str] | dict[str, CocoEvaluation]]:
-    """Yield (done, total, name) per result file, then {name: CocoEvaluation}."""
+                  max_dets: Sequence[int] = DEFAULT_MAX_DETS) -> Job[dict[str, CocoEvaluation]]:
+    """A job (analysis/jobs.py): progress per result file; returns {name: CocoEvaluation}."""
     gt_dict = load_ground_truth(gt)
     out = {}
     for i, (name, source) in enumerate(results.items()):
         dets = load_results(source, gt_dict, iou_type, name)
         out[name] = evaluate_one(gt_dict, dets, name, iou_type, area_ranges, max_dets)
-        yield i + 1, len(results), name
-    yield out
+        yield Progress(i + 1, len(results), name)
+    return out
 
 
 def evaluate(gt: str | Path | dict, results: Mapping[str, str | Path | list], iou_type: str = "bbox",
              area_ranges: Mapping[str, tuple[float, float]] | None = None,
              max_dets: Sequence[int] = DEFAULT_MAX_DETS) -> dict[str, CocoEvaluation]:
     """Evaluate each named result file against the ground truth."""
-    *_, out = iter_evaluate(gt, results, iou_type, area_ranges, max_dets)
-    return out
+    return run_job(iter_evaluate(gt, results, iou_type, area_ranges, max_dets))
 
 
 def per_scale_table(evals: Mapping[str, CocoEvaluation], baseline: str | None = None) -> list[dict[str, Any]]:

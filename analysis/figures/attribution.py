@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from fishspine.analysis.attribution.activations import ActivationResult
 from fishspine.analysis.attribution.cam import CamResult, overlay
-from fishspine.analysis.figures.base import model_color, new_figure, style_context
+from fishspine.analysis.figures.base import ViewExport, model_color, new_figure, style_context
 from fishspine.analysis.attribution.gradients import GradientTrace
 
 
@@ -78,11 +78,10 @@ def gradient_trace_figure(traces: Mapping[str, GradientTrace], which: str = "out
     with style_context():
         ax = fig.add_subplot()
         for j, (m, t) in enumerate(traces.items()):
-            ys = t.output_grad_norm if which == "output" else t.weight_grad_norm
-            pts = [(d, y) for d, y in zip(t.depth, ys) if y > 0 and math.isfinite(y)]
+            pts = [(d, y) for d, y in zip(t.depth, t.norms(which)) if y > 0 and math.isfinite(y)]
             if not pts:
                 continue
-            ratio = "n/a" if not math.isfinite(t.ratio) else f"{t.ratio:.3g}"
+            ratio = "n/a" if not math.isfinite(t.ratio_of(which)) else f"{t.ratio_of(which):.3g}"
             ax.plot(*zip(*pts), marker="o", ms=2.5, color=model_color(j), label=f"{m} (shallowest/deepest = {ratio})")
         ax.set_yscale("log")
         ax.set_xlabel("normalised depth (0 = deepest block, 1 = shallowest)")
@@ -92,3 +91,34 @@ def gradient_trace_figure(traces: Mapping[str, GradientTrace], which: str = "out
         ax.legend(loc="best", frameon=False)
     return fig
 
+
+
+# ---------------------------------------------------------------------- exports (the app's and the CLI's)
+
+
+def activations_export(image_label: str, shown: np.ndarray, results: Mapping[str, ActivationResult],
+                       rows: int = 8) -> ViewExport:
+    """The activation gallery of one image as exported: figure, one CSV row per block, JSON."""
+    data = [row for r in results.values() for row in r.rows()]
+    first = next(iter(results.values()), None)
+    payload = {"image": image_label, "input_size": list(shown.shape[:2]),
+               "reduction": first.reduction if first else "", "normalisation": first.normalisation if first else "",
+               "blocks": data}
+    return ViewExport(lambda: activation_gallery_figure(shown, results, rows=rows), data, payload)
+
+
+def cam_export(image_label: str, shown: np.ndarray, cams: Mapping[str, CamResult], alpha: float = 0.5) -> ViewExport:
+    """The CAM overlays of one image as exported."""
+    data = [{"model": m, "block": c.block, "method": c.method, "target": c.target_label,
+             "class_index": c.class_index, "raw_max": c.raw_max} for m, c in cams.items()]
+    payload = {"image": image_label, "input_size": list(shown.shape[:2]), "alpha": alpha, "cams": data}
+    return ViewExport(lambda: cam_figure(shown, cams, alpha=alpha), data, payload)
+
+
+def gradients_export(images: list[str], input_size: int, traces: Mapping[str, GradientTrace],
+                     which: str = "output") -> ViewExport:
+    """The gradient traces as exported: the ratio and the loss of the plotted norms (`which`)."""
+    data = [row for t in traces.values() for row in t.rows()]
+    payload = {"images": images, "input_size": input_size, "which": which,
+               "models": {m: t.summary(which) for m, t in traces.items()}}
+    return ViewExport(lambda: gradient_trace_figure(traces, which), data, payload)

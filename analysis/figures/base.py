@@ -10,9 +10,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -99,10 +102,46 @@ def save_figure(fig: Figure, path: str | os.PathLike, formats: Iterable[str] | N
 
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:
-    """Write `data` as indented JSON, atomically."""
+    """Write `data` as indented JSON, atomically; NaN and infinities become null (JSON has neither)."""
     path = Path(path)
-    atomic_write_bytes(path, (json.dumps(data, indent=2, default=_json_default) + "\n").encode())
+    text = json.dumps(_finite(data), indent=2, default=_json_default, allow_nan=False)
+    atomic_write_bytes(path, (text + "\n").encode())
     return path
+
+
+def _finite(data: Any) -> Any:
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, Mapping):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(v) for v in data]
+    if hasattr(data, "tolist") and not isinstance(data, (str, bytes)):
+        return _finite(data.tolist())
+    return data
+
+
+@dataclass
+class ViewExport:
+    """What a view's Export writes, and what the matching command writes: a figure, CSV rows, a JSON payload.
+
+    The app's views and the command line build it through the same functions from the same result
+    objects, so an export equals the command's output for the same settings.
+    """
+
+    figure: Callable[[], Figure]  # built on demand: the app builds it only when asked
+    rows: list[dict]
+    payload: Any
+
+    def write(self, stem: str | os.PathLike, formats: Iterable[str] = FIGURE_FORMATS) -> list[Path]:
+        """The figure in each of `formats`, then STEM.csv and STEM.json; the paths written."""
+        stem = Path(stem)
+        # A fresh figure per format: a layout computed for one renderer (png at 300 dpi) shifts text by a
+        # fraction of a point in the next, and an export must equal the same format written alone.
+        written = [path for fmt in formats for path in save_figure(self.figure(), stem, [fmt])]
+        written.append(write_csv(stem.with_suffix(".csv"), self.rows))
+        written.append(write_json(stem.with_suffix(".json"), self.payload))
+        return written
 
 
 def write_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]],

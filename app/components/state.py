@@ -6,10 +6,13 @@ only where things came from (checkpoint paths, zoo names, image paths) and the s
 
 from __future__ import annotations
 
+import itertools
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
+
+from fishspine.analysis.options import DEFAULT_INPUT_SIZE
 
 SESSION_VERSION = 1
 
@@ -46,6 +49,9 @@ class ModelEntry:
     macs: int = 0  # per 224x224 image (640x640 for SpineNet), convolutions and linear layers
 
 
+_image_keys = itertools.count(1)
+
+
 @dataclass
 class ImageEntry:
     """A loaded image (RGB uint8 array) and where it came from."""
@@ -54,15 +60,22 @@ class ImageEntry:
     path: str
     pixels: Any  # numpy array (H, W, 3)
     thumb: Any = None  # a small copy for the image strip, made where the image is loaded
+    # The engine caches passes by this key: unique per loaded image, also when one file is loaded twice.
+    key: str = field(default_factory=lambda: f"image-{next(_image_keys)}")
 
 
 @dataclass
 class Settings:
-    """What the views compute and how they show it."""
+    """What the views compute and how they show it.
+
+    Evented (after napari's EventedModel): assigning a field that changes its value tells the
+    listener (the AppState, which emits `settings_changed`), so every control and view follows a
+    change wherever it was made: a control, another view, a restored session, the GPU fallback.
+    """
 
     device: str = "auto"
     precision: str = "float32"
-    image_size: int = 384
+    image_size: int = DEFAULT_INPUT_SIZE
     reduction: str = "mean_abs"
     normalisation: str = "block"
     cam_method: str = "gradcam"
@@ -73,6 +86,24 @@ class Settings:
     coco_gt: str = ""
     coco_results: dict[str, str] = field(default_factory=dict)
     coco_baseline: str = ""
+    cache_mb: int = 1024  # what the analysis engine may keep of finished passes
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in _SETTING_NAMES:
+            raise AttributeError(f"no setting {name!r}")
+        old = self.__dict__.get(name, _UNSET)
+        object.__setattr__(self, name, value)
+        listener = self.__dict__.get("_listener")
+        if listener is not None and old is not _UNSET and old != value:
+            listener(name)
+
+    def listen(self, callback: Callable[[str], None] | None) -> None:
+        """Call `callback(field name)` after each change of a field's value."""
+        object.__setattr__(self, "_listener", callback)
+
+
+_UNSET = object()
+_SETTING_NAMES = frozenset(f.name for f in fields(Settings))
 
 
 class AppState:
@@ -85,6 +116,8 @@ class AppState:
         self.selected_block: str = ""
         self.selected_model: str = ""  # the model the block was picked in ("" = every model that has it)
         self.settings = Settings()
+        self.settings.listen(self._setting_changed)
+        self._batch: set[str] | None = None  # fields changed inside update_settings, announced once
         self.insights: dict[str, Any] = {}  # label -> analysis.interactive.ModelInsight, for the selected image
         self.coco: dict[str, Any] = {}  # name -> analysis.coco.CocoEvaluation
         self.messages: list[tuple[str, str]] = []  # (level, text), newest last
@@ -92,7 +125,9 @@ class AppState:
         self.images_changed = Event()
         self.selection_changed = Event()  # image or block: what the analysis computes
         self.block_selected = Event()  # model=, block=: views highlight it at once
-        self.settings_changed = Event()
+        self.settings_changed = Event()  # changed={field names}
+        self.model_removed = Event()  # entry=: what it held (the engine's cache) can go
+        self.image_removed = Event()  # entry=: likewise
         self.results_changed = Event()
         self.coco_changed = Event()
         self.message = Event()
@@ -113,8 +148,11 @@ class AppState:
         self.models_changed.emit()
 
     def remove_model(self, label: str) -> None:
+        gone = [m for m in self.models if m.label == label]
         self.models = [m for m in self.models if m.label != label]
         self.insights.pop(label, None)
+        for entry in gone:
+            self.model_removed.emit(entry=entry)
         self.models_changed.emit()
 
     def rename_model(self, old: str, new: str) -> None:
@@ -157,6 +195,20 @@ class AppState:
             self.insights = {}
             self.selection_changed.emit()
 
+    def remove_image(self, index: int) -> None:
+        """Remove image `index`; the selection moves to its neighbour (or nothing, when it was the last)."""
+        if not 0 <= index < len(self.images):
+            return
+        entry = self.images.pop(index)
+        was_selected = index == self.selected_image
+        if index < self.selected_image or (was_selected and index == len(self.images)):
+            self.selected_image -= 1
+        self.image_removed.emit(entry=entry)
+        self.images_changed.emit()
+        if was_selected:
+            self.insights = {}
+            self.selection_changed.emit()
+
     @property
     def image(self) -> ImageEntry | None:
         return self.images[self.selected_image] if 0 <= self.selected_image < len(self.images) else None
@@ -172,11 +224,25 @@ class AppState:
 
     # -- settings, results, messages
     def update_settings(self, **changes: Any) -> None:
-        for k, v in changes.items():
-            if not hasattr(self.settings, k):
-                raise AttributeError(f"no setting {k!r}")
-            setattr(self.settings, k, v)
-        self.settings_changed.emit(changed=set(changes))
+        """Change several settings; one `settings_changed` event names the fields whose values changed."""
+        unknown = [k for k in changes if k not in _SETTING_NAMES]
+        if unknown:
+            raise AttributeError(f"no setting {unknown[0]!r}")
+        self._batch = set()
+        try:
+            for k, v in changes.items():
+                setattr(self.settings, k, v)
+            changed = self._batch
+        finally:
+            self._batch = None
+        if changed:
+            self.settings_changed.emit(changed=changed)
+
+    def _setting_changed(self, name: str) -> None:
+        if self._batch is not None:
+            self._batch.add(name)
+        else:
+            self.settings_changed.emit(changed={name})
 
     def set_insights(self, insights: dict[str, Any]) -> None:
         self.insights = insights

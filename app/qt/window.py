@@ -19,7 +19,10 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (QApplication, QComboBox, QFileDialog, QHBoxLayout, QInputDialog, QLabel, QListWidget,
                                QListWidgetItem, QMainWindow, QMenu, QPlainTextEdit, QProgressBar, QPushButton,
-                               QSplitter, QTabWidget, QVBoxLayout, QWidget)
+                               QSpinBox, QSplitter, QTabWidget, QVBoxLayout, QWidget)
+
+from fishspine.analysis.jobs import Progress
+from fishspine.analysis.options import NORMALISATIONS, PRECISIONS, REDUCTIONS
 
 from fishspine.app.qt.views.architecture import ArchitectureView
 from fishspine.app.qt.views.coco import CocoView
@@ -27,7 +30,7 @@ from fishspine.app.qt.views.gradients import GradientView
 from fishspine.app.qt.views.images import ActivationsView, CamView
 from fishspine.app.components.sources import classify, demo_sources, images_in, load_image_path, load_model_source
 from fishspine.app.components.state import AppState, ImageEntry, read_session
-from fishspine.app.qt.views.base import View
+from fishspine.app.qt.views.base import View, bind_setting
 from fishspine.app.qt.workers import GeneratorWorker, start
 
 THUMB_PX = 96  # longer side of an image in the strip
@@ -39,6 +42,8 @@ def thumbnail(pixels):
 
     return resize_longer_side(pixels, THUMB_PX).copy()
 VIEWS = ("activations", "cam", "gradients", "architecture", "coco")
+# Settings whose change the views must see re-derived (a pass runs only when the engine lacks one).
+ANALYSIS_SETTINGS = {"reduction", "normalisation", "cam_method", "image_size", "class_index", "precision"}
 
 
 class MainWindow(QMainWindow):
@@ -50,7 +55,12 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("fishspine — inside multi-scale backbones")
         self.resize(1400, 900)
         self.setAcceptDrops(True)
+        from fishspine.analysis.attribution.engine import AnalysisEngine
+
+        # One engine for every view: a pass per (model, image, size, precision, class); the rest derived.
+        self.engine = AnalysisEngine(self.state.settings.cache_mb << 20)
         self._workers: set[GeneratorWorker] = set()
+        self._closed = False
         self._analysis_worker: GeneratorWorker | None = None  # the one analysis pass running, if any
         self._analysis_again = False  # the settings changed while it ran: run again when it ends
         # model -> when it was asked for (loads finish in any order); weak, so a removed model leaves
@@ -58,7 +68,9 @@ class MainWindow(QMainWindow):
         self._model_order_next = 0
         self._build_ui()
         self._connect()
-        self._pending_analysis = QTimer(self, singleShot=True, interval=150)
+        # Coalesces a burst of changes (a spin box held down) into one analysis; short, since most
+        # changes only re-derive from the engine's cache.
+        self._pending_analysis = QTimer(self, singleShot=True, interval=20)
         self._pending_analysis.timeout.connect(self.run_analysis)
 
     # ------------------------------------------------------------------ layout
@@ -77,16 +89,25 @@ class MainWindow(QMainWindow):
         self.image_list.setFlow(QListWidget.LeftToRight)
         self.image_list.setWrapping(True)
         self.image_list.currentRowChanged.connect(self.state.select_image)
+        self.image_list.setContextMenuPolicy(Qt.CustomContextMenu)
+        self.image_list.customContextMenuRequested.connect(self._image_menu)
         lv.addWidget(self.image_list, 2)
         row = QHBoxLayout()
         self.device_box = QComboBox()
         self.device_box.addItems(["auto", "cpu", "cuda"])
         self.precision_box = QComboBox()
-        self.precision_box.addItems(["float32", "bf16"])
+        self.precision_box.addItems(PRECISIONS)
         self.reduction_box = QComboBox()
-        self.reduction_box.addItems(["mean_abs", "max", "topk", "pca"])
+        self.reduction_box.addItems(REDUCTIONS)
         self.norm_box = QComboBox()
-        self.norm_box.addItems(["block", "model", "global"])
+        self.norm_box.addItems(NORMALISATIONS)
+        self.size_box = QSpinBox()
+        self.size_box.setRange(32, 2048)
+        self.size_box.setSingleStep(32)
+        self.size_box.setSuffix(" px")
+        self.size_box.setKeyboardTracking(False)  # typing 512 must not analyse at 5 and 51 on the way
+        self.size_box.setToolTip("input size: the longer side of the image as the models see it "
+                                 "(the command line's --size)")
         for label, box in (("device", self.device_box), ("precision", self.precision_box)):
             row.addWidget(QLabel(label))
             row.addWidget(box)
@@ -95,6 +116,11 @@ class MainWindow(QMainWindow):
         for label, box in (("reduce", self.reduction_box), ("normalise", self.norm_box)):
             row.addWidget(QLabel(label))
             row.addWidget(box)
+        lv.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("input size"))
+        row.addWidget(self.size_box)
+        row.addStretch(1)
         lv.addLayout(row)
         self.messages = QPlainTextEdit()
         self.messages.setReadOnly(True)
@@ -143,11 +169,14 @@ class MainWindow(QMainWindow):
         s.results_changed.connect(self._results_changed)
         s.message.connect(self._message)
         s.settings_changed.connect(self._settings_changed)
+        s.model_removed.connect(lambda entry: self.engine.forget(model=entry.model))
+        s.image_removed.connect(lambda entry: self.engine.forget(image=entry.key))
         self.tabs.currentChanged.connect(lambda _i: self.current_view().refresh())
-        self.device_box.currentTextChanged.connect(lambda t: s.update_settings(device=t))
-        self.precision_box.currentTextChanged.connect(lambda t: s.update_settings(precision=t))
-        self.reduction_box.currentTextChanged.connect(lambda t: s.update_settings(reduction=t))
-        self.norm_box.currentTextChanged.connect(lambda t: s.update_settings(normalisation=t))
+        # Each control writes its setting and follows it (a session, the GPU fallback, another view).
+        for name, box in (("device", self.device_box), ("precision", self.precision_box),
+                          ("reduction", self.reduction_box), ("normalisation", self.norm_box),
+                          ("image_size", self.size_box)):
+            bind_setting(s, box, name)
 
     def current_view(self) -> View:
         return self.tabs.currentWidget()
@@ -197,17 +226,22 @@ class MainWindow(QMainWindow):
         view.refresh()
 
     def _settings_changed(self, changed: set[str]) -> None:
-        if changed & {"reduction", "normalisation", "cam_method", "image_size", "class_index", "precision"}:
+        if changed & ANALYSIS_SETTINGS:
             self.schedule_analysis()
         if "device" in changed:
             self.move_models(self.state.settings.device)
+        if "cache_mb" in changed:
+            self.engine.max_bytes = self.state.settings.cache_mb << 20
+            self.engine.trim()
 
     def _message(self, level: str, text: str) -> None:
         self.messages.appendPlainText(f"{level.upper()}: {text}" if level != "info" else text)
         self.statusBar().showMessage(text.splitlines()[0], 8000)
 
     # ------------------------------------------------------------------ jobs
-    def run_job(self, title: str, job: Callable, on_result: Callable[[Any], None]) -> GeneratorWorker:
+    def run_job(self, title: str, job: Callable, on_result: Callable[[Any], None],
+                on_end: Callable[[], None] | None = None) -> GeneratorWorker:
+        """Run `job` in a worker; `on_result` gets its result, `on_end` runs however it ended."""
         worker = GeneratorWorker(job)
         self._workers.add(worker)
         self.progress.setFormat(f"{title}: %p%")
@@ -221,16 +255,21 @@ class MainWindow(QMainWindow):
                 self.progress.hide()
                 self.cancel_button.hide()
 
-        worker.signals.progress.connect(lambda d, t, text: (self.progress.setMaximum(t), self.progress.setValue(d),
-                                                            self.progress.setFormat(f"{title}: {text} (%p%)")))
-        worker.signals.finished.connect(lambda r: (done(), on_result(r)))
-        worker.signals.failed.connect(lambda msg: (done(), self.state.notify("error", f"{title}: {msg}")))
         def cancelled() -> None:
             done()
             if title != "analysis":  # a superseded analysis is not news
                 self.state.notify("info", f"{title} cancelled")
 
-        worker.signals.cancelled.connect(cancelled)
+        live = self._while_open
+        worker.signals.progress.connect(live(lambda d, t, text: (
+            self.progress.setMaximum(t), self.progress.setValue(d), self.progress.setFormat(f"{title}: {text} (%p%)"))))
+        worker.signals.finished.connect(live(lambda r: (done(), on_result(r))))
+        worker.signals.failed.connect(live(lambda msg: (done(), self.state.notify("error", f"{title}: {msg}"))))
+        worker.signals.cancelled.connect(live(cancelled))
+        if on_end is not None:
+            # Connected before the worker starts: a quick job may end before this method returns.
+            for sig in (worker.signals.finished, worker.signals.cancelled, worker.signals.failed):
+                sig.connect(live(lambda *_args: on_end()))
         start(worker)
         return worker
 
@@ -239,14 +278,13 @@ class MainWindow(QMainWindow):
         at the window: the first results then draw without paying for them on the UI thread."""
 
         def job():
+            import fishspine.analysis.attribution.engine  # noqa: F401 - torch
             import fishspine.analysis.figures.attribution  # noqa: F401 - matplotlib, the figures
-            import fishspine.analysis.attribution.interactive  # noqa: F401 - torch, captum
-
             from fishspine.app.qt.views.base import lookup_table
 
+            yield Progress(0, 1, "warming up")
             for cmap in ("inferno", "jet", "viridis"):
                 lookup_table(cmap)
-            yield None
 
         worker = GeneratorWorker(job)
         self._warm = worker  # kept until it ran
@@ -256,8 +294,19 @@ class MainWindow(QMainWindow):
         for w in list(self._workers):
             w.cancel()
 
+    def _while_open(self, slot: Callable) -> Callable:
+        """`slot`, made a no-op once the window closed: a worker's signal queued before the close may still
+        be delivered, and its widgets are gone."""
+
+        def call(*args):
+            if not self._closed:
+                slot(*args)
+
+        return call
+
     def closeEvent(self, event) -> None:
         # Jobs report to this window's widgets: stop them before the widgets go.
+        self._closed = True
         self.cancel_jobs()
         self._pending_analysis.stop()
         for w in list(self._workers):
@@ -286,29 +335,26 @@ class MainWindow(QMainWindow):
             return
         s = self.state.settings
         models = {m.label: m.model for m in self.state.models}
-        pixels = self.state.image.pixels
+        image = self.state.image
         # The block selected in any view drives the CAM of every model that has it.
         chosen = self.state.selected_block
         cam_blocks = {m.label: chosen for m in self.state.models if chosen and any(
             b.name == chosen for b in m.model.blocks)}
-        options = {"cam_method": s.cam_method, "reduction": s.reduction, "class_index": s.class_index}
-
+        engine = self.engine
+        pass_args = (image.pixels, image.key, s.image_size, s.precision, s.class_index)
+        derive_args = {"reduction": s.reduction, "normalisation": s.normalisation, "cam_method": s.cam_method,
+                       "cam_blocks": cam_blocks}
         fell_back: list[str] = []  # the job notes here that the GPU ran out of memory
         started = time.perf_counter()
+        ran_before = engine.passes_run
 
         def job():
             import torch
 
-            from fishspine.analysis.images import resize_longer_side, to_input
-            from fishspine.analysis.attribution.interactive import iter_analysis
+            from fishspine.analysis.attribution.engine import insights
 
-            shown = resize_longer_side(pixels, s.image_size)
-            device = next(iter(models.values())).parameters().__next__().device
-            x = to_input(shown, device)
-            use_bf16 = s.precision == "bf16"
             try:
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    yield from iter_analysis(models, x, s.normalisation, cam_blocks, **options)
+                passes = yield from engine.iter_passes(models, *pass_args)
             except torch.cuda.OutOfMemoryError as exc:
                 # One image is already the smallest batch: free what the failed pass held, then the CPU.
                 fell_back.append(str(exc).splitlines()[0] if str(exc) else "CUDA out of memory")
@@ -316,8 +362,9 @@ class MainWindow(QMainWindow):
                     torch.cuda.empty_cache()
                 for m in models.values():
                     m.to("cpu")
-                yield 0, len(models), "GPU out of memory: continuing on the CPU"
-                yield from iter_analysis(models, x.cpu(), s.normalisation, cam_blocks, **options)
+                yield Progress(0, len(models), "GPU out of memory: continuing on the CPU")
+                passes = yield from engine.iter_passes(models, *pass_args)
+            return insights(passes, **derive_args)
 
         def finished(result):
             if fell_back:
@@ -326,27 +373,24 @@ class MainWindow(QMainWindow):
                 self.state.notify("warning", f"the GPU ran out of memory ({fell_back[0]}): the models moved "
                                              "to the CPU and the analysis was redone there; choose a smaller "
                                              "image size or fewer models to use the GPU again")
-                self.device_box.blockSignals(True)
-                self.device_box.setCurrentText("cpu")
-                self.device_box.blockSignals(False)
-                self.state.settings.device = "cpu"
+                self.state.update_settings(device="cpu")  # the device box follows the setting
                 self._show_models()
             if result is not None:
                 self.state.set_insights(result)
                 devices = sorted({e.device for e in self.state.models})
-                self.statusBar().showMessage(f"{len(result)} models analysed on {', '.join(devices)} in "
-                                             f"{time.perf_counter() - started:.1f} s", 10_000)
+                passes = engine.passes_run - ran_before
+                what = (f"{passes} passes on {', '.join(devices)}" if passes else "from the cache")
+                self.statusBar().showMessage(f"{len(result)} models analysed ({what}) in "
+                                             f"{time.perf_counter() - started:.2f} s · cache "
+                                             f"{engine.nbytes / 2 ** 20:.0f} MB", 10_000)
 
-        worker = self._analysis_worker = self.run_job("analysis", job, finished)
-
-        def ended(*_args) -> None:
+        def ended() -> None:
             self._analysis_worker = None
             if self._analysis_again:
                 self._analysis_again = False
                 self.schedule_analysis()
 
-        for sig in (worker.signals.finished, worker.signals.cancelled, worker.signals.failed):
-            sig.connect(ended)
+        self._analysis_worker = self.run_job("analysis", job, finished, ended)
 
     def move_models(self, device_name: str) -> None:
         try:
@@ -397,7 +441,7 @@ class MainWindow(QMainWindow):
 
             loaded: list[ImageEntry | str] = []
             for i, p in enumerate(paths):
-                yield i, len(paths), Path(p).name
+                yield Progress(i, len(paths), Path(p).name)
                 try:
                     entry = load_image_path(p)
                 except ImageError as exc:
@@ -405,7 +449,7 @@ class MainWindow(QMainWindow):
                     continue
                 entry.thumb = thumbnail(entry.pixels)
                 loaded.append(entry)
-            yield loaded
+            return loaded
 
         def done(loaded: list) -> None:
             for problem in (x for x in loaded if isinstance(x, str)):
@@ -425,8 +469,8 @@ class MainWindow(QMainWindow):
         def job():
             from fishspine.analysis.device import resolve_device
 
-            yield 0, 1, Path(source).name
-            yield load_model_source(source, str(resolve_device(device if device != "cuda" else "auto")))
+            yield Progress(0, 1, Path(source).name)
+            return load_model_source(source, str(resolve_device(device if device != "cuda" else "auto")))
 
         # Loads run side by side and may finish in any order; the columns keep the order asked for.
         self._model_order_next += 1
@@ -503,6 +547,15 @@ class MainWindow(QMainWindow):
 
     def dropEvent(self, event) -> None:
         self.open_paths([u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()])
+
+    def _image_menu(self, pos) -> None:
+        item = self.image_list.itemAt(pos)
+        if item is None:
+            return
+        menu = QMenu(self)
+        remove = menu.addAction("Remove")
+        if menu.exec(self.image_list.mapToGlobal(pos)) is remove:
+            self.state.remove_image(self.image_list.row(item))
 
     def _model_menu(self, pos) -> None:
         item = self.model_list.itemAt(pos)

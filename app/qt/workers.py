@@ -1,8 +1,8 @@
 """Running analysis generators off the UI thread (after napari's qthreading).
 
-A job is a callable returning a generator that yields progress tuples (done, total, text) and,
-last, its result. The worker runs it in the global QThreadPool and delivers progress, the result
-or the error on the main thread through Qt signals. Cancelling stops it at the next yield.
+A job is a callable returning a generator that follows analysis/jobs.py: it yields `Progress` and
+returns its result. The worker runs it in the global QThreadPool and delivers progress, the result
+or the error on the main thread through Qt signals. Cancelling stops it at its next step.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ class WorkerSignals(QObject):
 
 
 class GeneratorWorker(QRunnable):
-    """Runs `job()` (a generator) to its last value."""
+    """Runs `job()` (a generator following analysis/jobs.py) to its returned result."""
 
     def __init__(self, job: Callable[[], Iterator[Any]]) -> None:
         super().__init__()
@@ -43,16 +43,17 @@ class GeneratorWorker(QRunnable):
             self.done = True
 
     def _run(self) -> None:
-        result = None
+        from fishspine.analysis.jobs import JobCancelled, run_job
+
+        if self._cancelled:
+            self.signals.cancelled.emit()
+            return
         try:
-            for step in self.job():
-                if self._cancelled:
-                    self.signals.cancelled.emit()
-                    return
-                if isinstance(step, tuple) and len(step) == 3 and isinstance(step[0], int):
-                    self.signals.progress.emit(*step)
-                else:
-                    result = step
+            result = run_job(self.job(), lambda p: self.signals.progress.emit(p.done, p.total, p.text),
+                             lambda: self._cancelled)
+        except JobCancelled:
+            self.signals.cancelled.emit()
+            return
         except Exception as exc:  # noqa: BLE001 - every failure becomes a message, the app keeps running
             detail = str(exc) or type(exc).__name__
             if not isinstance(exc, (ValueError, KeyError, OSError)):

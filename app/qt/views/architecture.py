@@ -19,8 +19,9 @@ from PySide6.QtCore import QPointF, QRectF, Qt, QTimer
 from PySide6.QtGui import QFont, QFontMetricsF, QPainterPath
 from PySide6.QtWidgets import QComboBox, QGraphicsPathItem, QLabel
 
+from fishspine.analysis.jobs import Progress
 from fishspine.app.components.state import AppState, ModelEntry
-from fishspine.app.qt.views.base import SELECTED_PEN, View, lookup_table, show_block_map
+from fishspine.app.qt.views.base import SELECTED_PEN, View, bind_setting, lookup_table, show_block_map
 
 if TYPE_CHECKING:
     from fishspine.analysis.architecture.graph import ArchitectureGraph
@@ -68,8 +69,9 @@ class ArchitectureView(View):
         self.color_box.addItems(COLOR_BY)
         self.color_box.setToolTip("node colour: block role, or a per-block number on a log scale "
                                   "(gradient: after an image was analysed)")
-        if state.settings.graph_color_by in COLOR_BY:
-            self.color_box.setCurrentText(state.settings.graph_color_by)
+        # "" (never chosen) shows the first choice, role.
+        bind_setting(state, self.color_box, "graph_color_by", self._recolor_shown,
+                     from_setting=lambda how: how if how in COLOR_BY else COLOR_BY[0])
         self.controls.addWidget(QLabel("model"))
         self.controls.addWidget(self.model_box)
         self.controls.addWidget(QLabel("colour by"))
@@ -149,7 +151,6 @@ class ArchitectureView(View):
         self.canvas.scene().sigMouseMoved.connect(self.hover)
         self.canvas.scene().sigMouseClicked.connect(self._scene_clicked)
         self.model_box.currentTextChanged.connect(lambda _t: self.refresh())
-        self.color_box.currentTextChanged.connect(self._color_changed)
         state.models_changed.connect(self._models_changed)
         state.results_changed.connect(self._results_changed)
         self._models_changed()
@@ -179,8 +180,7 @@ class ArchitectureView(View):
             self.has_content = False  # the shown graph is not the chosen model's any more
             self.stack.setCurrentIndex(0)
 
-    def _color_changed(self, how: str) -> None:
-        self.state.settings.graph_color_by = how
+    def _recolor_shown(self) -> None:
         if self.graph is not None:
             self.recolor()
 
@@ -216,11 +216,11 @@ class ArchitectureView(View):
         def job():
             from fishspine.analysis.architecture.graph import architecture_graph
 
-            yield 0, 1, f"graph of {entry.label}"
+            yield Progress(0, 1, f"graph of {entry.label}")
             try:
-                yield architecture_graph(model, size)
+                return architecture_graph(model, size)
             except Exception as exc:  # noqa: BLE001 - reported below; the view stays usable
-                yield exc
+                return exc
 
         def arrived(graph) -> None:
             self._pending.pop(key, None)

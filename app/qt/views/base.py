@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pyqtgraph as pg
@@ -44,6 +44,40 @@ def model_qcolor(index: int) -> str:
 
 
 _open_windows: list[QWidget] = []  # enlarged maps stay open until the user closes them
+
+
+def bind_setting(state: AppState, box: QWidget, name: str, on_change: Callable[[], None] | None = None,
+                 to_setting: Callable[[Any], Any] = lambda v: v, from_setting: Callable[[Any], Any] = lambda v: v) -> None:
+    """Tie a control to setting `name`: the control writes the setting, and follows it wherever it changes
+    (a restored session, the GPU fallback, another view), calling `on_change` after either.
+
+    `box` is a QComboBox (its text) or a spin box (its value); `to_setting`/`from_setting` convert.
+    """
+    from PySide6.QtWidgets import QComboBox
+
+    is_combo = isinstance(box, QComboBox)
+
+    def show() -> None:
+        value = from_setting(getattr(state.settings, name))
+        box.blockSignals(True)
+        if is_combo:
+            if box.findText(str(value)) < 0:
+                box.addItem(str(value))  # e.g. cuda:1 from a session
+            box.setCurrentText(str(value))
+        else:
+            box.setValue(value)
+        box.blockSignals(False)
+
+    def followed(changed: set[str]) -> None:
+        if name in changed:
+            show()
+            if on_change is not None:
+                on_change()
+
+    show()
+    signal = box.currentTextChanged if is_combo else box.valueChanged
+    signal.connect(lambda v: state.update_settings(**{name: to_setting(v)}))
+    state.settings_changed.connect(followed)
 
 
 def show_block_map(model: str, block: Any, cmap: str = "inferno") -> QWidget:
@@ -120,6 +154,16 @@ class View(QWidget):
     def export_data(self) -> tuple[list[dict], Any]:  # pragma: no cover - per view
         raise NotImplementedError
 
+    def export_result(self):
+        """What Export writes (analysis/figures/base.py ViewExport), from the result the screen shows.
+
+        Views whose command has an export builder override this to call it, so the export equals the
+        command's output."""
+        from fishspine.analysis.figures.base import ViewExport
+
+        rows, payload = self.export_data()
+        return ViewExport(self.export_figure, rows, payload)
+
     def highlight(self, model: str, block: str) -> None:
         """Mark the selected block (of `model`, or of every model that has it when model is "")."""
 
@@ -146,10 +190,10 @@ class View(QWidget):
         suffix = path.suffix.lower()
         if suffix not in (".png", ".svg", ".pdf", ".csv", ".json"):
             raise ValueError(f"{path.name}: export as .png, .svg, .pdf (figure) or .csv, .json (data)")
+        result = self.export_result()
         if suffix in (".csv", ".json"):
-            rows, payload = self.export_data()
-            return [write_csv(path, rows) if suffix == ".csv" else write_json(path, payload)]
-        return save_figure(self.export_figure(), path)
+            return [write_csv(path, result.rows) if suffix == ".csv" else write_json(path, result.payload)]
+        return save_figure(result.figure(), path)
 
     def export_dialog(self) -> None:
         name = f"{self.title.lower().replace(' ', '_').replace('-', '')}.pdf"
@@ -167,5 +211,5 @@ class View(QWidget):
         if not self.has_content:
             self.state.notify("warning", f"nothing to copy: the {self.title} view is empty")
             return
-        QGuiApplication.clipboard().setImage(QImage.fromData(figure_bytes(self.export_figure(), "png")))
+        QGuiApplication.clipboard().setImage(QImage.fromData(figure_bytes(self.export_result().figure(), "png")))
         self.state.notify("info", f"{self.title} figure copied to the clipboard")

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pyqtgraph as pg
@@ -21,6 +21,7 @@ from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QHeaderView, QLabel, QPushButton, QSplitter,
                                QTableWidget, QTableWidgetItem)
 
+from fishspine.analysis.jobs import Job, Progress
 from fishspine.app.components.state import AppState
 from fishspine.app.qt.views.base import View, model_qcolor
 
@@ -61,10 +62,10 @@ class CocoOutcome:
 
 
 def evaluation_job(gt: str, results: Mapping[str, str], reuse: Mapping[str, tuple[tuple, Any]],
-                   generation: int = 0) -> Iterator[tuple[int, int, str] | CocoOutcome]:
+                   generation: int = 0) -> Job[CocoOutcome]:
     """Evaluate each result file against `gt` on its own, so one bad file costs only itself.
 
-    Yields (done, total, name) per file, then a CocoOutcome. `reuse` maps a name to (file_key,
+    A job (analysis/jobs.py): progress per file; returns a CocoOutcome. `reuse` maps a name to (file_key,
     evaluation) from an earlier run against the same ground truth: an unchanged file is not re-run.
     """
     from fishspine.analysis.coco.evaluation import CocoError, evaluate_one, load_ground_truth, load_results
@@ -76,8 +77,7 @@ def evaluation_job(gt: str, results: Mapping[str, str], reuse: Mapping[str, tupl
         out.gt_error = str(exc)
         if looks_like_results(gt):
             out.gt_error += "; it looks like a result file (a list of detections): add it with Add results…"
-        yield out
-        return
+        return out
     out.gt_summary = (f"{len(gt_dict['images'])} images, {len(gt_dict['annotations'])} objects, "
                       f"{len(gt_dict['categories'])} categories")
     for i, (name, path) in enumerate(results.items()):
@@ -93,8 +93,8 @@ def evaluation_job(gt: str, results: Mapping[str, str], reuse: Mapping[str, tupl
             except Exception as exc:  # noqa: BLE001 - a malformed detection must not stop the others
                 out.failed[name] = f"{path}: could not be evaluated ({type(exc).__name__}: {exc})"
         out.keys[name] = key
-        yield i + 1, len(results), name
-    yield out
+        yield Progress(i + 1, len(results), name)
+    return out
 
 
 def looks_like_results(path: str | Path) -> bool:
@@ -155,6 +155,7 @@ class CocoView(View):
         self.baseline.setSizeAdjustPolicy(QComboBox.AdjustToContents)
         self.baseline.setToolTip("deltas in the table and above the bars are against this backbone")
         self.baseline.currentTextChanged.connect(self._baseline_chosen)
+        state.settings_changed.connect(self._settings_changed)
         self.kind = QComboBox()
         self.kind.addItems(["table", "sizes", "pr"])
         self.kind.setToolTip("the figure Export and Copy write: the table, AP by object size, or PR curves")
@@ -300,8 +301,15 @@ class CocoView(View):
             self.refresh()
 
     def _baseline_chosen(self, text: str) -> None:
-        self.state.settings.coco_baseline = text if text in self.state.coco else ""
-        self.refresh()
+        self.state.update_settings(coco_baseline=text if text in self.state.coco else "")
+
+    def _settings_changed(self, changed: set[str]) -> None:
+        if "coco_baseline" in changed:  # chosen here, or restored from a session
+            chosen = self.state.settings.coco_baseline
+            self.baseline.blockSignals(True)
+            self.baseline.setCurrentText(chosen if chosen in self.state.coco else "(none)")
+            self.baseline.blockSignals(False)
+            self.refresh()
 
     def base(self) -> str | None:
         """The baseline, when it is among the evaluations."""

@@ -12,8 +12,9 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QComboBox, QLabel
 
+from fishspine.analysis.options import GRADIENT_WHICH
 from fishspine.app.components.state import AppState
-from fishspine.app.qt.views.base import SELECTED_PEN, View, model_qcolor
+from fishspine.app.qt.views.base import SELECTED_PEN, View, bind_setting, model_qcolor
 
 Y_LABEL = {"output": "‖∂L/∂ block output‖₂", "weight": "‖∂L/∂ block weights‖₂"}
 
@@ -26,10 +27,9 @@ class GradientView(View):
     def __init__(self, state: AppState) -> None:
         super().__init__(state)
         self.which = QComboBox()
-        self.which.addItems(["output", "weight"])
-        self.which.setCurrentText(state.settings.gradient_which)
+        self.which.addItems(GRADIENT_WHICH)
         self.which.setToolTip("gradient of the loss w.r.t. each block's output, or w.r.t. its weights")
-        self.which.currentTextChanged.connect(self._which_changed)
+        bind_setting(state, self.which, "gradient_which", self.refresh)
         self.controls.addWidget(QLabel("gradient of"))
         self.controls.addWidget(self.which)
         self.plot = pg.PlotWidget()
@@ -46,10 +46,6 @@ class GradientView(View):
         self._curves: list[pg.PlotDataItem] = []
         self.plot.scene().sigMouseMoved.connect(self._hovered)
 
-    def _which_changed(self, which: str) -> None:
-        self.state.settings.gradient_which = which
-        self.refresh()
-
     def traces(self) -> dict:
         return {k: v.trace for k, v in self.state.insights.items()}
 
@@ -62,12 +58,11 @@ class GradientView(View):
         self.legend.clear()
         self._curves, self.points = [], []
         for j, (m, t) in enumerate(self.traces().items()):
-            ys = t.output_grad_norm if which == "output" else t.weight_grad_norm
-            pts = [(d, y, b) for d, y, b in zip(t.depth, ys, t.blocks) if y > 0 and math.isfinite(y)]
+            pts = [(d, y, b) for d, y, b in zip(t.depth, t.norms(which), t.blocks) if y > 0 and math.isfinite(y)]
             if not pts:
                 continue
             color = model_qcolor(j)
-            ratio = "n/a" if not math.isfinite(t.ratio) else f"{t.ratio:.3g}"
+            ratio = "n/a" if not math.isfinite(t.ratio_of(which)) else f"{t.ratio_of(which):.3g}"
             curve = pg.PlotDataItem([p[0] for p in pts], [p[1] for p in pts], pen=pg.mkPen(color, width=2),
                                     symbol="o", symbolSize=6, symbolBrush=color, symbolPen=None,
                                     name=f"{m} (shallowest/deepest = {ratio})")
@@ -115,12 +110,10 @@ class GradientView(View):
         pts = [(d, math.log10(v)) for m, b, d, v in self.points if block and b == block and model in ("", m)]
         self.selected.setData([p[0] for p in pts], [p[1] for p in pts])
 
-    def export_figure(self):
-        from fishspine.analysis.figures.attribution import gradient_trace_figure
+    def export_result(self):
+        from pathlib import Path
 
-        return gradient_trace_figure(self.traces(), self.state.settings.gradient_which)
+        from fishspine.analysis.figures.attribution import gradients_export
 
-    def export_data(self):
-        traces = self.traces()
-        rows = [row for t in traces.values() for row in t.rows()]
-        return rows, {m: {"ratio": t.ratio, "blocks": t.rows()} for m, t in traces.items()}
+        s = self.state.settings
+        return gradients_export([Path(self.state.image.label).stem], s.image_size, self.traces(), s.gradient_which)

@@ -17,8 +17,9 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, QTimer
 from PySide6.QtWidgets import QComboBox, QLabel, QScrollArea, QSlider, QSpinBox
 
+from fishspine.analysis.options import CAM_METHODS
 from fishspine.app.components.state import AppState
-from fishspine.app.qt.views.base import SELECTED_PEN, View, lookup_table, model_qcolor, show_block_map
+from fishspine.app.qt.views.base import SELECTED_PEN, View, bind_setting, lookup_table, model_qcolor, show_block_map
 
 CELL_PX = 170  # height of one row of cells on screen
 BUILD_SLICE_S = 0.03  # longest the UI thread spends laying out grid cells in one go
@@ -171,9 +172,16 @@ class ImageGridView(View):
         self.grid.scene().sigMouseClicked.connect(self._clicked)
 
     def shown_image(self) -> np.ndarray:
+        """The image as the models saw it (the input size of the analysis shown)."""
         from fishspine.analysis.images import resize_longer_side
 
         return resize_longer_side(self.state.image.pixels, self.state.settings.image_size)
+
+    def image_name(self) -> str:
+        """The image's name in exports: its file name without the suffix, as the command line writes it."""
+        from pathlib import Path
+
+        return Path(self.state.image.label).stem
 
     def frame_once(self, image: np.ndarray) -> None:
         """Fit the view to the image when its size changes (keep the user's zoom otherwise)."""
@@ -223,15 +231,10 @@ class ActivationsView(ImageGridView):
         self.info.setText("wheel scrolls · Ctrl+wheel zooms every map · drag pans · click a map to select it")
         self.rows_box = QSpinBox()
         self.rows_box.setRange(2, 48)
-        self.rows_box.setValue(state.settings.gallery_rows)
         self.rows_box.setToolTip("blocks per model, spread evenly over depth")
-        self.rows_box.valueChanged.connect(self._rows_changed)
+        bind_setting(state, self.rows_box, "gallery_rows", self.refresh)
         self.controls.addWidget(QLabel("rows"))
         self.controls.addWidget(self.rows_box)
-
-    def _rows_changed(self, n: int) -> None:
-        self.state.settings.gallery_rows = n
-        self.refresh()
 
     def results(self) -> dict:
         return {k: v.activations for k, v in self.state.insights.items()}
@@ -304,14 +307,11 @@ class ActivationsView(ImageGridView):
         self.state.select_block(cell.block.name, cell.model)
         show_block_map(cell.model, cell.block)
 
-    def export_figure(self):
-        from fishspine.analysis.figures.attribution import activation_gallery_figure
+    def export_result(self):
+        from fishspine.analysis.figures.attribution import activations_export
 
-        return activation_gallery_figure(self.shown_image(), self.results(), rows=self.state.settings.gallery_rows)
-
-    def export_data(self):
-        rows = [row for r in self.results().values() for row in r.rows()]
-        return rows, {"image": self.state.image.label, "blocks": rows}
+        return activations_export(self.image_name(), self.shown_image(), self.results(),
+                                  self.state.settings.gallery_rows)
 
 
 class CamView(ImageGridView):
@@ -322,9 +322,8 @@ class CamView(ImageGridView):
     def __init__(self, state: AppState) -> None:
         super().__init__(state)
         self.method = QComboBox()
-        self.method.addItems(["gradcam", "gradcampp", "layercam"])
-        self.method.setCurrentText(state.settings.cam_method)
-        self.method.currentTextChanged.connect(lambda m: state.update_settings(cam_method=m))
+        self.method.addItems(CAM_METHODS)
+        bind_setting(state, self.method, "cam_method")
         self.block_box = QComboBox()
         self.block_box.setMinimumContentsLength(18)
         self.block_box.setToolTip("the block whose output the CAM weighs (models without it keep their last block)")
@@ -332,11 +331,11 @@ class CamView(ImageGridView):
         self.klass = QSpinBox()
         self.klass.setRange(-1, 100_000)
         self.klass.setSpecialValueText("top class")
-        self.klass.setValue(-1 if state.settings.class_index is None else state.settings.class_index)
+        self.klass.setKeyboardTracking(False)
         self.klass.setToolTip("target class (top class = each model's top prediction; "
                               "backbones without a classifier use feature energy)")
-        self.klass.editingFinished.connect(
-            lambda: state.update_settings(class_index=None if self.klass.value() < 0 else self.klass.value()))
+        bind_setting(state, self.klass, "class_index", to_setting=lambda v: None if v < 0 else v,
+                     from_setting=lambda c: -1 if c is None else c)
         self.alpha = QSlider(Qt.Horizontal)
         self.alpha.setRange(0, 100)
         self.alpha.setValue(50)
@@ -412,12 +411,8 @@ class CamView(ImageGridView):
             except KeyError:
                 pass
 
-    def export_figure(self):
-        from fishspine.analysis.figures.attribution import cam_figure
+    def export_result(self):
+        from fishspine.analysis.figures.attribution import cam_export
 
-        return cam_figure(self.shown_image(), {k: v.cam for k, v in self.state.insights.items()})
-
-    def export_data(self):
-        rows = [{"model": m, "block": v.cam.block, "method": v.cam.method, "target": v.cam.target_label,
-                 "raw_max": v.cam.raw_max} for m, v in self.state.insights.items()]
-        return rows, {"image": self.state.image.label, "cams": rows}
+        return cam_export(self.image_name(), self.shown_image(), {k: v.cam for k, v in self.state.insights.items()},
+                          self.alpha.value() / 100)

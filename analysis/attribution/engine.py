@@ -1,0 +1,303 @@
+"""The analysis engine: one pass per (model, image, input size, precision, target), everything else derived.
+
+A pass runs one forward with every block captured, the gradient of the target score at every block
+output (what Grad-CAM, Grad-CAM++ and LayerCAM need, at any block) and the gradient of the trace's
+loss (its norm at every block output and at every block's weights). The pass is kept in a cache
+bounded in bytes, least recently used first. Activation maps under any reduction and normalisation,
+CAMs of any method at any block and gradient traces of outputs or weights are derived from it with
+no other pass. The app and every command of the command line compute through this module.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from fishspine.analysis.attribution.activations import ActivationResult, BlockMap, block_map, normalise
+from fishspine.analysis.attribution.cam import CamResult, cam_from_gradients, finish_cam
+from fishspine.analysis.attribution.gradients import GradientTrace
+from fishspine.analysis.attribution.targets import target_of
+from fishspine.analysis.jobs import Job, Progress
+from fishspine.analysis.options import CAM_METHODS, DEFAULT_INPUT_SIZE, NORMALISATIONS, PRECISIONS, REDUCTIONS
+from fishspine.models import Backbone, BlockInfo
+
+DEFAULT_CACHE_BYTES = 1 << 30
+
+
+def default_cam_block(blocks: Iterable[BlockInfo]) -> str:
+    """The last block at stride 32 (or the coarsest below it): where Grad-CAM is usually taken."""
+    blocks = list(blocks)
+    level = max(b.level for b in blocks if b.level <= 5)
+    return [b.name for b in blocks if b.level == level][-1]
+
+
+@dataclass(frozen=True)
+class PassKey:
+    """What decides a pass: anything else is derived from it."""
+
+    model: int  # id() of the model object; entries go when the model is forgotten or collected
+    image: str
+    size: int
+    precision: str
+    class_index: int | None  # as asked: None is the top prediction (or feature energy)
+    loss: str
+
+
+@dataclass(eq=False)
+class ModelPass:
+    """What one pass of one model on one image captured (image 0 of the batch, detached)."""
+
+    key: PassKey
+    blocks: tuple[BlockInfo, ...]
+    image_size: tuple[int, int]
+    outputs: dict[str, torch.Tensor]  # block -> (C, h, w)
+    target_grads: dict[str, torch.Tensor]  # block -> d(target score)/d(output), (C, h, w)
+    output_grad_norm: dict[str, float]  # block -> ||d(loss)/d(output)||
+    weight_grad_norm: dict[str, float]  # block -> ||d(loss)/d(weights)||, nan without weights
+    class_index: int | None  # the class used (None: feature energy)
+    loss: str  # the trace's loss as used ("feature_energy" for backbones without a classifier)
+    seconds: float
+    _derived: dict = field(default_factory=dict, repr=False)  # memo: reduction -> raw block maps
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held: captured tensors and derived maps."""
+        tensors = sum(t.numel() * t.element_size() for d in (self.outputs, self.target_grads) for t in d.values())
+        maps = sum(b.source.nbytes for maps in self._derived.values() for b in maps)
+        return tensors + maps
+
+    def block(self, name: str) -> BlockInfo:
+        """The block called `name`; KeyError naming the model's blocks otherwise."""
+        for b in self.blocks:
+            if b.name == name:
+                return b
+        raise KeyError(f"no block {name!r}; blocks are {', '.join(b.name for b in self.blocks)}")
+
+    # ---------------------------------------------------------------- derivations
+    def block_maps(self, reduction: str = "mean_abs", k: int = 8) -> list[BlockMap]:
+        """Every block's map under `reduction`, resized to the image, not yet normalised (memoised)."""
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"unknown reduction {reduction!r}; use one of {', '.join(REDUCTIONS)}")
+        with self._lock:
+            memo = self._derived.get((reduction, k))
+            if memo is None:
+                memo = [block_map(b, self.outputs[b.name], reduction, self.image_size, k)
+                        for b in self.blocks if b.name in self.outputs]
+                self._derived[(reduction, k)] = memo
+        return memo
+
+    def cam(self, block: str, method: str = "gradcam", label: str = "") -> CamResult:
+        """The CAM of `method` at `block`, resized to the image and scaled to [0, 1]."""
+        if method not in CAM_METHODS:
+            raise ValueError(f"unknown CAM method {method!r}; use one of {', '.join(CAM_METHODS)}")
+        self.block(block)
+        raw = cam_from_gradients(self.outputs[block], self.target_grads[block], method)
+        cam, peak = finish_cam(raw, self.image_size)
+        return CamResult(label, block, method, self.class_index, peak, cam)
+
+    def trace(self, label: str = "") -> GradientTrace:
+        """Gradient norms at every block's output and weights, deepest block first."""
+        blocks = [b for b in reversed(self.blocks) if b.name in self.output_grad_norm]
+        return GradientTrace(label, self.loss, self.class_index, [b.name for b in blocks], [b.role for b in blocks],
+                             [b.level for b in blocks], [self.output_grad_norm[b.name] for b in blocks],
+                             [self.weight_grad_norm[b.name] for b in blocks])
+
+
+def activations(passes: Mapping[str, ModelPass], reduction: str = "mean_abs", normalisation: str = "block",
+                k: int = 8) -> dict[str, ActivationResult]:
+    """Activation maps of every block of each labelled pass, normalised across them as asked."""
+    if normalisation not in NORMALISATIONS:
+        raise ValueError(f"unknown normalisation {normalisation!r}; use one of {', '.join(NORMALISATIONS)}")
+    results = {label: ActivationResult(label, p.image_size, reduction, "block",
+                                       [replace(b, _map=None) for b in p.block_maps(reduction, k)])
+               for label, p in passes.items()}
+    normalise(list(results.values()), normalisation)
+    return results
+
+
+# -------------------------------------------------------------------------------------- the pass
+
+
+def _block_weight_norms(model: Backbone) -> dict[str, float]:
+    norms = {}
+    for b in model.blocks:
+        grads = [p.grad for p in model.block_parameters(b.name) if p.grad is not None]
+        norms[b.name] = float(torch.sqrt(sum(g.float().pow(2).sum() for g in grads))) if grads else math.nan
+    return norms
+
+
+def run_pass(model: Backbone, x: torch.Tensor, key: PassKey) -> ModelPass:
+    """One forward and the backward passes the views need, for image x (1, 3, H, W) on the model's device."""
+    started = time.perf_counter()
+    device = x.device
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=key.precision == "bf16")
+    model.zero_grad(set_to_none=True)
+    try:
+        with torch.enable_grad(), autocast, model.capture(grads=True) as cap:
+            out = model(x)
+            score, class_index = target_of(out, key.class_index, "score")
+            names = list(cap.outputs)
+            if class_index is not None and key.loss != "score":
+                # The CAMs take the class score's gradient, the trace the loss's: two backward passes.
+                grads = torch.autograd.grad(score, [cap.outputs[n] for n in names], retain_graph=True,
+                                            allow_unused=True)
+                target_grads = {n: (g if g is not None else torch.zeros_like(cap.outputs[n]))[0].detach()
+                                for n, g in zip(names, grads)}
+                cap.grads.clear()
+                loss, _ = target_of(out, class_index, key.loss)
+                loss.backward()
+                used = key.loss
+            else:
+                score.backward()
+                target_grads = None
+                used = "score" if class_index is not None else "feature_energy"
+        loss_grads = cap.grads
+        if target_grads is None:
+            target_grads = {n: loss_grads[n][0].detach() if n in loss_grads else torch.zeros_like(cap.outputs[n][0])
+                            for n in names}
+        out_norms = {n: float(loss_grads[n].float().norm()) if n in loss_grads else 0.0 for n in names}
+        weight_norms = _block_weight_norms(model)
+        outputs = {n: cap.outputs[n][0].detach() for n in names}
+    finally:
+        model.zero_grad(set_to_none=True)
+    return ModelPass(key, model.blocks, tuple(x.shape[-2:]), outputs, target_grads, out_norms, weight_norms,
+                     class_index, used, time.perf_counter() - started)
+
+
+# ------------------------------------------------------------------------------------- the cache
+
+
+def _release_freed_memory() -> None:
+    """Hand freed heap pages back to the system (glibc keeps them otherwise, and RSS never drops)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class AnalysisEngine:
+    """Runs passes and keeps them, least recently used first, within `max_bytes`.
+
+    Thread-safe: the app runs passes in a worker while the UI thread derives from finished ones.
+    """
+
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._passes: OrderedDict[PassKey, ModelPass] = OrderedDict()
+        self._lock = threading.RLock()
+        self.passes_run = 0  # how many passes this engine has computed (not served from the cache)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by every cached pass."""
+        with self._lock:
+            return sum(p.nbytes for p in self._passes.values())
+
+    def __len__(self) -> int:
+        return len(self._passes)
+
+    @staticmethod
+    def key(model: Backbone, image: str, size: int = DEFAULT_INPUT_SIZE, precision: str = "float32",
+            class_index: int | None = None, loss: str = "cross_entropy") -> PassKey:
+        """The cache key of a pass."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+        return PassKey(id(model), image, int(size), precision, class_index, loss)
+
+    def cached(self, key: PassKey) -> ModelPass | None:
+        """The pass for `key` if it is held (it becomes the most recently used)."""
+        with self._lock:
+            p = self._passes.get(key)
+            if p is not None:
+                self._passes.move_to_end(key)
+            return p
+
+    def analyse(self, model: Backbone, pixels: np.ndarray, key: PassKey) -> ModelPass:
+        """The pass for `key`: from the cache, or run on `pixels` (RGB uint8) resized to key.size."""
+        hit = self.cached(key)
+        if hit is not None:
+            return hit
+        from fishspine.analysis.images import resize_longer_side, to_input
+
+        device = next(model.parameters()).device
+        x = to_input(resize_longer_side(pixels, key.size), device)
+        result = run_pass(model, x, key)
+        self.passes_run += 1
+        self._store(result)
+        return result
+
+    def _store(self, result: ModelPass) -> None:
+        with self._lock:
+            self._passes[result.key] = result
+            self.trim()
+
+    def trim(self) -> None:
+        """Drop least recently used passes until the cache fits `max_bytes` (the newest always stays)."""
+        dropped = False
+        with self._lock:
+            total = sum(p.nbytes for p in self._passes.values())
+            while total > self.max_bytes and len(self._passes) > 1:
+                _, old = self._passes.popitem(last=False)
+                total -= old.nbytes
+                dropped = True
+        if dropped:
+            _release_freed_memory()
+
+    def forget(self, model: Backbone | None = None, image: str | None = None) -> int:
+        """Drop the passes of `model` and/or of `image` (both None: everything); how many went."""
+        with self._lock:
+            gone = [k for k in self._passes
+                    if (model is None or k.model == id(model)) and (image is None or k.image == image)]
+            for k in gone:
+                del self._passes[k]
+        if gone:
+            _release_freed_memory()
+        return len(gone)
+
+    def iter_passes(self, models: Mapping[str, Backbone], pixels: np.ndarray, image: str,
+                    size: int = DEFAULT_INPUT_SIZE, precision: str = "float32", class_index: int | None = None,
+                    loss: str = "cross_entropy") -> Job[dict[str, ModelPass]]:
+        """A job: the pass of every labelled model on one image (cached ones are not rerun)."""
+        out: dict[str, ModelPass] = {}
+        for i, (label, model) in enumerate(models.items()):
+            yield Progress(i, len(models), label)
+            out[label] = self.analyse(model, pixels, self.key(model, image, size, precision, class_index, loss))
+        yield Progress(len(models), len(models), "done")
+        return out
+
+
+@dataclass
+class ModelInsight:
+    """What the views show of one model for one image: activation maps, its gradient trace and its CAM."""
+
+    activations: ActivationResult
+    trace: GradientTrace
+    cam: CamResult
+
+
+def insights(passes: Mapping[str, ModelPass], reduction: str = "mean_abs", normalisation: str = "block",
+             cam_method: str = "gradcam", cam_blocks: Mapping[str, str] | None = None,
+             default_blocks: Mapping[str, str] | None = None) -> dict[str, ModelInsight]:
+    """Every view's result for each labelled pass, derived without another pass.
+
+    `cam_blocks` picks the CAM block per label; otherwise `default_blocks` (per label) or the last
+    block at stride 32.
+    """
+    acts = activations(passes, reduction, normalisation)
+    out = {}
+    for label, p in passes.items():
+        block = (cam_blocks or {}).get(label) or (default_blocks or {}).get(label) or default_cam_block(p.blocks)
+        out[label] = ModelInsight(acts[label], p.trace(label), p.cam(block, cam_method, label))
+    return out
+

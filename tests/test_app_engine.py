@@ -1,0 +1,107 @@
+"""The app on the one engine: settings re-derive without a pass, controls follow the state, and an export
+equals the command line's output for the same settings."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("PySide6")
+pytestmark = pytest.mark.gui
+
+from fishspine.app.qt.window import MainWindow  # noqa: E402
+
+from .test_app import files, open_and_analyse, wait_idle, window  # noqa: E402, F401 - shared fixtures
+
+
+def test_settings_that_need_no_pass_reach_the_views_without_one(qtbot, window, files):
+    open_and_analyse(qtbot, window, files)
+    engine, state = window.engine, window.state
+    ran = engine.passes_run
+    first = state.insights["r50"]
+    for change in ({"reduction": "pca"}, {"normalisation": "global"}, {"cam_method": "layercam"},
+                   {"gradient_which": "weight"}, {"reduction": "max"}):
+        state.update_settings(**change)
+        wait_idle(qtbot, window)
+    state.select_block("layer2.0")
+    wait_idle(qtbot, window)
+    assert engine.passes_run == ran, "reduction, normalisation, CAM method, block: derived from the cache"
+    now = state.insights["r50"]
+    assert now is not first and now.activations.reduction == "max" and now.activations.normalisation == "global"
+    assert now.cam.method == "layercam" and now.cam.block == "layer2.0"
+    state.update_settings(image_size=128)  # a new input size is a new pass
+    wait_idle(qtbot, window)
+    assert engine.passes_run == ran + 2
+    assert state.insights["r50"].activations.image_size == (128, 128)
+
+
+def test_removing_a_model_frees_its_passes(qtbot, window, files):
+    open_and_analyse(qtbot, window, files)
+    held = len(window.engine)
+    window.state.remove_model("f99")
+    wait_idle(qtbot, window)
+    assert len(window.engine) == held - 1 and list(window.state.insights) == ["r50"]
+
+
+def test_a_restored_session_sets_every_control(qtbot, window, files, tmp_path):
+    open_and_analyse(qtbot, window, files)
+    window.state.update_settings(gradient_which="weight", reduction="topk", normalisation="model",
+                                 image_size=160, cam_method="gradcampp", gallery_rows=5, class_index=3)
+    path = window.state.save_session(tmp_path / "s.fishspine")
+    fresh = MainWindow()
+    qtbot.addWidget(fresh)
+    fresh.open_session(path)
+    assert fresh.views["gradients"].which.currentText() == "weight"
+    assert fresh.reduction_box.currentText() == "topk" and fresh.norm_box.currentText() == "model"
+    assert fresh.size_box.value() == 160 and fresh.views["activations"].rows_box.value() == 5
+    assert fresh.views["cam"].method.currentText() == "gradcampp" and fresh.views["cam"].klass.value() == 3
+    qtbot.waitUntil(lambda: len(fresh.state.models) == 2 and bool(fresh.state.insights), timeout=120_000)
+    wait_idle(qtbot, fresh)
+    fresh.close()
+
+
+def test_a_control_follows_a_change_made_elsewhere(qtbot, window):
+    window.state.update_settings(device="cpu", precision="bf16")
+    assert window.device_box.currentText() == "cpu" and window.precision_box.currentText() == "bf16"
+    window.state.settings.gradient_which = "weight"  # a plain assignment is an event too
+    assert window.views["gradients"].which.currentText() == "weight"
+
+
+@pytest.mark.parametrize("view, command, stem", [("gradients", "gradients", "gradient_trace"),
+                                                ("activations", "activations", "shapes_activations"),
+                                                ("cam", "cam", "shapes_gradcam")])
+def test_the_app_exports_what_the_command_line_writes(qtbot, window, files, tmp_path, view, command, stem):
+    from fishspine.cli.main import main
+
+    a, b, img = files
+    open_and_analyse(qtbot, window, files)
+    window.state.update_settings(image_size=112, gradient_which="weight", gallery_rows=6)  # not the defaults
+    qtbot.waitUntil(lambda: window.state.insights["r50"].activations.image_size == (112, 112), timeout=120_000)
+    wait_idle(qtbot, window)
+    window.show_view(view)
+    qtbot.waitUntil(lambda: window.views[view].has_content, timeout=60_000)
+    extra = {"gradients": ["--which", "weight"], "activations": ["--rows", "6"], "cam": []}[command]
+    out = tmp_path / "cli"
+    assert main([command, "--ckpt", f"r50={a}", "--ckpt", f"f99={b}", str(img), "--size", "112", *extra,
+                 "-o", str(out), "--formats", "png", "svg", "pdf"]) == 0
+    for ext in ("svg", "pdf", "png", "csv", "json"):
+        (app_file,) = window.views[view].export(tmp_path / f"app.{ext}")
+        assert app_file.read_bytes() == (out / f"{stem}.{ext}").read_bytes(), (view, ext)
+
+
+def test_removing_an_image_frees_its_passes_and_selects_its_neighbour(qtbot, window, files, tmp_path):
+    from PIL import Image
+
+    from fishspine.analysis.images import sample_image
+
+    open_and_analyse(qtbot, window, files)
+    second = tmp_path / "second.png"
+    Image.fromarray(sample_image(80, seed=5)).save(second)
+    window.open_paths([str(second)])
+    qtbot.waitUntil(lambda: len(window.state.images) == 2, timeout=60_000)
+    window.state.select_image(1)
+    wait_idle(qtbot, window)
+    assert len(window.engine) == 4  # two models on two images
+    window.state.remove_image(1)
+    wait_idle(qtbot, window)
+    assert len(window.engine) == 2 and window.state.selected_image == 0 and window.image_list.count() == 1
+    assert window.state.insights and window.engine.passes_run == 4, "back on the first image: from the cache"
