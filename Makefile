@@ -9,7 +9,7 @@ DEBIAN_PACKAGES := libegl1 libgl1 libglx0 libglvnd0 libfontconfig1 libfreetype6 
 	libdbus-1-3 libglib2.0-0 libx11-6 libx11-xcb1 libxcb1 fonts-dejavu-core
 STAMP := $(VENV)/.fishspine-installed
 
-.PHONY: setup run test test-fast debian-packages bench clean
+.PHONY: setup run lint test test-fast debian-packages bench clean
 
 setup: $(STAMP)
 
@@ -35,7 +35,11 @@ debian-packages:
 run: setup
 	$(VENV)/bin/fishspine-gui
 
-test: setup
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+test: setup lint
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest
 
 test-fast: setup

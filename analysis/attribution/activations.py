@@ -24,54 +24,93 @@ from fishspine.models import BlockInfo
 from fishspine.analysis.options import NORMALISATIONS, REDUCTIONS
 
 
-class _ImageSized:
-    """A reduced map at the block's resolution, resized to the image the first time it is shown."""
+class ReducedOutput:
+    """One block's captured output under one reduction, each part computed the first time it is read.
 
-    def __init__(self, native: torch.Tensor, size: tuple[int, int]) -> None:
-        self.native, self.size = native, size
+    A view shows a few blocks of each model: deriving a reduction must not pay for the others, and
+    the statistics of every block are needed only for per-model or global normalisation and exports.
+    """
+
+    def __init__(self, out: torch.Tensor, reduction: str, size: tuple[int, int], k: int = 8) -> None:
+        self.out, self.reduction, self.size, self.k = out, reduction, size, k
+        self._stats: tuple[float, float, float] | None = None
+        self._native: torch.Tensor | None = None
+        self._range: tuple[float, float] | None = None
         self._scaled: np.ndarray | None = None
 
-    def scaled(self, lo: float, hi: float) -> np.ndarray:
-        """(H, W) float16 in [0, 1] of the map's own range [lo, hi]."""
+    def stats(self) -> tuple[float, float, float]:
+        """(min, max, mean) of the raw block output."""
+        if self._stats is None:
+            self._stats = (float(self.out.min()), float(self.out.max()), float(self.out.float().mean()))
+        return self._stats
+
+    def range(self) -> tuple[float, float]:
+        """(min, max) of the reduced map; resizing only blends neighbours, so the image-sized map stays within."""
+        if self._range is None:
+            self._native = reduce_activation(self.out, self.reduction, self.k)
+            self._range = (float(self._native.min()), float(self._native.max()))
+        return self._range
+
+    def scaled(self) -> np.ndarray:
+        """(H, W) float16 in [0, 1] of the map's own range, resized to the image."""
         if self._scaled is None:
-            m = F.interpolate(self.native[None, None], size=self.size, mode="bilinear", align_corners=False)[0, 0]
+            lo, hi = self.range()
+            m = F.interpolate(self._native[None, None], size=self.size, mode="bilinear", align_corners=False)[0, 0]
             # float16 keeps 3 digits of [0, 1], not of a raw range that may be 1e-6 or 1e5.
             self._scaled = ((m - lo) / max(hi - lo, 1e-12)).clamp_(0, 1).cpu().numpy().astype(np.float16)
         return self._scaled
 
     @property
     def nbytes(self) -> int:
-        return self.native.numel() * self.native.element_size() + (0 if self._scaled is None else self._scaled.nbytes)
+        """Bytes held beyond the captured output."""
+        native = 0 if self._native is None else self._native.numel() * self._native.element_size()
+        return native + (0 if self._scaled is None else self._scaled.nbytes)
 
 
 @dataclass
 class BlockMap:
-    """One block's reduced map and the statistics shown on hover.
+    """One block's reduced map and the statistics shown on hover (each computed when first read).
 
-    The map is made when it is first read: a view shows a few blocks of each model, and deriving a
-    reduction or a normalisation must not pay for the others. `lo`/`hi` are the raw values shown as
-    0 and 1: the block's own range, or the model's or every model's (see `normalise`).
+    `lo`/`hi` are the raw values shown as 0 and 1: the block's own range (NaN), or the model's or
+    every model's (see `normalise`).
     """
 
     name: str
     role: str
     level: int
     shape: tuple[int, ...]  # the block output's (C, H, W)
-    out_min: float  # of the raw block output
-    out_max: float
-    out_mean: float
-    map_min: float  # of the reduced map before normalisation
-    map_max: float
-    source: _ImageSized = field(repr=False)
+    source: ReducedOutput = field(repr=False)
     lo: float = math.nan
     hi: float = math.nan
     _map: np.ndarray | None = field(default=None, repr=False)
 
     @property
+    def out_min(self) -> float:
+        """Of the raw block output."""
+        return self.source.stats()[0]
+
+    @property
+    def out_max(self) -> float:
+        return self.source.stats()[1]
+
+    @property
+    def out_mean(self) -> float:
+        return self.source.stats()[2]
+
+    @property
+    def map_min(self) -> float:
+        """Of the reduced map before normalisation."""
+        return self.source.range()[0]
+
+    @property
+    def map_max(self) -> float:
+        return self.source.range()[1]
+
+    @property
     def map(self) -> np.ndarray:
         """(H, W) float16 in [0, 1]: the reduced map resized to the image, scaled from [lo, hi]."""
         if self._map is None:
-            own = self.source.scaled(self.map_min, self.map_max)
+            own = self.source.scaled()
             lo, hi = (self.map_min, self.map_max) if math.isnan(self.lo) else (self.lo, self.hi)
             if (lo, hi) == (self.map_min, self.map_max):
                 self._map = own
@@ -106,6 +145,13 @@ class ActivationResult:
                 for b in self.blocks]
 
 
+def sample_rows(n_blocks: int, rows: int) -> list[int]:
+    """Indices of `rows` blocks evenly spread over depth (always the first and the last)."""
+    if n_blocks <= rows:
+        return list(range(n_blocks))
+    return sorted({round(i * (n_blocks - 1) / (rows - 1)) for i in range(rows)})
+
+
 def reduce_activation(t: torch.Tensor, reduction: str = "mean_abs", k: int = 8) -> torch.Tensor:
     """A (C, H, W) block output reduced to an (H, W) map."""
     if reduction not in REDUCTIONS:
@@ -131,22 +177,27 @@ def reduce_activation(t: torch.Tensor, reduction: str = "mean_abs", k: int = 8) 
 
 
 def block_map(info: BlockInfo, out: torch.Tensor, reduction: str, size: tuple[int, int], k: int = 8) -> BlockMap:
-    """The map of one block's (C, h, w) output under `reduction` (resized to `size` when first read)."""
-    m = reduce_activation(out, reduction, k)
-    # The range is the native map's: bilinear resizing only blends neighbours, so it stays within it.
-    return BlockMap(info.name, info.role, info.level, tuple(out.shape), float(out.min()), float(out.max()),
-                    float(out.float().mean()), float(m.min()), float(m.max()), _ImageSized(m, size))
+    """The map of one block's (C, h, w) output under `reduction`, at image size `size`, made when first read."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"unknown reduction {reduction!r}; use one of {', '.join(REDUCTIONS)}")
+    return BlockMap(info.name, info.role, info.level, tuple(out.shape), ReducedOutput(out, reduction, size, k))
 
 
 def normalise(results: Sequence[ActivationResult], how: str = "block") -> None:
-    """Rescale every map of `results` (each in [0, 1] of its own range) in place: per block, per model or globally."""
+    """Set the range shown as [0, 1] of every map of `results`: per block, per model or globally.
+
+    Per block reads no other block; per model and global read every block's range.
+    """
     if how not in NORMALISATIONS:
         raise ValueError(f"unknown normalisation {how!r}; use one of {', '.join(NORMALISATIONS)}")
-    glo = (min((b.map_min for r in results for b in r.blocks), default=0.0),
-           max((b.map_max for r in results for b in r.blocks), default=1.0))
+
+    def span(blocks: list[BlockMap]) -> tuple[float, float]:
+        return min((b.map_min for b in blocks), default=0.0), max((b.map_max for b in blocks), default=1.0)
+
+    every = span([b for r in results for b in r.blocks]) if how == "global" else None
     for r in results:
-        per_model = (min((b.map_min for b in r.blocks), default=0.0), max((b.map_max for b in r.blocks), default=1.0))
+        shared = every or (span(r.blocks) if how == "model" else None)
         for b in r.blocks:
-            lo, hi = {"block": (b.map_min, b.map_max), "model": per_model, "global": glo}[how]
-            b.lo, b.hi, b._map = lo, hi, None
+            b.lo, b.hi = shared if shared else (math.nan, math.nan)
+            b._map = None
         r.normalisation = how

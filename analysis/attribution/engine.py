@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from fishspine.analysis.attribution.activations import ActivationResult, BlockMap, block_map, normalise
+from fishspine.analysis.attribution.activations import ActivationResult, BlockMap, block_map, normalise, sample_rows
 from fishspine.analysis.attribution.cam import CamResult, cam_from_gradients, finish_cam
 from fishspine.analysis.attribution.gradients import GradientTrace
 from fishspine.analysis.attribution.targets import target_of
@@ -288,13 +288,20 @@ class ModelInsight:
 
 def insights(passes: Mapping[str, ModelPass], reduction: str = "mean_abs", normalisation: str = "block",
              cam_method: str = "gradcam", cam_blocks: Mapping[str, str] | None = None,
-             default_blocks: Mapping[str, str] | None = None) -> dict[str, ModelInsight]:
+             default_blocks: Mapping[str, str] | None = None, shown_rows: int = 0) -> dict[str, ModelInsight]:
     """Every view's result for each labelled pass, derived without another pass.
 
     `cam_blocks` picks the CAM block per label; otherwise `default_blocks` (per label) or the last
-    block at stride 32.
+    block at stride 32. Maps are made when first read; the `shown_rows` blocks a gallery shows of
+    each model (and the CAM block) are made here, so a worker pays for them rather than the screen.
     """
     acts = activations(passes, reduction, normalisation)
+    for label, result in acts.items():
+        wanted = {result.blocks[i].name for i in sample_rows(len(result.blocks), shown_rows)} if shown_rows else set()
+        wanted.add((cam_blocks or {}).get(label, ""))
+        for b in result.blocks:
+            if b.name in wanted:
+                b.map  # noqa: B018 - made now, in the caller's thread
     out = {}
     for label, p in passes.items():
         block = (cam_blocks or {}).get(label) or (default_blocks or {}).get(label) or default_cam_block(p.blocks)

@@ -8,17 +8,10 @@ from typing import Mapping
 import numpy as np
 from matplotlib.figure import Figure
 
-from fishspine.analysis.attribution.activations import ActivationResult
+from fishspine.analysis.attribution.activations import ActivationResult, sample_rows
 from fishspine.analysis.attribution.cam import CamResult, overlay
 from fishspine.analysis.figures.base import ViewExport, model_color, new_figure, style_context
 from fishspine.analysis.attribution.gradients import GradientTrace
-
-
-def sample_rows(n_blocks: int, rows: int) -> list[int]:
-    """Indices of `rows` blocks evenly spread over depth (always the first and the last)."""
-    if n_blocks <= rows:
-        return list(range(n_blocks))
-    return sorted({round(i * (n_blocks - 1) / (rows - 1)) for i in range(rows)})
 
 
 def activation_gallery_figure(image: np.ndarray, results: Mapping[str, ActivationResult], rows: int = 8,

@@ -343,7 +343,7 @@ class MainWindow(QMainWindow):
         engine = self.engine
         pass_args = (image.pixels, image.key, s.image_size, s.precision, s.class_index)
         derive_args = {"reduction": s.reduction, "normalisation": s.normalisation, "cam_method": s.cam_method,
-                       "cam_blocks": cam_blocks}
+                       "cam_blocks": cam_blocks, "shown_rows": s.gallery_rows}
         fell_back: list[str] = []  # the job notes here that the GPU ran out of memory
         started = time.perf_counter()
         ran_before = engine.passes_run
