@@ -81,7 +81,7 @@ class FindsEveryObject:
         self.targets = [data.load(i)[1] for i in range(len(data))]
         self.seen = 0
 
-    def eval(self) -> "FindsEveryObject":
+    def eval(self) -> FindsEveryObject:
         return self
 
     def __call__(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
