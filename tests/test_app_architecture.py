@@ -308,24 +308,25 @@ def test_names_are_shown_when_they_fit_and_follow_the_zoom(qtbot, view):
 
 
 def test_exports_are_the_command_lines_figure(qtbot, view, models, tmp_path):
-    from fishspine.analysis.figures.base import figure_bytes
-    from fishspine.analysis.architecture.graph import architecture_graph
-    from fishspine.analysis.figures.architecture import graph_figure
+    """Export writes what `fishspine graph` writes for the same model, in role colours and by parameters."""
+    from fishspine.cli.main import main
+    from fishspine.models.checkpoints import save_checkpoint
 
     model = models["f99"].model
-    out = view.export(tmp_path / "arch.svg")[0]
-    assert out.read_bytes() == figure_bytes(graph_figure(architecture_graph(model, 224)), "svg")
+    ckpt = save_checkpoint(model, tmp_path / "f99.safetensors")
+    assert main(["graph", str(ckpt), "-o", str(tmp_path / "cli.svg")]) == 0
+    assert main(["graph", str(ckpt), "-o", str(tmp_path / "cli_params.svg"), "--color-by", "params"]) == 0
+    for ext in ("svg", "csv", "json"):
+        assert view.export(tmp_path / f"arch.{ext}")[0].read_bytes() == (tmp_path / f"cli.{ext}").read_bytes(), ext
     for ext, ok in (("png", lambda d: d[:4] == b"\x89PNG"), ("pdf", lambda d: d[:5] == b"%PDF-")):
         assert ok(view.export(tmp_path / f"arch.{ext}")[0].read_bytes())
-    csv_lines = view.export(tmp_path / "arch.csv")[0].read_text().splitlines()
+    csv_lines = (tmp_path / "arch.csv").read_text().splitlines()
     assert len(csv_lines) == 1 + len(model.blocks) and "parents" in csv_lines[0]
-    data = json.loads(view.export(tmp_path / "arch.json")[0].read_text())
+    data = json.loads((tmp_path / "arch.json").read_text())
     assert data["model"] == "fishnet99" and len(data["nodes"]) == len(model.blocks)
 
     view.color_box.setCurrentText("params")
-    graph = view.graph
-    expected = graph_figure(graph, {n.name: float(n.params) for n in graph.nodes}, "params", log_values=True)
-    assert view.export(tmp_path / "params.svg")[0].read_bytes() == figure_bytes(expected, "svg")
+    assert view.export(tmp_path / "params.svg")[0].read_bytes() == (tmp_path / "cli_params.svg").read_bytes()
 
 
 def test_spinenet190_is_built_in_a_worker_and_redrawn_in_the_same_items(qtbot, view, monkeypatch):

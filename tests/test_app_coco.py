@@ -3,8 +3,6 @@ hover, exports equal to the command line's figures, and bad files that leave the
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import subprocess
