@@ -158,19 +158,23 @@ def test_dropped_images_keep_their_order_and_a_bad_one_costs_only_itself(qtbot, 
 
 
 def test_models_keep_the_order_they_were_opened_in(qtbot, window, files, monkeypatch):
-    import time
+    import threading
 
     import fishspine.app.qt.window as window_module
 
     real = window_module.load_model_source
+    second_shown = threading.Event()
+    window.state.models_changed.connect(
+        lambda *_: second_shown.set() if any(m.label == "f99" for m in window.state.models) else None)
 
-    def slow_first(source, device):  # the first checkpoint finishes loading last
-        if "r50" in str(source):
-            time.sleep(1.5)
+    def first_finishes_last(source, device):  # whatever the machine's speed, not a guess at a delay
+        if "r50" in str(source) and not second_shown.wait(timeout=120):
+            raise RuntimeError("f99 never appeared while r50 was loading: are loads no longer side by side?")
         return real(source, device)
 
-    monkeypatch.setattr(window_module, "load_model_source", slow_first)
+    monkeypatch.setattr(window_module, "load_model_source", first_finishes_last)
     open_and_analyse(qtbot, window, files)
+    assert second_shown.is_set()  # f99 was added first, r50 came later
     assert [m.label for m in window.state.models] == ["r50", "f99"]
     assert list(window.state.insights) == ["r50", "f99"]
 
