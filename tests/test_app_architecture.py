@@ -75,6 +75,19 @@ def brushes(view: ArchitectureView) -> list[str]:
     return [b.color().name() for b in view.nodes.data["brush"]]
 
 
+class FixedMetrics:
+    """Name sizes in pixels that no installed font decides: `char_px` per character, lines `line_px` high."""
+
+    def __init__(self, char_px: float, line_px: float) -> None:
+        self.char_px, self.line_px = char_px, line_px
+
+    def height(self) -> float:
+        return self.line_px
+
+    def horizontalAdvance(self, text: str) -> float:
+        return self.char_px * len(text)
+
+
 def test_the_chosen_models_graph_appears_and_follows_the_model_box(qtbot, view, models):
     assert view.model_box.count() == 2 and view.model_box.currentText() == "f99"
     assert view.stack.currentWidget() is view.canvas
@@ -172,9 +185,16 @@ def test_hover_names_the_block_under_the_mouse(qtbot, view):
     qtbot.waitUntil(lambda: view.info.text().startswith(f"{name} · "), timeout=5_000)
     assert f"stride {2 ** node.level}" in view.info.text() and f"{node.channels} ch" in view.info.text()
     assert "M params" in view.info.text() and "GMACs" in view.info.text()
-    # A hidden name is shown beside the hovered node.
-    if view.label_mode == "groups":
-        assert view.hover_label.isVisible() and view.hover_label.textItem.toPlainText() == name
+    # A hidden name is shown beside the hovered node (names made too wide to fit, whatever the font).
+    view.label_metrics = FixedMetrics(char_px=100.0, line_px=12.0)
+    assert view.place_labels() == "groups"
+    view.hover(view.scene_pos(name))
+    assert view.hover_label.isVisible() and view.hover_label.textItem.toPlainText() == name
+    # A name already on the plot is not shown twice.
+    view.label_metrics = FixedMetrics(char_px=0.01, line_px=0.01)
+    assert view.place_labels() == "nodes"
+    view.hover(view.scene_pos(name))
+    assert not view.hover_label.isVisible()
     # Between the nodes nothing is hit.
     x, y = view.graph.positions[name]
     far = view.box.mapViewToScene(QPointF(x + 0.5, y + 0.5))
@@ -241,19 +261,6 @@ def test_colour_by_changes_only_the_node_brushes(qtbot, view, models):
 
     view.color_box.setCurrentText("role")
     assert brushes(view) == by_role and not view._colorbar_shown
-
-
-class FixedMetrics:
-    """Name sizes in pixels that no installed font decides: `char_px` per character, lines `line_px` high."""
-
-    def __init__(self, char_px: float, line_px: float) -> None:
-        self.char_px, self.line_px = char_px, line_px
-
-    def height(self) -> float:
-        return self.line_px
-
-    def horizontalAdvance(self, text: str) -> float:
-        return self.char_px * len(text)
 
 
 def px_per_column_and_row(view: ArchitectureView, x_range: tuple[float, float], y_range: tuple[float, float]):
