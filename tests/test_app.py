@@ -4,6 +4,9 @@ bad files, sessions."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -19,6 +22,7 @@ from fishspine.app.components.state import AppState, read_session  # noqa: E402
 from fishspine.app.qt.window import VIEWS, MainWindow  # noqa: E402
 
 
+FISHSPINE = str(Path(sys.executable).with_name("fishspine"))
 VALID = {"png": lambda d: d[:4] == b"\x89PNG", "pdf": lambda d: d[:5] == b"%PDF-",
          "svg": lambda d: b"<svg" in d[:3000], "csv": lambda d: b"," in d.splitlines()[0],
          "json": lambda d: bool(json.loads(d))}
@@ -70,19 +74,20 @@ def test_open_two_checkpoints_and_an_image_fills_every_view(qtbot, window, files
 
 
 def test_cli_and_app_export_the_same_figure(qtbot, window, files, tmp_path):
-    from fishspine.analysis.figures.base import figure_bytes
-    from fishspine.analysis.architecture.graph import architecture_graph
-    from fishspine.analysis.figures.architecture import graph_figure
-
+    """The Architecture tab's Export writes the bytes `fishspine graph` writes for the same checkpoint."""
     open_and_analyse(qtbot, window, files)
     window.show_view("architecture")
     view = window.views["architecture"]
     qtbot.waitUntil(lambda: view.has_content, timeout=60_000)
-    model = window.state.models[0].model if view.model_box.currentText() == window.state.models[0].label \
-        else window.state.models[1].model
-    expected = figure_bytes(graph_figure(architecture_graph(model, 224)), "svg")
-    out = view.export(tmp_path / "arch.svg")[0]
-    assert out.read_bytes() == expected
+    shown = next(m for m in window.state.models if m.label == view.model_box.currentText())
+    assert shown.source in {str(f) for f in files[:2]}
+    for ext in ("svg", "png", "pdf"):  # the figure in each format, each time with the data beside it
+        res = subprocess.run([FISHSPINE, "graph", shown.source, "-o", str(tmp_path / f"cli.{ext}")],
+                             capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr
+        for written in (ext, "csv", "json"):
+            app = view.export(tmp_path / f"app.{written}")[0].read_bytes()
+            assert app == (tmp_path / f"cli.{written}").read_bytes(), written
 
 
 class _RunsCode:
@@ -153,19 +158,23 @@ def test_dropped_images_keep_their_order_and_a_bad_one_costs_only_itself(qtbot, 
 
 
 def test_models_keep_the_order_they_were_opened_in(qtbot, window, files, monkeypatch):
-    import time
+    import threading
 
     import fishspine.app.qt.window as window_module
 
     real = window_module.load_model_source
+    second_shown = threading.Event()
+    window.state.models_changed.connect(
+        lambda *_: second_shown.set() if any(m.label == "f99" for m in window.state.models) else None)
 
-    def slow_first(source, device):  # the first checkpoint finishes loading last
-        if "r50" in str(source):
-            time.sleep(1.5)
+    def first_finishes_last(source, device):  # whatever the machine's speed, not a guess at a delay
+        if "r50" in str(source) and not second_shown.wait(timeout=120):
+            raise RuntimeError("f99 never appeared while r50 was loading: are loads no longer side by side?")
         return real(source, device)
 
-    monkeypatch.setattr(window_module, "load_model_source", slow_first)
+    monkeypatch.setattr(window_module, "load_model_source", first_finishes_last)
     open_and_analyse(qtbot, window, files)
+    assert second_shown.is_set()  # f99 was added first, r50 came later
     assert [m.label for m in window.state.models] == ["r50", "f99"]
     assert list(window.state.insights) == ["r50", "f99"]
 

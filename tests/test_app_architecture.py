@@ -4,7 +4,6 @@ selections from other views, colouring, names that follow the zoom, and exports 
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -75,6 +74,19 @@ def view(qtbot, models):
 
 def brushes(view: ArchitectureView) -> list[str]:
     return [b.color().name() for b in view.nodes.data["brush"]]
+
+
+class FixedMetrics:
+    """Name sizes in pixels that no installed font decides: `char_px` per character, lines `line_px` high."""
+
+    def __init__(self, char_px: float, line_px: float) -> None:
+        self.char_px, self.line_px = char_px, line_px
+
+    def height(self) -> float:
+        return self.line_px
+
+    def horizontalAdvance(self, text: str) -> float:
+        return self.char_px * len(text)
 
 
 def test_the_chosen_models_graph_appears_and_follows_the_model_box(qtbot, view, models):
@@ -174,9 +186,16 @@ def test_hover_names_the_block_under_the_mouse(qtbot, view):
     qtbot.waitUntil(lambda: view.info.text().startswith(f"{name} · "), timeout=5_000)
     assert f"stride {2 ** node.level}" in view.info.text() and f"{node.channels} ch" in view.info.text()
     assert "M params" in view.info.text() and "GMACs" in view.info.text()
-    # A hidden name is shown beside the hovered node.
-    if view.label_mode == "groups":
-        assert view.hover_label.isVisible() and view.hover_label.textItem.toPlainText() == name
+    # A hidden name is shown beside the hovered node (names made too wide to fit, whatever the font).
+    view.label_metrics = FixedMetrics(char_px=100.0, line_px=12.0)
+    assert view.place_labels() == "groups"
+    view.hover(view.scene_pos(name))
+    assert view.hover_label.isVisible() and view.hover_label.textItem.toPlainText() == name
+    # A name already on the plot is not shown twice.
+    view.label_metrics = FixedMetrics(char_px=0.01, line_px=0.01)
+    assert view.place_labels() == "nodes"
+    view.hover(view.scene_pos(name))
+    assert not view.hover_label.isVisible()
     # Between the nodes nothing is hit.
     x, y = view.graph.positions[name]
     far = view.box.mapViewToScene(QPointF(x + 0.5, y + 0.5))
@@ -247,51 +266,111 @@ def test_colour_by_changes_only_the_node_brushes(qtbot, view, models):
     assert brushes(view) == by_role and not view._colorbar_shown
 
 
-def test_names_follow_the_zoom(qtbot, view):
-    assert view.label_mode == "groups"  # 39 FishNet-99 names do not fit side by side at the fitted size
-    shown = [t for _g, t in view.group_labels if t is not None and t.isVisible()]
-    assert len(shown) >= 5
-    x, y = view.graph.positions["tail2.0"]
-    # The aspect is locked, so zoom on both axes: four columns by two rows around one block.
-    view.box.setRange(xRange=(x - 2, x + 2), yRange=(y - 1, y + 1), padding=0)
-    qtbot.waitUntil(lambda: view.label_mode == "nodes", timeout=5_000)
-    visible = [n for n, t in view.node_labels.items() if t.isVisible()]
-    assert len(visible) == len(view.graph.nodes)
-    assert not any(t.isVisible() for _g, t in view.group_labels if t is not None)
+def px_per_column_and_row(view: ArchitectureView, x_range: tuple[float, float], y_range: tuple[float, float]):
+    """Show this range (the locked aspect may widen one axis) and return how many pixels one layout unit is."""
+    view.box.setRange(xRange=x_range, yRange=y_range, padding=0)
+    psx, psy = view.box.viewPixelSize()
+    return 1.0 / psx, 1.0 / psy
+
+
+def test_names_are_shown_when_they_fit_and_follow_the_zoom(qtbot, view):
+    graph = view.graph
+    xs = [x for x, _y in graph.positions.values()]
+    levels = [y for _x, y in graph.positions.values()]
+    whole = (min(xs) - 1, max(xs) + 1), (min(levels) - 1, max(levels) + 1)
+    far_col, far_row = px_per_column_and_row(view, *whole)
+    # Four columns around one block, as many rows as the locked aspect lets the box show.
+    x, y = graph.positions["tail2.0"]
+    half_rows = 2 * view.box.height() / view.box.width() * far_col / far_row
+    close = (x - 2, x + 2), (y - half_rows, y + half_rows)
+    near_col, near_row = px_per_column_and_row(view, *close)
+    assert near_col > 4 * far_col  # the two zooms are far apart whatever the screen
+    # The longest name is as wide as the geometric mean of a column at the two zooms: under half a
+    # column close up (every name fits side by side), over two columns from afar (they do not).
+    longest = max(len(n.name) for n in graph.nodes)
+    char_px = (near_col * far_col) ** 0.5 / longest
+    view.label_metrics = FixedMetrics(char_px, min(near_row / 8, 3 * char_px))
+
+    def names_shown() -> tuple[list[str], list[str]]:
+        nodes = [n for n, t in view.node_labels.items() if t.isVisible()]
+        groups = [t.textItem.toPlainText() for _g, t in view.group_labels if t is not None and t.isVisible()]
+        return nodes, groups
+
+    # Every zoom places the names again: close up every block's name and no stage's.
+    assert view.place_labels() == "nodes"
+    nodes, groups = names_shown()
+    assert sorted(nodes) == sorted(n.name for n in graph.nodes) and not groups
+
+    view.box.setRange(xRange=whole[0], yRange=whole[1], padding=0)
+    qtbot.waitUntil(lambda: view.label_mode == "groups", timeout=30_000)
+    nodes, groups = names_shown()
+    assert not nodes and len(groups) >= 3
+    assert set(groups) <= {g.label for g, _t in view.group_labels}
+
+    view.box.setRange(xRange=close[0], yRange=close[1], padding=0)
+    qtbot.waitUntil(lambda: view.label_mode == "nodes", timeout=30_000)
+    nodes, groups = names_shown()
+    assert len(nodes) == len(graph.nodes) and not groups
+
+    # Names too wide for even the closest zoom are never shown as blocks' names.
+    view.label_metrics = FixedMetrics(near_col * 3 / longest, near_row / 8)
+    assert view.place_labels() == "groups" and not names_shown()[0]
 
 
 def test_exports_are_the_command_lines_figure(qtbot, view, models, tmp_path):
-    from fishspine.analysis.figures.base import figure_bytes
-    from fishspine.analysis.architecture.graph import architecture_graph
-    from fishspine.analysis.figures.architecture import graph_figure
+    """Export writes what `fishspine graph` writes for the same model, in role colours and by parameters."""
+    from fishspine.cli.main import main
+    from fishspine.models.checkpoints import save_checkpoint
 
     model = models["f99"].model
-    out = view.export(tmp_path / "arch.svg")[0]
-    assert out.read_bytes() == figure_bytes(graph_figure(architecture_graph(model, 224)), "svg")
+    ckpt = save_checkpoint(model, tmp_path / "f99.safetensors")
+    assert main(["graph", str(ckpt), "-o", str(tmp_path / "cli.svg")]) == 0
+    assert main(["graph", str(ckpt), "-o", str(tmp_path / "cli_params.svg"), "--color-by", "params"]) == 0
+    for ext in ("svg", "csv", "json"):
+        assert view.export(tmp_path / f"arch.{ext}")[0].read_bytes() == (tmp_path / f"cli.{ext}").read_bytes(), ext
     for ext, ok in (("png", lambda d: d[:4] == b"\x89PNG"), ("pdf", lambda d: d[:5] == b"%PDF-")):
         assert ok(view.export(tmp_path / f"arch.{ext}")[0].read_bytes())
-    csv_lines = view.export(tmp_path / "arch.csv")[0].read_text().splitlines()
+    csv_lines = (tmp_path / "arch.csv").read_text().splitlines()
     assert len(csv_lines) == 1 + len(model.blocks) and "parents" in csv_lines[0]
-    data = json.loads(view.export(tmp_path / "arch.json")[0].read_text())
+    data = json.loads((tmp_path / "arch.json").read_text())
     assert data["model"] == "fishnet99" and len(data["nodes"]) == len(model.blocks)
 
     view.color_box.setCurrentText("params")
-    graph = view.graph
-    expected = graph_figure(graph, {n.name: float(n.params) for n in graph.nodes}, "params", log_values=True)
-    assert view.export(tmp_path / "params.svg")[0].read_bytes() == figure_bytes(expected, "svg")
+    assert view.export(tmp_path / "params.svg")[0].read_bytes() == (tmp_path / "cli_params.svg").read_bytes()
 
 
-def test_spinenet190_builds_fast_enough_to_redraw(qtbot, view):
+def test_spinenet190_is_built_in_a_worker_and_redrawn_in_the_same_items(qtbot, view, monkeypatch):
+    """The biggest graph stays fluid: traced off the UI thread, and a redraw or recolour refills the
+    items already on the plot instead of making new ones (what made the first version slow)."""
+    import threading
+
+    import fishspine.analysis.architecture.graph as graph_module
+
+    real, threads = graph_module.architecture_graph, []
+
+    def traced(*args, **kwargs):
+        threads.append(threading.current_thread())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(graph_module, "architecture_graph", traced)
     view.state.add_model(entry("s190", "spinenet190", width=1.0))
     view.model_box.setCurrentText("s190")
     qtbot.waitUntil(lambda: view.has_content and view.graph.model == "spinenet190", timeout=60_000)
-    first = view.build_seconds
-    t = time.perf_counter()
+    assert threads and all(t is not threading.main_thread() for t in threads)
+
+    def plot_items() -> set[int]:
+        return {id(item) for item in view.plot.items}
+
+    items, nodes, curves = plot_items(), view.nodes, dict(view.edge_curves)
+    shown_names = sorted(n for n, t in view.node_labels.items() if t.isVisible())
     view.draw(view.graph, "s190")
-    redraw = time.perf_counter() - t
-    t = time.perf_counter()
-    view.color_box.setCurrentText("macs")
-    recolour = time.perf_counter() - t
-    print(f"\nspinenet190 items: first build {first * 1e3:.1f} ms, redraw {redraw * 1e3:.1f} ms, "
-          f"recolour {recolour * 1e3:.1f} ms")
+    assert plot_items() == items and view.nodes is nodes and view.edge_curves == curves
     assert len(view.nodes.data) == len(view.graph.nodes)
+    assert sorted(n for n, t in view.node_labels.items() if t.isVisible()) == shown_names
+
+    by_role = brushes(view)
+    edge_data = {kind: c.getData()[0] for kind, c in curves.items()}
+    view.color_box.setCurrentText("macs")
+    assert brushes(view) != by_role and plot_items() == items
+    # Only the brushes change: the edges keep the very arrays they were given.
+    assert all(c.getData()[0] is edge_data[kind] for kind, c in curves.items())

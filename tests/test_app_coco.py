@@ -3,10 +3,11 @@ hover, exports equal to the command line's figures, and bad files that leave the
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +25,7 @@ from fishspine.app.components.sources import demo_sources  # noqa: E402
 from fishspine.app.components.state import AppState  # noqa: E402
 from fishspine.app.qt.workers import GeneratorWorker, start  # noqa: E402
 
+FISHSPINE = str(Path(sys.executable).with_name("fishspine"))
 DEMO = demo_sources()
 NAMES = ("ResNet-50", "FishNet-150", "SCNet-50", "SpineNet-49")  # the demo lists the baseline first
 if not DEMO["coco_gt"] or set(DEMO["coco_results"]) != set(NAMES):
@@ -191,27 +193,25 @@ def test_hover_names_the_bar_and_the_curve(qtbot, view, demo_evals):
     assert view.info.text().startswith("SCNet-50 · medium objects, IoU 0.50: precision")
 
 
-def test_export_writes_the_command_lines_figures_and_data(qtbot, view, demo_evals, tmp_path):
-    from fishspine.analysis.figures.coco import pr_curves_figure, size_bars_figure, table_figure
-    from fishspine.analysis.figures.base import figure_bytes
-
+def test_export_writes_the_command_lines_figures_and_data(qtbot, view, tmp_path):
+    """Each kind of figure and the table the COCO tab exports are the bytes `fishspine coco` writes."""
     load(qtbot, view)
-    view.kind.setCurrentText("sizes")
-    for suffix, magic in (("png", b"\x89PNG"), ("pdf", b"%PDF-"), ("svg", b"<?xml")):
-        out = view.export(tmp_path / f"sizes.{suffix}")[0]
-        assert out.read_bytes().startswith(magic)
-    assert (tmp_path / "sizes.svg").read_bytes() == figure_bytes(size_bars_figure(demo_evals, "ResNet-50"), "svg")
-    view.kind.setCurrentText("table")
-    assert view.export(tmp_path / "table.svg")[0].read_bytes() == \
-        figure_bytes(table_figure(demo_evals, "ResNet-50"), "svg")
-    view.kind.setCurrentText("pr")
-    assert view.export(tmp_path / "pr.svg")[0].read_bytes() == figure_bytes(pr_curves_figure(demo_evals, 0.5), "svg")
+    dts = [f"{name}={DEMO['coco_results'][name]}" for name in NAMES]
+    cmd = [FISHSPINE, "coco", "--gt", DEMO["coco_gt"], *(a for dt in dts for a in ("--dt", dt)),
+           "--baseline", "ResNet-50", "-o", str(tmp_path / "cli"), "--formats", "svg", "png"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    for kind in ("sizes", "table", "pr"):
+        view.kind.setCurrentText(kind)
+        for suffix in ("svg", "png"):
+            app = view.export(tmp_path / f"{kind}.{suffix}")[0].read_bytes()
+            assert app == (tmp_path / "cli" / f"coco_bbox_{kind}.{suffix}").read_bytes(), (kind, suffix)
+    assert view.export(tmp_path / "coco.csv")[0].read_bytes() == (tmp_path / "cli" / "coco_bbox.csv").read_bytes()
 
-    rows = list(csv.DictReader(io.StringIO(view.export(tmp_path / "coco.csv")[0].read_text())))
-    assert [r["backbone"] for r in rows] == list(NAMES)
-    assert float(rows[1]["ΔAP_S"]) == pytest.approx(per_scale_table(demo_evals, "ResNet-50")[1]["ΔAP_S"])
     payload = json.loads(view.export(tmp_path / "coco.json")[0].read_text())
+    cli_payload = json.loads((tmp_path / "cli" / "coco_bbox.json").read_text())
     assert payload["baseline"] == "ResNet-50" and [r["backbone"] for r in payload["table"]] == list(NAMES)
+    assert payload["table"] == cli_payload["table"]
     with pytest.raises(ValueError, match="export as"):
         view.export(tmp_path / "coco.txt")
 

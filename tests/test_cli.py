@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from fishspine.cli.main import build_parser
 from fishspine.models import create_model
 from fishspine.models.checkpoints import save_checkpoint
 
@@ -16,14 +19,47 @@ FISHSPINE = str(Path(sys.executable).with_name("fishspine"))
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([FISHSPINE, *args], capture_output=True, text=True, timeout=600)
+    # argparse wraps help to the terminal's width: a fixed one gives the same text on every machine.
+    env = {**os.environ, "COLUMNS": "100"}
+    return subprocess.run([FISHSPINE, *args], capture_output=True, text=True, timeout=600, env=env)
+
+
+def subcommands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    """(command path, its one-line help, its parser) for every subcommand registered, nested ones too."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help for a in action._choices_actions}
+            for name, sub in action.choices.items():
+                yield (*path, name), helps.get(name), sub
+                yield from subcommands(sub, (*path, name))
+
+
+COMMANDS = list(subcommands(build_parser()))
 
 
 def test_help_lists_every_command():
     res = run("--help")
     assert res.returncode == 0
-    for cmd in ("models", "inspect", "bench"):
-        assert cmd in res.stdout
+    top = [(path[0], text) for path, text, _p in COMMANDS if len(path) == 1]
+    assert len(top) >= 8
+    listing = " ".join(res.stdout.split())  # however argparse wraps it for the terminal's width
+    for cmd, text in top:
+        assert f"{cmd} {text}" in listing, cmd
+
+
+@pytest.mark.parametrize("path,text,parser", COMMANDS, ids=[" ".join(c[0]) for c in COMMANDS])
+def test_every_command_has_help_that_names_its_options(path, text, parser):
+    assert text and text.strip(), f"{' '.join(path)} has no help text in its parent's list"
+    res = run(*path, "--help")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith(f"usage: fishspine {' '.join(path)}")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            assert all(name in res.stdout for name in action.choices)
+        elif action.option_strings:
+            assert any(o in res.stdout for o in action.option_strings), (path, action.option_strings)
+        else:
+            assert (action.metavar or action.dest) in res.stdout, (path, action.dest)
 
 
 def test_models_lists_zoo_with_exact_params():

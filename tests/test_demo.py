@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+from pathlib import Path
 
-from fishspine.analysis.coco.evaluation import evaluate, format_table
 from fishspine.app.components.sources import DEMO_DIR, demo_sources
 from fishspine.models.checkpoints import load_checkpoint
 
@@ -13,13 +15,16 @@ from .conftest import REPO
 BACKBONES = ("ResNet-50", "FishNet-150", "SCNet-50", "SpineNet-49")
 
 
-def test_readme_table_is_what_fishspine_coco_prints_from_the_shipped_files():
+def test_readme_table_is_what_fishspine_coco_prints_from_the_shipped_files(tmp_path):
     coco = DEMO_DIR / "coco"
-    evals = evaluate(coco / "instances_val.json", {b: coco / f"{b}.json" for b in BACKBONES}, "bbox")
-    printed = format_table(evals, "ResNet-50")
+    dts = [a for b in BACKBONES for a in ("--dt", f"{b}={coco / f'{b}.json'}")]
+    fishspine = str(Path(sys.executable).with_name("fishspine"))
+    res = subprocess.run([fishspine, "coco", "--gt", str(coco / "instances_val.json"), *dts, "--baseline", "ResNet-50",
+                          "-o", str(tmp_path), "--formats", "svg"], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
     readme = (REPO / "README.md").read_text()
     block = re.search(r"## The demo's per-scale AP.*?```text\n(.*?)```", readme, re.S).group(1).strip()
-    assert block == printed.strip()
+    assert res.stdout.strip() == block
 
 
 def test_demo_checkpoints_are_trained_fishspine_files_within_the_size_budget():

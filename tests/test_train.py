@@ -46,20 +46,73 @@ def test_checkpoints_reload(run):
     assert again == json.loads(Path(summary["detections"]).read_text())
 
 
-def test_result_json_is_accepted_by_pycocotools(run):
+def coco_stats(gt_file: str | Path, dets: list[dict]):
+    """pycocotools' bbox evaluation of `dets` against `gt_file` (its printout silenced)."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    cfg, summary = run
-    dets = json.loads(Path(summary["detections"]).read_text())
-    assert dets and {"image_id", "category_id", "bbox", "score"} <= set(dets[0])
     with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(f"{cfg.data}/annotations/instances_val.json")
+        gt = COCO(str(gt_file))
         ev = COCOeval(gt, gt.loadRes(dets), "bbox")
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    assert -1 <= ev.stats[0] <= 1
+    return gt, ev
+
+
+def test_result_json_is_a_coco_result_for_the_val_images(run):
+    cfg, summary = run
+    dets = json.loads(Path(summary["detections"]).read_text())
+    gt, ev = coco_stats(f"{cfg.data}/annotations/instances_val.json", dets)
+    images = {im["id"]: im for im in gt.dataset["images"]}
+    assert {d["image_id"] for d in dets} == set(images)  # every val image, no other
+    assert {d["category_id"] for d in dets} <= set(gt.getCatIds())
+    for d in dets:  # [x, y, width, height] in the image's own pixels
+        x, y, w, h = d["bbox"]
+        im = images[d["image_id"]]
+        assert w > 0 and h > 0 and x >= -0.01 and y >= -0.01
+        assert x + w <= im["width"] + 0.01 and y + h <= im["height"] + 0.01
+    assert sorted(ev.params.imgIds) == sorted(images) and ev.stats[0] >= 0  # -1: nothing was matched against
+
+
+class FindsEveryObject:
+    """A detector that answers each image with its own ground truth (at the size it was fed)."""
+
+    def __init__(self, data: CocoDetectionData) -> None:
+        self.targets = [data.load(i)[1] for i in range(len(data))]
+        self.seen = 0
+
+    def eval(self) -> FindsEveryObject:
+        return self
+
+    def __call__(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        out = []
+        for target in self.targets[self.seen:self.seen + len(images)]:
+            n = len(target["labels"])
+            out.append({"boxes": target["boxes"], "labels": target["labels"], "scores": torch.linspace(1.0, 0.5, n)})
+        self.seen += len(images)
+        return out
+
+
+def test_predict_writes_ids_categories_and_boxes_that_pycocotools_scores_perfect(tmp_path):
+    """Image ids, category ids (non-contiguous) and boxes mapped back from the fed size to the file's:
+    a detector that finds every object must score AP 1."""
+    synthesize(tmp_path, SynthConfig(train=2, val=5, image_size=96, seed=3))
+    ann = tmp_path / "annotations" / "instances_val.json"
+    gt = json.loads(ann.read_text())
+    for im in gt["images"]:
+        im["id"] += 40
+    for c in gt["categories"]:
+        c["id"] = 3 * c["id"] + 7
+    for a in gt["annotations"]:
+        a["image_id"] += 40
+        a["category_id"] = 3 * a["category_id"] + 7
+    ann.write_text(json.dumps(gt))
+    val = CocoDetectionData(tmp_path, "val", 64)  # fed at 64 px, files are 96 px
+    dets = predict(FindsEveryObject(val), val, torch.device("cpu"), batch=2)
+    assert len(dets) == len(gt["annotations"])
+    _gt, ev = coco_stats(ann, dets)
+    assert ev.stats[0] == pytest.approx(1.0)  # AP over IoU 0.50:0.95
 
 
 def test_resume_continues_from_the_last_epoch(run, tmp_path):

@@ -121,7 +121,9 @@ class ArchitectureView(View):
 
         self._label_font = QFont()
         self._label_font.setPointSizeF(LABEL_PT)
-        self._metrics = QFontMetricsF(self._label_font)
+        # What a name's box is measured with when deciding whether names fit; anything with
+        # height() and horizontalAdvance(text), so a test can give sizes that no installed font decides.
+        self.label_metrics = QFontMetricsF(self._label_font)
         self.hover_label.setFont(self._label_font)
         self._graphs: dict[int, ArchitectureGraph] = {}  # id(model) -> its graph (a rename keeps it)
         self._pending: dict[int, Any] = {}  # id(model) -> the worker building its graph
@@ -480,7 +482,7 @@ class ArchitectureView(View):
         half = self._diameter / 2
         markers = np.column_stack([node_px - half[:, None], node_px + half[:, None]])  # x0, y0, x1, y1
         edge_px = self._to_px(self._edge_points)
-        line_h = self._metrics.height() + 2
+        line_h = self.label_metrics.height() + 2
 
         def crossings(b: np.ndarray) -> int:
             inside = (edge_px[:, 0] > b[0]) & (edge_px[:, 0] < b[2]) & (edge_px[:, 1] > b[1]) & (edge_px[:, 1] < b[3])
@@ -499,7 +501,7 @@ class ArchitectureView(View):
             """A clear box under or over these nodes, fewest edge crossings first: (box, below)."""
             cx = (node_px[indices, 0].min() + node_px[indices, 0].max()) / 2
             cy = node_px[indices[0], 1]
-            w = self._metrics.horizontalAdvance(text) + 4
+            w = self.label_metrics.horizontalAdvance(text) + 4
             g = float(half[indices].max()) + LABEL_GAP_PX
             below = np.array([cx - w / 2, cy + g, cx + w / 2, cy + g + line_h])
             above = np.array([cx - w / 2, cy - g - line_h, cx + w / 2, cy - g])
