@@ -48,7 +48,7 @@ def test_registry_rejects_duplicates_and_unknown_names():
     from fishspine.models import register_model
 
     with pytest.raises(ValueError, match="registered twice"):
-        @register_model("resnet")
+        @register_model("resnet", output_levels=(2, 3, 4, 5))
         def resnet50():  # noqa: F811
             raise AssertionError
     with pytest.raises(KeyError, match="unknown model 'fishnet1000'"):
