@@ -63,7 +63,7 @@ def finish_cam(cam: torch.Tensor, size: tuple[int, int]) -> tuple[np.ndarray, fl
 def _captum_gradcam(model: Backbone, x: torch.Tensor, block: str, class_index: int | None) -> tuple[torch.Tensor, int | None]:
     from captum.attr import LayerGradCam
 
-    layer = model.taps[model._tap_key(block)]
+    layer = model.tap(block)
     if model.has_classifier:
         if class_index is None:
             with torch.no_grad():
