@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,14 @@ def test_models_lists_zoo_with_exact_params():
     res = run("models", "--family", "resnet")
     assert res.returncode == 0
     assert "resnet50" in res.stdout and "25,557,032" in res.stdout
+
+
+def test_models_lists_input_sizes_and_rejects_an_unknown_family():
+    res = run("models", "--family", "spinenet")
+    assert res.returncode == 0 and re.search(r"^spinenet49S +spinenet +640 ", res.stdout, re.MULTILINE)
+    res = run("models", "--family", "spine")
+    assert res.returncode == 2
+    assert "unknown family 'spine'; known families: fishnet, resnet, scnet, spinenet" in res.stderr
 
 
 def test_inspect_recognises_a_torchvision_file(tmp_path):
@@ -98,13 +107,14 @@ def _valid_figures(stem: Path):
 
 
 def test_graph_command_writes_figure_and_data(tmp_path):
-    res = run("graph", "spinenet49", "-o", str(tmp_path / "g"), "--size", "640", "--color-by", "macs")
+    res = run("graph", "spinenet49", "-o", str(tmp_path / "g"), "--color-by", "macs")
     assert res.returncode == 0, res.stderr
     _valid_figures(tmp_path / "g")
     import json
 
     data = json.loads((tmp_path / "g.json").read_text())
     assert data["layout"] == "scale-permuted" and len(data["nodes"]) == 23
+    assert data["input_size"] == 640  # MACs at SpineNet's own input size, as the app counts them
     assert "block6" in (tmp_path / "g.csv").read_text()
 
 
