@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from fishspine.models import create_model
 from fishspine.models.checkpoints import save_checkpoint
+
+from .conftest import tiny_model
 
 FISHSPINE = str(Path(sys.executable).with_name("fishspine"))
 
@@ -54,7 +55,7 @@ def test_inspect_recognises_a_torchvision_file(tmp_path):
 
 
 def test_inspect_fishspine_checkpoint(tmp_path):
-    path = save_checkpoint(create_model("resnet50", width=0.25, num_classes=3), tmp_path / "m.safetensors",
+    path = save_checkpoint(tiny_model("resnet50"), tmp_path / "m.safetensors",
                            trained_on="unit test")
     res = run("inspect", "-q", str(path))
     assert res.returncode == 0, res.stderr
@@ -95,8 +96,8 @@ def image_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def two_checkpoints(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ckpt")
-    a = save_checkpoint(create_model("resnet50", width=0.25, num_classes=5), folder / "r50.safetensors")
-    b = save_checkpoint(create_model("spinenet49S", width=0.25), folder / "s49s.safetensors")
+    a = save_checkpoint(tiny_model("resnet50"), folder / "r50.safetensors")
+    b = save_checkpoint(tiny_model("spinenet49S"), folder / "s49s.safetensors")
     return a, b
 
 
