@@ -16,7 +16,8 @@ from typing import Iterator
 import torch
 
 from fishspine.analysis.architecture.macs import model_macs
-from fishspine.models import create_model, list_models, model_family
+from fishspine.models import create_model, list_models, model_spec
+from fishspine.models.registry import CLASSIFIER_INPUT_SIZE
 
 from fishspine.analysis.options import BENCH_MODES as MODES
 BASELINE = "torchvision_resnet50"
@@ -86,12 +87,13 @@ def bench_model(name: str, mode: str, device: torch.device, batch: int, size: in
     return BenchResult(name, mode, size, batch, batch / median, gmacs, times)
 
 
-def bench_plan(models: list[str] | None, sizes_spinenet: tuple[int, ...] = (224, 640)) -> list[tuple[str, int]]:
-    """(model, input size) pairs to measure: the baseline first, SpineNet also at 640."""
+def bench_plan(models: list[str] | None) -> list[tuple[str, int]]:
+    """(model, input size) pairs to measure: the baseline first; every model at the baseline's size,
+    so the ratios compare like with like, and also at its own input size where that differs."""
     names = models or list_models()
-    plan = [(BASELINE, 224)]
+    plan = [(BASELINE, CLASSIFIER_INPUT_SIZE)]
     for n in names:
-        sizes = sizes_spinenet if model_family(n) == "spinenet" else (224,)
+        sizes = sorted({CLASSIFIER_INPUT_SIZE, model_spec(n).input_size})
         plan.extend((n, s) for s in sizes)
     return plan
 

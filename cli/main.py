@@ -39,24 +39,27 @@ def _add_device(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    """List the zoo: variant, family, parameters, output levels."""
+    """List the zoo: variant, family, natural input size, parameters, output levels."""
     import torch
 
-    from fishspine.models import create_model, list_models, model_family
+    from fishspine.models import create_model, list_families, list_specs
 
-    print(f"{'model':<18} {'family':<9} {'params':>13}  blocks  outputs (level: channels)")
-    for name in list_models(args.family):
+    if args.family is not None and args.family not in list_families():
+        raise UserError(f"unknown family {args.family!r}; known families: {', '.join(list_families())}")
+    print(f"{'model':<18} {'family':<9} {'input':>5} {'params':>13}  blocks  outputs (level: channels)")
+    for spec in list_specs(args.family):
         with torch.device("meta"):
-            m = create_model(name)
+            m = create_model(spec.name)
         n = sum(p.numel() for p in m.parameters())
         levels = ", ".join(f"P{k}:{c}" for k, c in sorted(m.feature_levels.items()))
-        print(f"{name:<18} {model_family(name):<9} {n:>13,}  {len(m.blocks):>6}  {levels}")
+        print(f"{spec.name:<18} {spec.family:<9} {spec.input_size:>5} {n:>13,}  {len(m.blocks):>6}  {levels}")
     return 0
 
 
 def _add_models(sub) -> None:
     p = sub.add_parser("models", help="list the backbones in the zoo", description=cmd_models.__doc__)
-    p.add_argument("--family", choices=["fishnet", "scnet", "spinenet", "resnet"], help="only this family")
+    # No argparse choices: the families come from the registry, which `--help` should not import.
+    p.add_argument("--family", help="only this family (fishnet, scnet, spinenet, resnet, ...)")
     p.set_defaults(func=cmd_models)
 
 
@@ -151,7 +154,7 @@ def _add_bench(sub) -> None:
 
 def _models_from(args: argparse.Namespace) -> dict:
     """{label: model} from --ckpt files (LABEL=PATH allowed) and --model zoo names, on --device."""
-    from fishspine.models import create_model, list_models, model_family
+    from fishspine.models import create_model, list_models
     from fishspine.models.checkpoints import CheckpointError, load_checkpoint
 
     device = _device(args.device)
@@ -166,10 +169,7 @@ def _models_from(args: argparse.Namespace) -> dict:
     for name in args.model or []:
         if name not in list_models():
             raise UserError(f"unknown model {name!r}; `fishspine models` lists them")
-        kwargs = {"width": args.width}
-        if model_family(name) != "spinenet":
-            kwargs["num_classes"] = 1000
-        models[f"{name} (untrained)"] = create_model(name, **kwargs).to(device).eval()
+        models[f"{name} (untrained)"] = create_model(name, width=args.width).to(device).eval()
     if not models:
         raise UserError("no model given: use --ckpt FILE (repeatable) or --model NAME")
     return models
@@ -289,7 +289,8 @@ def cmd_graph(args: argparse.Namespace) -> int:
             model = load_checkpoint(args.model).model
         except CheckpointError as exc:
             raise UserError(f"{args.model!r} is neither a zoo model nor a checkpoint I can open: {exc}") from exc
-    graph = architecture_graph(model, args.size, args.layout)
+    size = model.spec.input_size if args.size is None else args.size
+    graph = architecture_graph(model, size, args.layout)
     values = None
     if args.color_by:
         values = {n.name: float(getattr(n, args.color_by)) for n in graph.nodes}
@@ -307,7 +308,8 @@ def _add_graph(sub) -> None:
     p = sub.add_parser("graph", help="architecture diagram of a model or checkpoint", description=cmd_graph.__doc__)
     p.add_argument("model", help="a zoo model name or a checkpoint file")
     p.add_argument("-o", "--output", required=True, help="figure file (.png/.svg/.pdf) or a stem for all three")
-    p.add_argument("--size", type=int, default=224, help="input size for MAC counts (default 224)")
+    p.add_argument("--size", type=int,
+                   help="input size for MAC counts (default: the model's own, as `fishspine models` lists it)")
     p.add_argument("--layout", choices=["staircase", "fish", "scale-permuted"], help="override the layout")
     p.add_argument("--color-by", choices=["params", "macs", "channels"], help="colour nodes by this number")
     p.set_defaults(func=cmd_graph)

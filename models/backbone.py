@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from .registry import ModelSpec
 
 ROLES = ("stem", "tail", "body", "head", "stage", "permuted", "output")
 
@@ -63,6 +66,8 @@ class Backbone(nn.Module):
     variant: str = ""
     #: Builder arguments as handed to the constructor (for checkpoints), set by the registry.
     config: dict
+    #: The registered variant's facts (natural input size, output levels, ...), set by the registry.
+    spec: ModelSpec
 
     def _init_taps(self, blocks: Iterable[BlockInfo]) -> None:
         blocks = tuple(blocks)
@@ -85,6 +90,11 @@ class Backbone(nn.Module):
 
     def _tap(self, name: str, x: torch.Tensor) -> torch.Tensor:
         return self.taps[self._tap_key(name)](x)
+
+    def tap(self, name: str) -> nn.Module:
+        """The parameterless module block `name`'s output passes through, for hooks (e.g. Grad-CAM)."""
+        self.block(name)  # raises a KeyError naming the model on unknown names
+        return self.taps[self._tap_key(name)]
 
     @property
     def blocks(self) -> tuple[BlockInfo, ...]:

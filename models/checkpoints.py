@@ -23,7 +23,7 @@ from typing import Any, Mapping
 import torch
 
 from .backbone import Backbone
-from .registry import create_model, list_models, model_family
+from .registry import create_model, list_models, model_family, model_spec
 
 FISHSPINE_FORMAT = "fishspine"
 FORMAT_VERSION = 1
@@ -233,11 +233,7 @@ def diff_layout(state_dict: Mapping[str, torch.Tensor], variant: str, num_classe
 
 
 def _accepts_num_classes(variant: str) -> bool:
-    import inspect
-
-    from .registry import _builders
-
-    return "num_classes" in inspect.signature(_builders[variant]).parameters
+    return "num_classes" in model_spec(variant).arguments
 
 
 def identify(state_dict: Mapping[str, torch.Tensor]) -> tuple[KeyDiff, int | None]:

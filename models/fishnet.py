@@ -269,19 +269,19 @@ def _create_fishnet(num_res_blks: tuple[int, ...], num_trans_blks: tuple[int, ..
     return FishNet(num_res_blks, num_trans_blks, **kwargs)
 
 
-@register_model("fishnet")
+@register_model("fishnet", output_levels=tuple(FEATURE_OUTPUTS))
 def fishnet99(num_classes: int = 1000, width: float = 1.0) -> FishNet:
     """FishNet-99."""
     return _create_fishnet((2, 2, 6, 2, 1, 1, 1, 1, 2, 2), (1, 1, 1, 1, 1, 4), num_classes=num_classes, width=width)
 
 
-@register_model("fishnet")
+@register_model("fishnet", output_levels=tuple(FEATURE_OUTPUTS))
 def fishnet150(num_classes: int = 1000, width: float = 1.0) -> FishNet:
     """FishNet-150."""
     return _create_fishnet((2, 4, 8, 4, 2, 2, 2, 2, 2, 4), (2, 2, 2, 2, 2, 4), num_classes=num_classes, width=width)
 
 
-@register_model("fishnet")
+@register_model("fishnet", output_levels=tuple(FEATURE_OUTPUTS))
 def fishnet201(num_classes: int = 1000, width: float = 1.0) -> FishNet:
     """FishNet-201."""
     return _create_fishnet((3, 4, 12, 4, 2, 2, 2, 2, 3, 10), (2, 2, 2, 2, 2, 9), num_classes=num_classes, width=width)

@@ -15,6 +15,9 @@ from torchvision.models.resnet import Bottleneck
 from .backbone import Backbone, BlockInfo
 from .registry import register_model
 
+#: Levels of the ends of layer1..layer4, the multi-scale outputs of every staged backbone.
+STAGE_LEVELS = (2, 3, 4, 5)
+
 
 def scaled(channels: int, width: float, divisor: int = 8) -> int:
     """`channels * width` rounded to a multiple of `divisor` (at least `divisor`)."""
@@ -49,7 +52,7 @@ class StagedBackbone(Backbone):
                 blocks.append(BlockInfo(name, "stage", i + 2, inplanes, (prev,), (name,), kind))
                 prev = name
             setattr(self, f"layer{i + 1}", nn.Sequential(*units))
-            levels[i + 2] = inplanes
+            levels[STAGE_LEVELS[i]] = inplanes
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self._feature_levels = levels
         self._init_taps(blocks)
@@ -122,19 +125,19 @@ def _create_resnet(layers: tuple[int, ...], **kwargs) -> ResNet:
     return ResNet(layers, **kwargs)
 
 
-@register_model("resnet")
+@register_model("resnet", output_levels=STAGE_LEVELS)
 def resnet50(num_classes: int = 1000, width: float = 1.0) -> ResNet:
     """ResNet-50 (torchvision layout)."""
     return _create_resnet((3, 4, 6, 3), num_classes=num_classes, width=width)
 
 
-@register_model("resnet")
+@register_model("resnet", output_levels=STAGE_LEVELS)
 def resnet101(num_classes: int = 1000, width: float = 1.0) -> ResNet:
     """ResNet-101 (torchvision layout)."""
     return _create_resnet((3, 4, 23, 3), num_classes=num_classes, width=width)
 
 
-@register_model("resnet")
+@register_model("resnet", output_levels=STAGE_LEVELS)
 def resnext50_32x4d(num_classes: int = 1000, width: float = 1.0) -> ResNet:
     """ResNeXt-50 32x4d (torchvision layout)."""
     return _create_resnet((3, 4, 6, 3), num_classes=num_classes, groups=32, width_per_group=4,

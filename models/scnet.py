@@ -14,7 +14,7 @@ from torch import nn
 
 from .backbone import BlockInfo
 from .registry import register_model
-from .resnet import StagedBackbone, init_conv_bn, scaled
+from .resnet import STAGE_LEVELS, StagedBackbone, init_conv_bn, scaled
 
 
 def _conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -125,26 +125,26 @@ def _create_scnet(layers: tuple[int, ...], **kwargs) -> SCNet:
     return SCNet(layers, **kwargs)
 
 
-@register_model("scnet")
+@register_model("scnet", output_levels=STAGE_LEVELS)
 def scnet50(num_classes: int = 1000, width: float = 1.0) -> SCNet:
     """SCNet-50."""
     return _create_scnet((3, 4, 6, 3), num_classes=num_classes, width=width)
 
 
-@register_model("scnet")
+@register_model("scnet", output_levels=STAGE_LEVELS)
 def scnet50_v1d(num_classes: int = 1000, width: float = 1.0) -> SCNet:
     """SCNet-50-v1d: deep stem of width 32, average-pool shortcut, avd."""
     return _create_scnet((3, 4, 6, 3), num_classes=num_classes, deep_stem=True, stem_width=32,
                          avg_down=True, avd=True, width=width)
 
 
-@register_model("scnet")
+@register_model("scnet", output_levels=STAGE_LEVELS)
 def scnet101(num_classes: int = 1000, width: float = 1.0) -> SCNet:
     """SCNet-101."""
     return _create_scnet((3, 4, 23, 3), num_classes=num_classes, width=width)
 
 
-@register_model("scnet")
+@register_model("scnet", output_levels=STAGE_LEVELS)
 def scnet101_v1d(num_classes: int = 1000, width: float = 1.0) -> SCNet:
     """SCNet-101-v1d: deep stem of width 64, average-pool shortcut, avd."""
     return _create_scnet((3, 4, 23, 3), num_classes=num_classes, deep_stem=True, stem_width=64,

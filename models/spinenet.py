@@ -28,6 +28,9 @@ from .resnet import init_conv_bn, scaled
 
 FILTER_SIZE = {1: 32, 2: 64, 3: 128, 4: 256, 5: 256, 6: 256, 7: 256}
 OUTPUT_LEVELS = (3, 4, 5, 6, 7)
+# SpineNet is a detection backbone: 640 is the paper's resolution for SpineNet-49S/49 (at 224, P7
+# would be 2x2). The larger variants were trained larger; one size keeps the zoo's SpineNets comparable.
+INPUT_SIZE = 640
 #: The searched architecture: (level, bottleneck?, parent offsets, is_output); offsets 0 and 1 are
 #: the two initial blocks, so list index k is network index k + 2.
 BLOCK_SPECS = (
@@ -211,31 +214,31 @@ def _create_spinenet(endpoints_num_filters: int, filter_size_scale: float, resam
     return SpineNet(endpoints_num_filters, filter_size_scale, resample_alpha, block_repeats, **kwargs)
 
 
-@register_model("spinenet")
+@register_model("spinenet", output_levels=OUTPUT_LEVELS, input_size=INPUT_SIZE)
 def spinenet49S(width: float = 1.0, bn_eps: float = 1e-3) -> SpineNet:
     """SpineNet-49S (P3..P7 of 128 channels). `bn_eps` 1e-3 is the port's configs' (TF uses 1e-4 or 1e-3)."""
     return _create_spinenet(128, 0.65, 0.5, 1, width=width, bn_eps=bn_eps)
 
 
-@register_model("spinenet")
+@register_model("spinenet", output_levels=OUTPUT_LEVELS, input_size=INPUT_SIZE)
 def spinenet49(width: float = 1.0, bn_eps: float = 1e-3) -> SpineNet:
     """SpineNet-49 (P3..P7 of 256 channels)."""
     return _create_spinenet(256, 1.0, 0.5, 1, width=width, bn_eps=bn_eps)
 
 
-@register_model("spinenet")
+@register_model("spinenet", output_levels=OUTPUT_LEVELS, input_size=INPUT_SIZE)
 def spinenet96(width: float = 1.0, bn_eps: float = 1e-3) -> SpineNet:
     """SpineNet-96: SpineNet-49 with every block repeated twice."""
     return _create_spinenet(256, 1.0, 0.5, 2, width=width, bn_eps=bn_eps)
 
 
-@register_model("spinenet")
+@register_model("spinenet", output_levels=OUTPUT_LEVELS, input_size=INPUT_SIZE)
 def spinenet143(width: float = 1.0, bn_eps: float = 1e-3) -> SpineNet:
     """SpineNet-143: blocks repeated three times, resample_alpha 1."""
     return _create_spinenet(256, 1.0, 1.0, 3, width=width, bn_eps=bn_eps)
 
 
-@register_model("spinenet")
+@register_model("spinenet", output_levels=OUTPUT_LEVELS, input_size=INPUT_SIZE)
 def spinenet190(width: float = 1.0, bn_eps: float = 1e-3) -> SpineNet:
     """SpineNet-190: filters x1.3, blocks repeated four times, P3..P7 of 512 channels."""
     return _create_spinenet(512, 1.3, 1.0, 4, width=width, bn_eps=bn_eps)

@@ -14,6 +14,24 @@ REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(os.environ.get("FISHSPINE_REFERENCE", REPO.parent / "shared" / "reference"))
 STATE_DICTS = REFERENCE / "state_dicts"
 MANIFEST_VARIANTS = sorted(p.stem for p in STATE_DICTS.glob("*.json") if not p.stem.startswith("_"))
+#: Classes of a tiny model's classifier: enough for a CAM target, small enough to keep files small.
+TINY_CLASSES = 10
+
+
+def tiny_model(name: str, width: float = 0.25, seed: int = 0, **kwargs):
+    """Zoo variant `name` narrowed to `width`, seeded, in eval mode: the one way tests get a model.
+
+    Variants with a classifier (their spec says so) get TINY_CLASSES classes unless `num_classes`
+    is given; the others get none, whatever their family.
+    """
+    import torch
+
+    from fishspine.models import create_model, model_spec
+
+    if model_spec(name).has_classifier:
+        kwargs.setdefault("num_classes", TINY_CLASSES)
+    torch.manual_seed(seed)
+    return create_model(name, width=width, **kwargs).eval()
 
 
 def load_manifest(variant: str) -> dict:

@@ -14,12 +14,7 @@ from fishspine.analysis.attribution.cam import overlay
 from fishspine.analysis.images import ImageError, load_image, sample_image
 from fishspine.models import count_hooks, create_model
 
-
-def tiny(name, **kw):
-    if not name.startswith("spinenet"):
-        kw.setdefault("num_classes", 10)
-    torch.manual_seed(0)
-    return create_model(name, width=0.25, **kw).eval()
+from .conftest import tiny_model as tiny
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,9 @@ import pytest
 from PIL import Image
 
 from fishspine.analysis.images import sample_image
-from fishspine.models import create_model
 from fishspine.models.checkpoints import save_checkpoint
+
+from .conftest import tiny_model
 
 pytest.importorskip("PySide6")
 pytestmark = pytest.mark.gui
@@ -30,8 +31,8 @@ VALID = {"png": lambda d: d[:4] == b"\x89PNG", "pdf": lambda d: d[:5] == b"%PDF-
 
 @pytest.fixture
 def files(tmp_path):
-    a = save_checkpoint(create_model("resnet50", width=0.25, num_classes=5), tmp_path / "r50.safetensors")
-    b = save_checkpoint(create_model("fishnet99", width=0.25, num_classes=5), tmp_path / "f99.safetensors")
+    a = save_checkpoint(tiny_model("resnet50"), tmp_path / "r50.safetensors")
+    b = save_checkpoint(tiny_model("fishnet99"), tmp_path / "f99.safetensors")
     img = tmp_path / "shapes.png"
     Image.fromarray(sample_image(96)).save(img)
     return a, b, img

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from fishspine.models import create_model
+from .conftest import tiny_model
 
 pytest.importorskip("PySide6")
 pytestmark = pytest.mark.gui
@@ -23,10 +23,11 @@ from fishspine.analysis.jobs import run_job  # noqa: E402
 
 
 def entry(label: str, variant: str, width: float = 0.25) -> ModelEntry:
-    model = create_model(variant, width=width, num_classes=5) if variant.startswith("fishnet") else \
-        create_model(variant, width=width)
-    family = "spinenet" if variant.startswith("spinenet") else variant.rstrip("0123456789")
-    return ModelEntry(label, model, variant, family, sum(p.numel() for p in model.parameters()),
+    # Training mode, as these models always were here: in eval mode an untrained FishNet's fresh
+    # BatchNorm statistics leave logits in the thousands, the cross-entropy gradient underflows to
+    # exactly 0 in every block, and the gradient colouring would have nothing to show.
+    model = tiny_model(variant, width=width).train()
+    return ModelEntry(label, model, variant, model.family, sum(p.numel() for p in model.parameters()),
                       f"zoo:{variant}:{width}", False)
 
 

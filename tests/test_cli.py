@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,9 @@ import pytest
 import torch
 
 from fishspine.cli.main import build_parser
-from fishspine.models import create_model
 from fishspine.models.checkpoints import save_checkpoint
+
+from .conftest import tiny_model
 
 FISHSPINE = str(Path(sys.executable).with_name("fishspine"))
 
@@ -68,6 +70,14 @@ def test_models_lists_zoo_with_exact_params():
     assert "resnet50" in res.stdout and "25,557,032" in res.stdout
 
 
+def test_models_lists_input_sizes_and_rejects_an_unknown_family():
+    res = run("models", "--family", "spinenet")
+    assert res.returncode == 0 and re.search(r"^spinenet49S +spinenet +640 ", res.stdout, re.MULTILINE)
+    res = run("models", "--family", "spine")
+    assert res.returncode == 2
+    assert "unknown family 'spine'; known families: fishnet, resnet, scnet, spinenet" in res.stderr
+
+
 def test_inspect_recognises_a_torchvision_file(tmp_path):
     import torchvision
 
@@ -81,7 +91,7 @@ def test_inspect_recognises_a_torchvision_file(tmp_path):
 
 
 def test_inspect_fishspine_checkpoint(tmp_path):
-    path = save_checkpoint(create_model("resnet50", width=0.25, num_classes=3), tmp_path / "m.safetensors",
+    path = save_checkpoint(tiny_model("resnet50"), tmp_path / "m.safetensors",
                            trained_on="unit test")
     res = run("inspect", "-q", str(path))
     assert res.returncode == 0, res.stderr
@@ -122,8 +132,8 @@ def image_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def two_checkpoints(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ckpt")
-    a = save_checkpoint(create_model("resnet50", width=0.25, num_classes=5), folder / "r50.safetensors")
-    b = save_checkpoint(create_model("spinenet49S", width=0.25), folder / "s49s.safetensors")
+    a = save_checkpoint(tiny_model("resnet50"), folder / "r50.safetensors")
+    b = save_checkpoint(tiny_model("spinenet49S"), folder / "s49s.safetensors")
     return a, b
 
 
@@ -134,13 +144,14 @@ def _valid_figures(stem: Path):
 
 
 def test_graph_command_writes_figure_and_data(tmp_path):
-    res = run("graph", "spinenet49", "-o", str(tmp_path / "g"), "--size", "640", "--color-by", "macs")
+    res = run("graph", "spinenet49", "-o", str(tmp_path / "g"), "--color-by", "macs")
     assert res.returncode == 0, res.stderr
     _valid_figures(tmp_path / "g")
     import json
 
     data = json.loads((tmp_path / "g.json").read_text())
     assert data["layout"] == "scale-permuted" and len(data["nodes"]) == 23
+    assert data["input_size"] == 640  # MACs at SpineNet's own input size, as the app counts them
     assert "block6" in (tmp_path / "g.csv").read_text()
 
 

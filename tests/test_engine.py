@@ -13,15 +13,11 @@ from fishspine.analysis.attribution.targets import target_of
 from fishspine.analysis.images import resize_longer_side, sample_image, to_input
 from fishspine.analysis.jobs import JobCancelled, Progress, run_job
 from fishspine.analysis.options import CAM_METHODS
-from fishspine.models import count_hooks, create_model, model_family
+from fishspine.models import count_hooks
+
+from .conftest import TINY_CLASSES, tiny_model
 
 SIZE = 96
-
-
-def tiny(name: str):
-    kwargs = {} if model_family(name) == "spinenet" else {"num_classes": 10}
-    torch.manual_seed(0)
-    return create_model(name, width=0.25, **kwargs).eval()
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +27,8 @@ def image():
 
 @pytest.fixture(scope="module")
 def models():
-    return {"r50": tiny("resnet50"), "fish": tiny("fishnet99"), "sc": tiny("scnet50"), "spine": tiny("spinenet49S")}
+    return {name: tiny_model(variant) for name, variant in (("r50", "resnet50"), ("fish", "fishnet99"),
+                                                             ("sc", "scnet50"), ("spine", "spinenet49S"))}
 
 
 @pytest.fixture(scope="module")
@@ -84,13 +81,13 @@ def test_engine_gradcam_equals_captum_on_every_family(models, analysed, image, l
     block = default_cam_block(model.blocks)
     x = to_input(resize_longer_side(image, SIZE))
     if model.has_classifier:
-        attr = LayerGradCam(model, model.taps[model._tap_key(block)]).attribute(
+        attr = LayerGradCam(model, model.tap(block)).attribute(
             x, target=p.class_index, relu_attributions=True)
     else:
         def energy(inp):
             return target_of(model(inp))[0].reshape(1)
 
-        attr = LayerGradCam(energy, model.taps[model._tap_key(block)]).attribute(x, relu_attributions=True)
+        attr = LayerGradCam(energy, model.tap(block)).attribute(x, relu_attributions=True)
     model.zero_grad(set_to_none=True)
     ours = torch.nn.functional.relu((p.target_grads[block].mean(dim=(1, 2))[:, None, None]
                                      * p.outputs[block]).sum(0))
@@ -173,8 +170,8 @@ def test_the_cache_is_bounded_in_bytes_and_frees_what_is_removed(models, image):
 
 def test_a_class_past_the_classifier_is_refused_clearly(models, image):
     engine = AnalysisEngine()
-    with pytest.raises(ValueError, match="class 10 is out of range: the model has 10 classes"):
-        engine.analyse(models["r50"], image, engine.key(models["r50"], "a", SIZE, class_index=10))
+    with pytest.raises(ValueError, match=f"class {TINY_CLASSES} is out of range: the model has {TINY_CLASSES} classes"):
+        engine.analyse(models["r50"], image, engine.key(models["r50"], "a", SIZE, class_index=TINY_CLASSES))
     assert count_hooks(models["r50"]) == 0
 
 

@@ -19,12 +19,11 @@ from fishspine.analysis.architecture.graph import (LAYOUTS, ArchitectureGraph, G
 from fishspine.analysis.figures.architecture import figure_size, graph_figure
 from fishspine.models import Backbone, BlockInfo, count_hooks, create_model, list_models
 
+from .conftest import tiny_model
+
 
 def tiny(name: str) -> Backbone:
-    try:
-        return create_model(name, width=0.25, num_classes=10)
-    except TypeError:  # backbones without a classifier (SpineNet)
-        return create_model(name, width=0.25)
+    return tiny_model(name)
 
 
 class TinyPermuted(Backbone):
@@ -210,13 +209,9 @@ def test_block_params_sum_to_the_non_classifier_params(name):
     g = architecture_graph(model, with_macs=False)
     assert all(n.params == sum(p.numel() for p in model.block_parameters(n.name)) for n in g.nodes)
     # The classifier is what changes with the number of classes.
-    try:
-        other = create_model(name, width=0.25, num_classes=20)
-    except TypeError:
-        other = None
     classifier = 0
-    if other is not None:
-        shapes = dict(other.named_parameters())
+    if model.spec.has_classifier:
+        shapes = dict(tiny_model(name, num_classes=20).named_parameters())
         classifier = sum(p.numel() for k, p in model.named_parameters() if shapes[k].shape != p.shape)
         assert classifier > 0
     assert sum(n.params for n in g.nodes) == sum(p.numel() for p in model.parameters()) - classifier

@@ -8,8 +8,10 @@ import math
 import pytest
 import torch
 
-from fishspine.models import Backbone, count_hooks, create_model, list_models, model_family
+from fishspine.models import Backbone, count_hooks, create_model, list_models
 from fishspine.models.backbone import ROLES
+
+from .conftest import tiny_model
 
 # Exact parameter counts of the authors' code (ARCHITECTURES.md) and of torchvision.
 EXPECTED_PARAMS = {
@@ -24,11 +26,7 @@ TINY_SIZE = 96
 
 
 def tiny(name: str) -> Backbone:
-    kwargs = {"width": 0.25}
-    if model_family(name) != "spinenet":
-        kwargs["num_classes"] = 10
-    torch.manual_seed(0)
-    return create_model(name, **kwargs).eval()
+    return tiny_model(name)
 
 
 def test_every_expected_variant_is_registered():
@@ -48,7 +46,7 @@ def test_registry_rejects_duplicates_and_unknown_names():
     from fishspine.models import register_model
 
     with pytest.raises(ValueError, match="registered twice"):
-        @register_model("resnet")
+        @register_model("resnet", output_levels=(2, 3, 4, 5))
         def resnet50():  # noqa: F811
             raise AssertionError
     with pytest.raises(KeyError, match="unknown model 'fishnet1000'"):

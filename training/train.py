@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fishspine.models import create_model, model_family
+from fishspine.models import create_model, model_spec
 from fishspine.models.checkpoints import save_checkpoint
 
 from fishspine.training.detection import build_detector
@@ -93,7 +93,7 @@ class CocoDetectionData:
 
 def _detector_for(cfg: TrainConfig, num_classes: int):
     kwargs: dict[str, Any] = {"width": cfg.width}
-    if model_family(cfg.backbone) != "spinenet":
+    if model_spec(cfg.backbone).has_classifier:
         kwargs["num_classes"] = 0  # the detector needs the features, not a classifier
     backbone = create_model(cfg.backbone, **kwargs)
     return backbone, build_detector(backbone, num_classes, cfg.image_size)

@@ -36,8 +36,7 @@ def load_model_source(source: str, device: str = "cpu") -> ModelEntry:
     entry = _load_model_source(source, device)
     from fishspine.analysis.architecture.graph import block_macs
 
-    size = 640 if entry.family == "spinenet" else 224
-    entry.macs = sum(block_macs(entry.model, size).values())
+    entry.macs = sum(block_macs(entry.model, entry.model.spec.input_size).values())
     return entry
 
 
@@ -47,10 +46,7 @@ def _load_model_source(source: str, device: str) -> ModelEntry:
 
     if source.startswith("zoo:"):
         _, name, width = source.split(":")
-        kwargs = {"width": float(width)}
-        if model_family(name) != "spinenet":
-            kwargs["num_classes"] = 1000
-        model = create_model(name, **kwargs).to(device).eval()
+        model = create_model(name, width=float(width)).to(device).eval()
         label = name if float(width) == 1.0 else f"{name}×{float(width):g}"
         return ModelEntry(label, model, name, model_family(name), sum(p.numel() for p in model.parameters()),
                           source, trained=False, device=str(device))

@@ -193,9 +193,8 @@ class MainWindow(QMainWindow):
         self.model_list.clear()
         for m in self.state.models:
             badge = "" if m.trained else "  [untrained]"
-            size = 640 if m.family == "spinenet" else 224
             item = QListWidgetItem(f"{m.label}{badge}\n  {m.variant} · {m.params / 1e6:.2f} M params · "
-                                   f"{m.macs / 1e9:.2f} GMACs@{size} · {m.device}")
+                                   f"{m.macs / 1e9:.2f} GMACs@{m.model.spec.input_size} · {m.device}")
             item.setData(Qt.UserRole, m.label)
             if not m.trained:
                 item.setForeground(Qt.darkRed)

@@ -213,7 +213,7 @@ class ArchitectureView(View):
         if key in self._pending and not getattr(self._pending[key], "done", True):
             return  # being built (a cancelled or lost job is started again)
         self._pending[key] = None
-        model, size = entry.model, 224 if entry.family != "spinenet" else 640
+        model, size = entry.model, entry.model.spec.input_size
 
         def job():
             from fishspine.analysis.architecture.graph import architecture_graph
