@@ -252,8 +252,8 @@ BAD_RESULTS = {
     "not JSON": ("[{", "not valid JSON (Expecting"),
     "not a list": ({"images": []}, "JSON list of detections"),
     "unknown image ids": ([{"image_id": 99999, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.9}],
-                          "image ids are not in the ground truth"),
-    "no score": ([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5]}], "lacks 'bbox' or 'score'"),
+                          "which is not an image id of the ground truth"),
+    "no score": ([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5]}], "lacks 'score'"),
 }
 
 
@@ -289,7 +289,7 @@ def test_a_ground_truth_the_loaded_results_do_not_fit_is_refused(qtbot, view, tm
     view.evaluate()
     settle(qtbot, view)
     [message] = errors(view)
-    assert "other_split.json does not fit the loaded results" in message and "image ids" in message
+    assert "other_split.json does not fit the loaded results" in message and "id of the ground truth" in message
     assert "Remove those results" in message
     assert view.state.coco is shown and view.state.settings.coco_gt == DEMO["coco_gt"]
     assert list(view.state.settings.coco_results) == list(NAMES[:2])
