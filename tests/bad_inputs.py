@@ -219,8 +219,6 @@ SESSION_CHANGES: dict[str, Callable[[Any], Any]] = {
     "session_device_meta": _set(("settings", "device"), "meta"),
     "session_device_number": _set(("settings", "device"), 0),
     "session_device_cuda_word": _set(("settings", "device"), "cuda:x"),
-    "session_dunder_class": _set(("settings", "__class__"), "x"),
-    "session_dunder_dict": _set(("settings", "__dict__"), {}),
     "session_precision": _set(("settings", "precision"), "fp8"),
     "session_image_size_string": _set(("settings", "image_size"), "384"),
     "session_image_size_huge": _set(("settings", "image_size"), 10 ** 9),
@@ -243,6 +241,15 @@ SESSION_CHANGES: dict[str, Callable[[Any], Any]] = {
     "session_images_string": _set(("images",), "/tmp/cat.png"),
     "session_image_int": _set(("images", 0), 3),
     "session_selected_string": _set(("selected_image",), "0"),
+}
+
+
+# name -> change whose keys the app does not know: loaded with a warning, the keys ignored
+SESSION_IGNORED: dict[str, Callable[[Any], Any]] = {
+    "session_dunder_class": _set(("settings", "__class__"), "x"),
+    "session_dunder_dict": _set(("settings", "__dict__"), {}),
+    "session_unknown_setting": _set(("settings", "colour"), "blue"),
+    "session_unknown_top_level": _set(("window", ), {"x": 1}),
 }
 
 

@@ -82,10 +82,10 @@ def test_messages_say_which_entry_and_what_was_expected(corpus, case, needle):
 
 def test_python_objects_are_checked_like_files():
     gt, dt = small_coco()
-    for name, change in GT_CHANGES.items():
+    for change in GT_CHANGES.values():
         with pytest.raises(CocoError, match=r"^ground truth: "):
             load_ground_truth(change(gt))
-    for name, (iou_type, change) in DT_CHANGES.items():
+    for iou_type, change in DT_CHANGES.values():
         with pytest.raises(CocoError, match=r"^m: "):
             load_results(change(dt), load_ground_truth(gt), iou_type, "m")
     with pytest.raises(CocoError, match="'score' is nan; expected a finite number"):

@@ -470,16 +470,16 @@ class MainWindow(QMainWindow):
 
     def open_session(self, path) -> None:
         try:
-            data = read_session(path)
+            session, warnings = read_session(path)  # every key checked: nothing unchecked reaches the state
         except ValueError as exc:
             self.state.notify("error", str(exc))
             return
-        settings = {k: v for k, v in data.get("settings", {}).items() if hasattr(self.state.settings, k)}
-        self.state.update_settings(**settings)
-        for m in data.get("models", []):
-            self.add_model_source(m["source"], label=m.get("label"))
-        selected = data.get("selected_image", 0)
-        self.add_images(data.get("images", []), select=selected if isinstance(selected, int) else 0)
+        for warning in warnings:
+            self.state.notify("warning", f"{path}: {warning}")
+        self.state.update_settings(**session.settings)
+        for m in session.models:
+            self.add_model_source(m.source, label=m.label)
+        self.add_images(session.images, select=session.selected_image)
 
     def open_demo(self) -> None:
         demo = demo_sources()
