@@ -123,10 +123,15 @@ def read_json_file(source: str | Path, what: str, max_bytes: int = MAX_JSON_BYTE
 
 
 def _is_number(v: Any) -> bool:
+    t = type(v)
+    if t is float or t is int:  # the JSON case, first: this runs for every coordinate of every detection
+        return True
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 
 
 def _is_int(v: Any) -> bool:
+    if type(v) is int:
+        return True
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
@@ -139,8 +144,11 @@ def _id(v: Any) -> int:
 def _number(v: Any, lo: float = -MAX_COORD, hi: float = MAX_COORD, what: str = "a number") -> float:
     if not _is_number(v):
         raise _Bad(f"is {short_repr(v)}; expected {what}")
-    f = float(v) if not _is_int(v) or abs(v) < 10 ** 30 else math.inf
-    if not (math.isfinite(f) and lo <= f <= hi):
+    try:
+        f = float(v)
+    except OverflowError:  # an int too large for a float
+        f = math.inf
+    if not lo <= f <= hi:  # also false for NaN
         raise _Bad(f"is {short_repr(v)}; expected {what} between {lo:g} and {hi:g}")
     return f
 
@@ -149,9 +157,13 @@ def _bbox(v: Any) -> list[float]:
     expected = "a list of 4 numbers [x, y, width, height] with width, height >= 0"
     if not isinstance(v, list) or len(v) != 4 or not all(_is_number(x) for x in v):
         raise _Bad(f"is {short_repr(v)}; expected {expected}")
-    x, y, w, h = (_number(c) for c in v)
-    if w < 0 or h < 0:
-        raise _Bad(f"is {short_repr(v)}; expected {expected}")
+    try:
+        x, y, w, h = (float(c) for c in v)
+    except OverflowError:  # an int too large for a float
+        x = y = w = h = math.inf
+    if not (-MAX_COORD <= x <= MAX_COORD and -MAX_COORD <= y <= MAX_COORD and 0 <= w <= MAX_COORD
+            and 0 <= h <= MAX_COORD):  # also false for NaN
+        raise _Bad(f"is {short_repr(v)}; expected {expected}, each within ±{MAX_COORD:g}")
     return [x, y, w, h]
 
 
@@ -173,7 +185,13 @@ def _segmentation(v: Any, image_hw: tuple[int, int] | None) -> Any:
             if (not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2
                     or not all(_is_number(c) for c in poly)):
                 raise _Bad(f"has a polygon {short_repr(poly)}; expected {polygon}")
-            out.append([_number(c) for c in poly])
+            try:
+                coords = [float(c) for c in poly]
+            except OverflowError:
+                coords = [math.inf]
+            if not all(-MAX_COORD <= c <= MAX_COORD for c in coords):  # also false for NaN
+                raise _Bad(f"has a polygon {short_repr(poly)}; expected finite coordinates within ±{MAX_COORD:g}")
+            out.append(coords)
         if image_hw is None:
             raise _Bad("is a polygon, but its image has no 'height' and 'width' to draw it in")
         return out
@@ -198,8 +216,9 @@ def _segmentation(v: Any, image_hw: tuple[int, int] | None) -> Any:
     raise _Bad(f"is {short_repr(v)}; expected polygons or an RLE {{'size': [h, w], 'counts': ...}}")
 
 
-def rle_string_totals(strings: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(pixels covered, all runs valid) per compressed RLE string, decoded all at once with numpy.
+def rle_string_totals(strings: list[str], chunk_chars: int = 1 << 22) -> tuple[np.ndarray, np.ndarray]:
+    """(pixels covered, all runs valid) per compressed RLE string, decoded with numpy in chunks of
+    about `chunk_chars` characters.
 
     Mirrors pycocotools' rleFrString: each count is 5-bit groups, low first, continuation bit 0x20,
     sign bit 0x10 on the last group; from the third count on, each is a delta on the count two before.
@@ -209,38 +228,53 @@ def rle_string_totals(strings: list[str]) -> tuple[np.ndarray, np.ndarray]:
     totals = np.zeros(n, np.int64)
     valid = np.ones(n, bool)
     lengths = np.fromiter((len(s) for s in strings), np.int64, n)
-    if not lengths.sum():
-        return totals, valid
-    c = np.frombuffer("".join(strings).encode("ascii"), np.uint8).astype(np.int64) - 48
-    string_of_char = np.repeat(np.arange(n), lengths)
+    ends = np.cumsum(lengths)
+    begin = 0
+    while begin < n:
+        done = int(ends[begin - 1]) if begin else 0
+        end = max(begin + 1, int(np.searchsorted(ends, done + chunk_chars, side="right")))
+        if ends[end - 1] > done:
+            totals[begin:end], valid[begin:end] = _rle_chunk(strings[begin:end], lengths[begin:end])
+        begin = end
+    return totals, valid
+
+
+def _segmented_cumsum(values: np.ndarray, segment: np.ndarray) -> np.ndarray:
+    """Running sums of `values` that restart wherever the (sorted) `segment` id changes."""
+    if not len(values):
+        return values
+    sums = np.cumsum(values)
+    new = np.concatenate(([True], segment[1:] != segment[:-1]))
+    first = np.flatnonzero(new)
+    return sums - (sums[first] - values[first])[np.cumsum(new) - 1]
+
+
+def _rle_chunk(strings: list[str], lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    n = len(strings)
+    valid = np.ones(n, bool)
+    c = np.frombuffer("".join(strings).encode("ascii"), np.uint8) - np.uint8(48)
     ends = (c & 0x20) == 0
     starts = np.flatnonzero(np.concatenate(([True], ends[:-1])))
-    token = np.cumsum(ends) - ends
-    pos = np.arange(len(c)) - starts[token]
-    too_long = pos >= MAX_RLE_TOKEN
-    valid[np.unique(string_of_char[too_long])] = False
-    values = (c & 0x1F) << (5 * np.minimum(pos, MAX_RLE_TOKEN))
-    x = np.add.reduceat(values, starts)
-    last = np.flatnonzero(ends)
-    negative = (c[last] & 0x10) != 0
-    x = x - np.where(negative, np.left_shift(1, 5 * np.minimum(pos[last] + 1, MAX_RLE_TOKEN + 1)), 0)
+    token_lengths = np.diff(np.append(starts, len(c)))
+    string_of_char = np.repeat(np.arange(n), lengths)
     tok_string = string_of_char[starts]
+    valid[np.unique(tok_string[token_lengths > MAX_RLE_TOKEN])] = False
+    pos = np.arange(len(c)) - np.repeat(starts, token_lengths)
+    values = (c & 0x1F).astype(np.int64) << (5 * np.minimum(pos, MAX_RLE_TOKEN))
+    x = np.add.reduceat(values, starts)
+    negative = (c[starts + token_lengths - 1] & 0x10) != 0
+    x -= np.where(negative, np.left_shift(1, 5 * np.minimum(token_lengths, MAX_RLE_TOKEN + 1)), 0)
     first_token = np.searchsorted(tok_string, np.arange(n))
     m = np.arange(len(x)) - first_token[tok_string]
-    # counts from m = 3 on are running sums along two chains (odd m, even m >= 2); m = 0 stands alone
-    chain = tok_string * 3 + np.where(m == 0, 0, 1 + m % 2)
-    order = np.argsort(chain, kind="stable")
-    sums = np.cumsum(x[order])
-    chain_sorted = chain[order]
-    chain_start = np.concatenate(([True], chain_sorted[1:] != chain_sorted[:-1]))
-    offsets = np.maximum.accumulate(np.where(chain_start, np.arange(len(order)), 0))
-    before = np.concatenate(([0], sums))[offsets]
-    counts = np.empty_like(x)
-    counts[order] = sums - before
+    # from m = 3 on a count is a delta on the one two before: running sums along the odd counts and
+    # along the even counts from m = 2, per string; m = 0 stands alone
+    counts = x.copy()
+    for chain in (np.flatnonzero(m % 2 == 1), np.flatnonzero((m % 2 == 0) & (m >= 2))):
+        counts[chain] = _segmented_cumsum(x[chain], tok_string[chain])
     bad = (counts < 0) | (counts >= 2 ** 32)
     valid[np.unique(tok_string[bad])] = False
-    totals += np.bincount(tok_string, weights=np.clip(counts, 0, 2 ** 32).astype(float), minlength=n).astype(np.int64)
-    return totals, valid
+    totals = np.bincount(tok_string, weights=np.clip(counts, 0, 2 ** 32).astype(float), minlength=n)
+    return totals.astype(np.int64), valid
 
 
 # ------------------------------------------------------------------------------------ whole files
