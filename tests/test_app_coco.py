@@ -332,3 +332,23 @@ def test_ground_truth_alone_and_results_without_ground_truth_say_what_to_do(qtbo
     settle(qtbot, view)
     level, text = view.state.messages[-1]
     assert level == "info" and "60 images" in text and "Add results…" in text and not errors(view)
+
+
+def test_a_fifo_picked_as_ground_truth_is_refused_without_blocking_the_worker(tmp_path):
+    """Reading a FIFO waits for a writer forever: the evaluation worker (and the check for a result file
+    picked by mistake) must refuse it from its type alone."""
+    import os
+    import threading
+
+    from fishspine.app.qt.views.coco import evaluation_job
+
+    fifo = tmp_path / "instances_val.json"
+    os.mkfifo(fifo)
+    outcomes = []
+    worker = threading.Thread(target=lambda: outcomes.extend(evaluation_job(str(fifo), {}, {})), daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    if worker.is_alive():  # unblock the reader so the test process can end
+        with open(fifo, "w"):
+            pass
+    assert not worker.is_alive() and "is not a regular file" in outcomes[-1].gt_error
