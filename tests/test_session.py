@@ -7,7 +7,7 @@ import math
 from dataclasses import fields
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fishspine.analysis.options import CAM_METHODS, NORMALISATIONS, REDUCTIONS
@@ -122,13 +122,13 @@ def _check(data) -> None:
     assert set(session.settings) <= set(SETTINGS_SCHEMA)
 
 
-@settings(max_examples=300, deadline=1000)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(JSON)
 def test_any_json_value_is_a_session_or_a_value_error(data):
     _check(data)
 
 
-@settings(max_examples=400, deadline=1000)
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(section=st.sampled_from(["top", "settings", "model"]), key=st.sampled_from(
     [*SETTINGS_SCHEMA, "fishspine_session", "models", "images", "selected_image", "settings", "label", "source",
      "__class__"]), value=JSON)
@@ -160,7 +160,7 @@ VALID_SETTINGS = st.fixed_dictionaries({
     "coco_results": st.dictionaries(LABELS, PATHS, max_size=4), "coco_baseline": LABELS})
 
 
-@settings(max_examples=100, deadline=2000)
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(settings_=VALID_SETTINGS, models=st.lists(st.tuples(LABELS, _zoo_sources() | PATHS), max_size=5),
        images=st.lists(PATHS, max_size=5), data=st.data())
 def test_every_valid_session_round_trips_through_save_and_read(tmp_path_factory, settings_, models, images, data):

@@ -202,6 +202,11 @@ def _segmentation(v: Any, image_hw: tuple[int, int] | None) -> Any:
         if image_hw is not None and (h, w) != tuple(image_hw):
             raise _Bad(f"RLE 'size' is [{h}, {w}] but its image is {image_hw[0]}x{image_hw[1]} (height x width)")
         counts = v["counts"]
+        if isinstance(counts, bytes):  # pycocotools' encode() gives bytes; JSON files give str
+            try:
+                counts = counts.decode("ascii")
+            except UnicodeDecodeError:
+                raise _Bad("RLE 'counts' is bytes that are not a compressed COCO RLE string") from None
         if isinstance(counts, list):
             if not all(_is_int(c) and 0 <= c < 2 ** 32 for c in counts):
                 raise _Bad(f"RLE 'counts' is {short_repr(counts)}; expected run lengths, integers >= 0")
