@@ -106,10 +106,12 @@ def test_a_session_cannot_set_attributes_that_are_not_settings(tmp_path):
 
 # ---------------------------------------------------------------------------------------- Hypothesis
 
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
-    max_leaves=20)
+def _nested(inner: st.SearchStrategy) -> st.SearchStrategy:
+    return st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=5)
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30), _nested,
+                    max_leaves=20)
 
 
 def _check(data) -> None:
