@@ -7,3 +7,7 @@ BENCH_MODES = ("fp32", "bf16-cl", "bf16-cl-compile")
 PRECISIONS = ("float32", "bf16")
 GRADIENT_WHICH = ("output", "weight")
 DEFAULT_INPUT_SIZE = 384  # the longer side of an image as analysed, in the app and every command
+IMAGE_SIZE_RANGE = (32, 4096)  # input sizes the app, the command line and sessions accept
+GALLERY_ROWS_RANGE = (1, 64)
+GRAPH_COLOR_BY = ("role", "params", "macs", "gradient")
+CACHE_MB_RANGE = (16, 1 << 20)  # the analysis engine's cache bound

@@ -11,7 +11,17 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from fishspine.analysis.options import DEFAULT_INPUT_SIZE, PRECISIONS  # torch-free: --help stays instant
+from fishspine.analysis.options import DEFAULT_INPUT_SIZE, IMAGE_SIZE_RANGE, PRECISIONS  # torch-free: fast --help
+from fishspine.cli.arguments import (
+    Increasing,
+    bounded_float,
+    bounded_int,
+    device_name,
+    input_file,
+    labelled,
+    output_folder,
+    output_stem,
+)
 
 EXAMPLES = """\
 examples:
@@ -26,12 +36,20 @@ examples:
 """
 
 
+IMAGE_SIDE_RANGE = IMAGE_SIZE_RANGE
+IMAGE_SIDE = bounded_int(*IMAGE_SIDE_RANGE)
+WIDTH = bounded_float(0.0, 8.0, lo_open=True)  # channel multipliers beyond 8 only exhaust memory
+CLASS_INDEX = bounded_int(0, 100_000)
+MAX_BATCH = 65_536
+OUTPUT_SUFFIX_BYTES = 24  # the longest suffix a command adds to an image's stem: "_activations.json"
+
+
 class UserError(Exception):
     """A problem with the user's input: printed as one clear message, exit status 2."""
 
 
 def _add_device(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto",
+    p.add_argument("--device", default="auto", type=device_name,
                    help="where to compute: auto (CUDA when present, else CPU), cpu, cuda, cuda:1 ...")
 
 
@@ -97,7 +115,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def _add_inspect(sub) -> None:
     p = sub.add_parser("inspect", help="recognise a checkpoint and print its architecture",
                        description=cmd_inspect.__doc__)
-    p.add_argument("checkpoint", type=Path, help="a .tar/.pth/.pt/.safetensors file")
+    p.add_argument("checkpoint", type=input_file(), help="a .tar/.pth/.pt/.safetensors file")
     p.add_argument("-q", "--quiet", action="store_true", help="do not list the blocks")
     p.set_defaults(func=cmd_inspect)
 
@@ -140,10 +158,10 @@ def _add_bench(sub) -> None:
                         description=cmd_bench_models.__doc__)
     m.add_argument("models", nargs="*", help="zoo models (default: all)")
     m.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
-    m.add_argument("--batch", type=int, default=64)
-    m.add_argument("--warmup", type=int, default=3)
-    m.add_argument("--repeats", type=int, default=10)
-    m.add_argument("-o", "--output", help="also write the table (.md) and raw numbers (.json) here")
+    m.add_argument("--batch", type=bounded_int(1, MAX_BATCH), default=64)
+    m.add_argument("--warmup", type=bounded_int(0, 10_000), default=3)
+    m.add_argument("--repeats", type=bounded_int(1, 100_000), default=10)
+    m.add_argument("-o", "--output", type=output_stem(), help="also write the table (.md) and raw numbers (.json) here")
     _add_device(m)
     m.set_defaults(func=cmd_bench_models)
 
@@ -211,17 +229,19 @@ def _analysed_images(args: argparse.Namespace, models: dict, what: str, class_in
 
 
 def _add_model_args(p: argparse.ArgumentParser, images: bool = True) -> None:
-    p.add_argument("--ckpt", action="append", metavar="[LABEL=]FILE",
+    p.add_argument("--ckpt", action="append", metavar="[LABEL=]FILE", type=labelled(split_last=True),
                    help="a checkpoint (any supported format); repeat for side-by-side columns")
     p.add_argument("--model", action="append", metavar="NAME", help="an untrained zoo model (repeatable)")
-    p.add_argument("--width", type=float, default=1.0, help="channel multiplier for --model (default 1)")
+    p.add_argument("--width", type=WIDTH, default=1.0, help="channel multiplier for --model, in (0, 8] (default 1)")
     if images:
-        p.add_argument("images", nargs="+", type=Path, metavar="IMG", help="image files")
-        p.add_argument("--size", type=int, default=DEFAULT_INPUT_SIZE,
-                       help=f"resize so the longer side is this (default {DEFAULT_INPUT_SIZE}, as in the app)")
+        # outputs are named IMAGE-STEM_what.ext: leave room for the suffix in the file-name limit
+        p.add_argument("images", nargs="+", type=input_file(OUTPUT_SUFFIX_BYTES), metavar="IMG", help="image files")
+        p.add_argument("--size", type=IMAGE_SIDE, default=DEFAULT_INPUT_SIZE,
+                       help=f"resize so the longer side is this, {IMAGE_SIDE_RANGE[0]}..{IMAGE_SIDE_RANGE[1]} "
+                            f"(default {DEFAULT_INPUT_SIZE}, as in the app)")
         p.add_argument("--precision", choices=PRECISIONS, default="float32",
                        help="float32, or bf16 autocast (fast on recent GPUs)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    p.add_argument("-o", "--output", type=output_folder, required=True, help="output folder")
     p.add_argument("--formats", nargs="+", default=["png", "svg", "pdf"], choices=["png", "svg", "pdf"])
     _add_device(p)
 
@@ -307,8 +327,9 @@ def cmd_graph(args: argparse.Namespace) -> int:
 def _add_graph(sub) -> None:
     p = sub.add_parser("graph", help="architecture diagram of a model or checkpoint", description=cmd_graph.__doc__)
     p.add_argument("model", help="a zoo model name or a checkpoint file")
-    p.add_argument("-o", "--output", required=True, help="figure file (.png/.svg/.pdf) or a stem for all three")
-    p.add_argument("--size", type=int,
+    p.add_argument("-o", "--output", required=True, type=output_stem(),
+                   help="figure file (.png/.svg/.pdf) or a stem for all three")
+    p.add_argument("--size", type=IMAGE_SIDE,
                    help="input size for MAC counts (default: the model's own, as `fishspine models` lists it)")
     p.add_argument("--layout", choices=["staircase", "fish", "scale-permuted"], help="override the layout")
     p.add_argument("--color-by", choices=["params", "macs", "channels"], help="colour nodes by this number")
@@ -377,23 +398,25 @@ def _add_activations(sub) -> None:
     p.add_argument("--reduction", choices=REDUCTIONS, default="mean_abs")
     p.add_argument("--normalise", choices=NORMALISATIONS, default="block",
                    help="block: each map its own range; model: per model; global: one range for all")
-    p.add_argument("--rows", type=int, default=8, help="blocks shown per model, spread over depth")
+    p.add_argument("--rows", type=bounded_int(1, 64), default=8, help="blocks shown per model, spread over depth "
+                   "(1..64)")
     p.set_defaults(func=cmd_activations)
 
     p = sub.add_parser("cam", help="Grad-CAM / Grad-CAM++ / LayerCAM overlays", description=cmd_cam.__doc__)
     _add_model_args(p)
     p.add_argument("--method", choices=CAM_METHODS, default="gradcam")
     p.add_argument("--block", help="block name (default: the last block at stride 32)")
-    p.add_argument("--class", dest="cls", type=int, help="class index (default: top prediction; "
+    p.add_argument("--class", dest="cls", type=CLASS_INDEX, help="class index (default: top prediction; "
                    "backbones without a classifier use feature energy)")
-    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
+    p.add_argument("--alpha", type=bounded_float(0.0, 1.0), default=0.5,
+                   help="overlay opacity, 0..1")
     p.set_defaults(func=cmd_cam)
 
     p = sub.add_parser("gradients", help="gradient-magnitude traces, models overlaid",
                        description=cmd_gradients.__doc__)
     _add_model_args(p)
     p.add_argument("--loss", choices=["cross_entropy", "score"], default="cross_entropy")
-    p.add_argument("--class", dest="cls", type=int, help="class index (default: top prediction)")
+    p.add_argument("--class", dest="cls", type=CLASS_INDEX, help="class index (default: top prediction)")
     p.add_argument("--which", choices=["output", "weight"], default="output", help="gradient at block outputs or weights")
     p.set_defaults(func=cmd_gradients)
 
@@ -450,15 +473,18 @@ def cmd_coco(args: argparse.Namespace) -> int:
 
 def _add_coco(sub) -> None:
     p = sub.add_parser("coco", help="COCO per-scale AP with deltas against a baseline", description=cmd_coco.__doc__)
-    p.add_argument("--gt", required=True, type=Path, help="ground-truth annotations (COCO json)")
-    p.add_argument("--dt", required=True, action="append", metavar="NAME=RESULTS.json",
+    p.add_argument("--gt", required=True, type=input_file(), help="ground-truth annotations (COCO json)")
+    p.add_argument("--dt", required=True, action="append", metavar="NAME=RESULTS.json", type=labelled(),
                    help="a backbone's detections (COCO result json); repeat per backbone")
     p.add_argument("--baseline", help="NAME of the --dt to compute deltas against")
     p.add_argument("--iou-types", nargs="+", default=["bbox"], choices=["bbox", "segm"])
-    p.add_argument("--max-dets", nargs=3, type=int, default=[1, 10, 100], metavar=("M1", "M2", "M3"))
-    p.add_argument("--area-ranges", nargs=2, type=float, metavar=("SMALL", "LARGE"),
-                   help="side lengths splitting small/medium/large (default 32 96)")
-    p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
+    p.add_argument("--max-dets", nargs=3, type=bounded_int(1, 100_000), default=[1, 10, 100], action=Increasing,
+                   metavar=("M1", "M2", "M3"), help="detections per image kept, three increasing counts "
+                   "(default 1 10 100)")
+    p.add_argument("--area-ranges", nargs=2, type=bounded_float(0.0, 1e5, lo_open=True), action=Increasing,
+                   metavar=("SMALL", "LARGE"), help="side lengths splitting small/medium/large, increasing "
+                   "(default 32 96)")
+    p.add_argument("-o", "--output", required=True, type=output_folder, help="output folder")
     p.add_argument("--formats", nargs="+", default=["png", "svg", "pdf"], choices=["png", "svg", "pdf"])
     p.set_defaults(func=cmd_coco)
 
@@ -483,11 +509,11 @@ def _add_data(sub) -> None:
     p = sub.add_parser("data", help="datasets")
     dsub = p.add_subparsers(dest="data_what", required=True, metavar="WHAT")
     s = dsub.add_parser("synth", help="generate the COCO-format demo dataset", description=cmd_data_synth.__doc__)
-    s.add_argument("output", type=Path, help="output folder (train/, val/, annotations/)")
-    s.add_argument("--train", type=int, default=400, help="training images (default 400)")
-    s.add_argument("--val", type=int, default=100, help="validation images (default 100)")
-    s.add_argument("--size", type=int, default=320, help="image side in pixels (default 320)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("output", type=output_folder, help="output folder (train/, val/, annotations/)")
+    s.add_argument("--train", type=bounded_int(0, 1_000_000), default=400, help="training images (default 400)")
+    s.add_argument("--val", type=bounded_int(0, 1_000_000), default=100, help="validation images (default 100)")
+    s.add_argument("--size", type=IMAGE_SIDE, default=320, help="image side in pixels (default 320)")
+    s.add_argument("--seed", type=bounded_int(0, 2 ** 32 - 1), default=0)
     s.set_defaults(func=cmd_data_synth)
 
 
@@ -523,13 +549,13 @@ def _add_train(sub) -> None:
     p.add_argument("--backbone", required=True, help="zoo model name")
     p.add_argument("--data", required=True, type=Path,
                    help="dataset folder: annotations/instances_{train,val}.json, train/, val/")
-    p.add_argument("--out", type=Path, help="run folder (default runs/BACKBONE)")
-    p.add_argument("--width", type=float, default=0.25, help="channel multiplier (default 0.25: demo-sized)")
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--image-size", type=int, default=320)
-    p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: no limit)")
+    p.add_argument("--out", type=output_folder, help="run folder (default runs/BACKBONE)")
+    p.add_argument("--width", type=WIDTH, default=0.25, help="channel multiplier in (0, 8] (default 0.25: demo-sized)")
+    p.add_argument("--epochs", type=bounded_int(1, 100_000), default=12)
+    p.add_argument("--batch", type=bounded_int(1, MAX_BATCH), default=8)
+    p.add_argument("--lr", type=bounded_float(0.0, 10.0, lo_open=True), default=1e-3, help="learning rate in (0, 10]")
+    p.add_argument("--image-size", type=IMAGE_SIDE, default=320)
+    p.add_argument("--max-steps", type=bounded_int(0), default=0, help="stop after this many steps (0: no limit)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--train-split", default="train", help="split name: annotations/instances_SPLIT.json, SPLIT/ "
                    "(COCO itself: train2017)")

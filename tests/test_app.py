@@ -213,9 +213,9 @@ def test_session_round_trip(qtbot, window, files, tmp_path):
     wait_idle(qtbot, window)
     window.state.select_image(1)
     path = window.state.save_session(tmp_path / "s.fishspine")
-    data = read_session(path)
-    assert [m["label"] for m in data["models"]] == [m.label for m in window.state.models]
-    assert data["settings"]["reduction"] == "topk"
+    session, warnings = read_session(path)
+    assert [m.label for m in session.models] == [m.label for m in window.state.models] and not warnings
+    assert session.settings["reduction"] == "topk"
     other = MainWindow(AppState())
     qtbot.addWidget(other)
     other.open_session(path)

@@ -252,8 +252,8 @@ BAD_RESULTS = {
     "not JSON": ("[{", "not valid JSON (Expecting"),
     "not a list": ({"images": []}, "JSON list of detections"),
     "unknown image ids": ([{"image_id": 99999, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.9}],
-                          "image ids are not in the ground truth"),
-    "no score": ([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5]}], "lacks 'bbox' or 'score'"),
+                          "which is not an image id of the ground truth"),
+    "no score": ([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5]}], "lacks 'score'"),
 }
 
 
@@ -289,7 +289,7 @@ def test_a_ground_truth_the_loaded_results_do_not_fit_is_refused(qtbot, view, tm
     view.evaluate()
     settle(qtbot, view)
     [message] = errors(view)
-    assert "other_split.json does not fit the loaded results" in message and "image ids" in message
+    assert "other_split.json does not fit the loaded results" in message and "id of the ground truth" in message
     assert "Remove those results" in message
     assert view.state.coco is shown and view.state.settings.coco_gt == DEMO["coco_gt"]
     assert list(view.state.settings.coco_results) == list(NAMES[:2])
@@ -332,3 +332,23 @@ def test_ground_truth_alone_and_results_without_ground_truth_say_what_to_do(qtbo
     settle(qtbot, view)
     level, text = view.state.messages[-1]
     assert level == "info" and "60 images" in text and "Add results…" in text and not errors(view)
+
+
+def test_a_fifo_picked_as_ground_truth_is_refused_without_blocking_the_worker(tmp_path):
+    """Reading a FIFO waits for a writer forever: the evaluation worker (and the check for a result file
+    picked by mistake) must refuse it from its type alone."""
+    import os
+    import threading
+
+    from fishspine.app.qt.views.coco import evaluation_job
+
+    fifo = tmp_path / "instances_val.json"
+    os.mkfifo(fifo)
+    outcomes = []
+    worker = threading.Thread(target=lambda: outcomes.extend(evaluation_job(str(fifo), {}, {})), daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    if worker.is_alive():  # unblock the reader so the test process can end
+        with open(fifo, "w"):
+            pass
+    assert not worker.is_alive() and "is not a regular file" in outcomes[-1].gt_error

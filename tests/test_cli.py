@@ -212,7 +212,7 @@ def test_coco_command_rejects_results_from_another_split(tmp_path):
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     (tmp_path / "a.json").write_text(json.dumps([dict(d, image_id=d["image_id"] + 1000) for d in dets]))
     res = run("coco", "--gt", str(tmp_path / "gt.json"), "--dt", f"A={tmp_path / 'a.json'}", "-o", str(tmp_path))
-    assert res.returncode == 2 and "not in the ground truth" in res.stderr
+    assert res.returncode == 2 and "not an image id of the ground truth" in res.stderr
 
 
 def test_data_synth_then_train_then_inspect(tmp_path):

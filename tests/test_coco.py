@@ -90,9 +90,9 @@ def test_table_deltas_against_baseline():
 
 def test_bad_inputs_get_clear_errors(tmp_path):
     gt, dets = synthetic_coco(5, n_categories=2, dets_per_image=5, seed=7)
-    with pytest.raises(CocoError, match="image ids are not in the ground truth"):
+    with pytest.raises(CocoError, match=r"detection\[0\] 'image_id' is 12345, which is not an image id of the ground truth"):
         load_results([dict(dets[0], image_id=12345)], gt, "bbox")
-    with pytest.raises(CocoError, match="category ids"):
+    with pytest.raises(CocoError, match=r"detection\[0\] 'category_id' is 77, which is not a category id"):
         load_results([dict(dets[0], category_id=77)], gt, "bbox")
     with pytest.raises(CocoError, match="lacks 'segmentation'"):
         load_results(dets, gt, "segm")
@@ -101,7 +101,7 @@ def test_bad_inputs_get_clear_errors(tmp_path):
     with pytest.raises(CocoError, match="not valid JSON"):
         evaluate(bad, {"m": dets})
     (tmp_path / "gt.json").write_text(json.dumps({"images": []}))
-    with pytest.raises(CocoError, match="not a COCO ground-truth"):
+    with pytest.raises(CocoError, match="not a COCO ground-truth file: no 'annotations'"):
         evaluate(tmp_path / "gt.json", {"m": dets})
     with pytest.raises(CocoError, match="no such file"):
         evaluate(tmp_path / "missing.json", {"m": dets})

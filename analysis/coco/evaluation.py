@@ -5,12 +5,13 @@ Matching runs once per result file through faster-coco-eval's C++ engine (the CO
 numbers identical to pycocotools: tested); the accumulated precision/recall arrays over every IoU
 threshold, class, size range and maxDets are kept, so re-slicing by size range or class costs
 nothing. Object size comes from the ground truth's `area` field, as in pycocotools (in COCO that is
-the mask area, also for box evaluation); detections are sized by their box (bbox) or mask (segm).
+the mask area, also for box evaluation). Detections are sized as pycocotools' loadRes sizes them: by
+their box whenever the result list carries boxes (bbox results, and segm results that have a `bbox`),
+by their mask only for segm results without one.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,68 +19,43 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from fishspine.analysis.coco.validation import (
+    CocoError,
+    read_json_file,
+    require_segmentation,
+    validate_ground_truth,
+    validate_results,
+)
 from fishspine.analysis.jobs import Job, Progress, run_job
 
 DEFAULT_AREA_RANGES: dict[str, tuple[float, float]] = {
     "all": (0.0, 1e10), "small": (0.0, 32.0 ** 2), "medium": (32.0 ** 2, 96.0 ** 2), "large": (96.0 ** 2, 1e10)}
 DEFAULT_MAX_DETS = (1, 10, 100)
 STAT_NAMES = ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L", "AR1", "AR10", "AR100", "AR_S", "AR_M", "AR_L")
-AREA_SOURCE = "ground-truth `area` field (mask area in COCO), detections by their {what}"
-
-
-class CocoError(ValueError):
-    """A ground-truth or result file that cannot be evaluated; the message says why and what to do."""
+AREA_SOURCE = "ground-truth `area` field (mask area in COCO), detections by {what}"
 
 
 def _read_json(source: str | Path | Any, what: str) -> Any:
-    if not isinstance(source, (str, Path)):
-        return source
-    path = Path(source)
-    if not path.exists():
-        raise CocoError(f"{what} {path}: no such file")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CocoError(f"{what} {path}: not valid JSON ({exc})") from exc
+    if isinstance(source, (str, Path)):
+        return read_json_file(source, what)
+    return source
 
 
 def load_ground_truth(source: str | Path | dict) -> dict:
-    """A COCO ground-truth dict, checked for the fields evaluation needs."""
+    """A checked, normalised copy of a COCO ground truth (file or dict); the caller's dict is never changed."""
     gt = _read_json(source, "ground truth")
-    name = source if isinstance(source, (str, Path)) else "ground truth"
-    if not isinstance(gt, dict) or not all(k in gt for k in ("images", "annotations", "categories")):
-        raise CocoError(f"{name}: not a COCO ground-truth file (needs 'images', 'annotations' and 'categories')")
-    for a in gt["annotations"][:1000]:
-        missing = [k for k in ("id", "image_id", "category_id", "bbox", "area") if k not in a]
-        if missing:
-            raise CocoError(f"{name}: annotation {a.get('id', '?')} lacks {missing}")
-    return gt
+    name = str(source) if isinstance(source, (str, Path)) else "ground truth"
+    return validate_ground_truth(gt, name)
 
 
 def load_results(source: str | Path | list, gt: dict, iou_type: str, name: str = "results") -> list[dict]:
-    """Detections for `gt`, checked: known image and category ids, the fields `iou_type` needs."""
+    """Checked copies of the detections for `gt` (as `load_ground_truth` returns it): known image and
+    category ids, the fields `iou_type` needs, of the right types; the caller's list is never changed."""
+    if iou_type not in ("bbox", "segm"):
+        raise CocoError(f"unknown iou type {iou_type!r}; use bbox or segm")
     dets = _read_json(source, f"result file for {name}")
-    label = source if isinstance(source, (str, Path)) else name
-    if isinstance(dets, dict) and "annotations" in dets:
-        dets = dets["annotations"]
-    if not isinstance(dets, list):
-        raise CocoError(f"{label}: a COCO result file is a JSON list of detections")
-    image_ids = {im["id"] for im in gt["images"]}
-    cat_ids = {c["id"] for c in gt["categories"]}
-    need = "bbox" if iou_type == "bbox" else "segmentation"
-    bad_img = {d.get("image_id") for d in dets if d.get("image_id") not in image_ids}
-    if bad_img:
-        shown = sorted(map(str, bad_img))[:5]
-        raise CocoError(f"{label}: {len(bad_img)} image ids are not in the ground truth (e.g. {', '.join(shown)}); "
-                        "was it produced on another split?")
-    bad_cat = {d.get("category_id") for d in dets if d.get("category_id") not in cat_ids}
-    if bad_cat:
-        raise CocoError(f"{label}: category ids {sorted(map(str, bad_cat))[:5]} are not in the ground truth")
-    lacking = [i for i, d in enumerate(dets) if need not in d or "score" not in d]
-    if lacking:
-        raise CocoError(f"{label}: detection #{lacking[0]} lacks '{need}' or 'score' "
-                        f"({len(lacking)} such); {iou_type} evaluation needs both")
-    return dets
+    label = str(source) if isinstance(source, (str, Path)) else name
+    return validate_results(dets, gt, iou_type, label)
 
 
 @dataclass
@@ -96,10 +72,16 @@ class CocoEvaluation:
     category_names: list[str]
     precision: np.ndarray = field(repr=False)  # (T, R, K, A, M), -1 where undefined
     recall: np.ndarray = field(repr=False)  # (T, K, A, M)
+    detections_sized_by: str = "box"  # "box" or "mask": what the evaluator took each detection's area from
 
     @property
     def area_source(self) -> str:
-        return AREA_SOURCE.format(what="box" if self.iou_type == "bbox" else "mask")
+        """Where object sizes came from, for table headers and exported data."""
+        if self.detections_sized_by == "mask":
+            return AREA_SOURCE.format(what="their mask")
+        if self.iou_type == "segm":
+            return AREA_SOURCE.format(what="their `bbox` (segm results that carry one are sized by it)")
+        return AREA_SOURCE.format(what="their box")
 
     def _a(self, area: str) -> int:
         if area not in self.area_ranges:
@@ -189,6 +171,11 @@ def evaluate_one(gt: dict, dets: list[dict], name: str, iou_type: str = "bbox",
     ranges = dict(area_ranges or DEFAULT_AREA_RANGES)
     if "all" not in ranges:
         raise CocoError("area ranges must include 'all'")
+    # COCO() and loadRes add keys ('ignore', 'area', 'id', 'segmentation'...) to the dicts they are given,
+    # never inside them: one-level copies keep the caller's (and a reused ground truth's) dicts as they were.
+    sized_by = "box" if not dets or "bbox" in dets[0] else "mask"  # loadRes's rule, read before it adds boxes
+    gt = {k: [dict(x) for x in v] if isinstance(v, list) else v for k, v in gt.items()}
+    dets = [dict(d) for d in dets]
     coco_gt = COCO(gt)
     coco_dt = coco_gt.loadRes(dets) if dets else COCO()
     ev = COCOeval_faster(coco_gt, coco_dt, iou_type, print_function=lambda *a, **k: None)
@@ -200,7 +187,8 @@ def evaluate_one(gt: dict, dets: list[dict], name: str, iou_type: str = "bbox",
     cats = coco_gt.loadCats(ev.params.catIds)
     return CocoEvaluation(name, iou_type, ranges, tuple(max_dets), np.asarray(ev.params.iouThrs),
                           np.asarray(ev.params.recThrs), list(ev.params.catIds), [c["name"] for c in cats],
-                          np.asarray(ev.eval["precision"]), np.asarray(ev.eval["recall"]))
+                          np.asarray(ev.eval["precision"]), np.asarray(ev.eval["recall"]),
+                          sized_by)
 
 
 def iter_evaluate(gt: str | Path | dict, results: Mapping[str, str | Path | list], iou_type: str = "bbox",
@@ -208,6 +196,8 @@ def iter_evaluate(gt: str | Path | dict, results: Mapping[str, str | Path | list
                   max_dets: Sequence[int] = DEFAULT_MAX_DETS) -> Job[dict[str, CocoEvaluation]]:
     """A job (analysis/jobs.py): progress per result file; returns {name: CocoEvaluation}."""
     gt_dict = load_ground_truth(gt)
+    if iou_type == "segm":
+        require_segmentation(gt_dict, str(gt) if isinstance(gt, (str, Path)) else "ground truth")
     out = {}
     for i, (name, source) in enumerate(results.items()):
         dets = load_results(source, gt_dict, iou_type, name)

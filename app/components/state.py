@@ -15,6 +15,7 @@ from typing import Any, Callable
 from fishspine.analysis.options import DEFAULT_INPUT_SIZE
 
 SESSION_VERSION = 1
+MAX_SESSION_BYTES = 64 << 20  # 100k image paths fit many times over
 
 
 class Event:
@@ -271,12 +272,17 @@ class AppState:
         return atomic_write_bytes(path, json.dumps(self.session(), indent=2).encode())
 
 
-def read_session(path: str | Path) -> dict[str, Any]:
-    """A saved session's data; ValueError with a clear message when it is not one."""
+def read_session(path: str | Path) -> tuple[Any, list[str]]:
+    """A saved session, checked key by key (`session.ValidSession`), and warnings for keys it ignores;
+    ValueError with a one-line message naming what is wrong when the file is not a usable session."""
+    from fishspine.analysis.coco.validation import CocoError, read_json_file
+    from fishspine.app.components.session import validate_session
+
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not a fishspine session file ({exc})") from exc
-    if not isinstance(data, dict) or data.get("fishspine_session") != SESSION_VERSION:
-        raise ValueError(f"{path}: not a fishspine session file (version {SESSION_VERSION})")
-    return data
+        data = read_json_file(path, "session file", MAX_SESSION_BYTES)
+    except CocoError as exc:  # the same guarded reader as COCO files: regular file, bounded, strict JSON
+        raise ValueError(f"not a fishspine session: {exc}") from None
+    try:
+        return validate_session(data)
+    except ValueError as exc:
+        raise ValueError(f"{path}: not a usable fishspine session: {exc}") from None

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (QApplication, QComboBox, QFileDialog, QHBoxLayout
                                QSpinBox, QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
 from fishspine.analysis.jobs import Progress
-from fishspine.analysis.options import NORMALISATIONS, PRECISIONS, REDUCTIONS
+from fishspine.analysis.options import IMAGE_SIZE_RANGE, NORMALISATIONS, PRECISIONS, REDUCTIONS
 
 from fishspine.app.qt.views.architecture import ArchitectureView
 from fishspine.app.qt.views.coco import CocoView
@@ -102,7 +102,7 @@ class MainWindow(QMainWindow):
         self.norm_box = QComboBox()
         self.norm_box.addItems(NORMALISATIONS)
         self.size_box = QSpinBox()
-        self.size_box.setRange(32, 2048)
+        self.size_box.setRange(*IMAGE_SIZE_RANGE)
         self.size_box.setSingleStep(32)
         self.size_box.setSuffix(" px")
         self.size_box.setKeyboardTracking(False)  # typing 512 must not analyse at 5 and 51 on the way
@@ -513,16 +513,16 @@ class MainWindow(QMainWindow):
 
     def open_session(self, path) -> None:
         try:
-            data = read_session(path)
+            session, warnings = read_session(path)  # every key checked: nothing unchecked reaches the state
         except ValueError as exc:
             self.state.notify("error", str(exc))
             return
-        settings = {k: v for k, v in data.get("settings", {}).items() if hasattr(self.state.settings, k)}
-        self.state.update_settings(**settings)
-        for m in data.get("models", []):
-            self.add_model_source(m["source"], label=m.get("label"))
-        selected = data.get("selected_image", 0)
-        self.add_images(data.get("images", []), select=selected if isinstance(selected, int) else 0)
+        for warning in warnings:
+            self.state.notify("warning", f"{path}: {warning}")
+        self.state.update_settings(**session.settings)
+        for m in session.models:
+            self.add_model_source(m.source, label=m.label)
+        self.add_images(session.images, select=session.selected_image)
 
     def open_demo(self) -> None:
         demo = demo_sources()

@@ -20,6 +20,7 @@ from PySide6.QtGui import QFont, QFontMetricsF, QPainterPath
 from PySide6.QtWidgets import QComboBox, QGraphicsPathItem, QLabel
 
 from fishspine.analysis.jobs import Progress
+from fishspine.analysis.options import GRAPH_COLOR_BY
 from fishspine.app.components.state import AppState, ModelEntry
 from fishspine.app.qt.views.base import SELECTED_PEN, View, bind_setting, lookup_table, show_block_map
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 RunJob = Callable[[str, Callable[[], Iterator[Any]], Callable[[Any], None]], Any]
 
-COLOR_BY = ("role", "params", "macs", "gradient")
+COLOR_BY = GRAPH_COLOR_BY
 VALUE_LABEL = {"params": "parameters per block", "macs": "MACs per block",
                "gradient": "‖∂L/∂ block output‖₂"}
 LEVEL_SHADES = ("#eef1f5", "#fafbfc")

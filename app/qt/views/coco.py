@@ -99,11 +99,11 @@ def evaluation_job(gt: str, results: Mapping[str, str], reuse: Mapping[str, tupl
 
 def looks_like_results(path: str | Path) -> bool:
     """Whether `path` holds a JSON list of detections (a result file picked as the ground truth)."""
-    import json
+    from fishspine.analysis.coco.validation import CocoError, read_json_file
 
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+    try:  # the guarded reader: a FIFO or device named as the ground truth must not block this worker
+        data = read_json_file(path, "ground truth")
+    except CocoError:
         return False
     return isinstance(data, list) and bool(data) and isinstance(data[0], dict) and "score" in data[0]
 

@@ -17,7 +17,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, QTimer
 from PySide6.QtWidgets import QComboBox, QLabel, QScrollArea, QSlider, QSpinBox
 
-from fishspine.analysis.options import CAM_METHODS
+from fishspine.analysis.options import CAM_METHODS, GALLERY_ROWS_RANGE
 from fishspine.app.components.state import AppState
 from fishspine.app.qt.views.base import SELECTED_PEN, View, bind_setting, lookup_table, model_qcolor, show_block_map
 
@@ -230,7 +230,7 @@ class ActivationsView(ImageGridView):
         super().__init__(state, wheel_zooms=False)
         self.info.setText("wheel scrolls · Ctrl+wheel zooms every map · drag pans · click a map to select it")
         self.rows_box = QSpinBox()
-        self.rows_box.setRange(2, 48)
+        self.rows_box.setRange(*GALLERY_ROWS_RANGE)
         self.rows_box.setToolTip("blocks per model, spread evenly over depth")
         bind_setting(state, self.rows_box, "gallery_rows", self.refresh)
         self.controls.addWidget(QLabel("rows"))
