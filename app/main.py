@@ -14,3 +14,7 @@ def main(argv: list[str] | None = None) -> int:
               "(fishspine --help).", file=sys.stderr)
         return 1
     return run(sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
