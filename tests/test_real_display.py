@@ -16,6 +16,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from fishspine.app.display_check import check_xcb_libraries
+
 from .conftest import REPO
 
 pytestmark = pytest.mark.gui
@@ -58,6 +60,11 @@ def xcb_environment(display: str) -> dict[str, str]:
     for name in ("WAYLAND_DISPLAY", "XAUTHORITY"):
         env.pop(name, None)
     return env
+
+
+def test_xcb_plugin_finds_all_its_libraries():
+    problem = check_xcb_libraries({"QT_QPA_PLATFORM": "xcb", "DISPLAY": ":0"})
+    assert problem is None, f"{problem} (the Makefile's DEBIAN_PACKAGES lacks a package)"
 
 
 def test_the_window_opens_and_renders_on_a_real_x_server(x_display, tmp_path):
