@@ -16,6 +16,7 @@ import inspect
 import json
 import math
 import pickle
+import stat
 import struct
 import zipfile
 from dataclasses import dataclass, field
@@ -109,7 +110,10 @@ def read_raw(path: str | Path) -> tuple[dict[str, Any], str, dict[str, Any]]:
         raise CheckpointError(f"{path}: no such file")
     if path.is_dir():
         raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
-    size = path.stat().st_size
+    st = path.stat()
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block the read below; a device never ends
+        raise CheckpointError(f"{path}: not a regular file (a pipe, device or socket); give a checkpoint file")
+    size = st.st_size
     if size == 0:
         raise CheckpointError(f"{path}: the file is empty")
     with open(path, "rb") as fh:

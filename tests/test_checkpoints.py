@@ -162,6 +162,22 @@ def test_missing_file_and_folder(tmp_path):
         load_checkpoint(tmp_path)
 
 
+def test_pipe_and_device_are_refused_without_reading(tmp_path):
+    import threading
+
+    fifo = tmp_path / "weights.pth"
+    os.mkfifo(fifo)
+    (tmp_path / "zeros.pth").symlink_to("/dev/zero")
+    for path in (fifo, tmp_path / "zeros.pth"):
+        outcome: list = []
+        reader = threading.Thread(target=lambda: outcome.append(pytest.raises(CheckpointError, load_checkpoint, path)),
+                                  daemon=True)
+        reader.start()
+        reader.join(20)
+        assert not reader.is_alive(), f"load_checkpoint({path.name}) hangs"
+        assert "not a regular file" in str(outcome[0].value)
+
+
 def test_dict_without_tensors_is_not_a_state_dict(tmp_path):
     path = tmp_path / "cfg.pth"
     torch.save({"lr": 0.1, "epochs": 3}, path)
