@@ -149,7 +149,7 @@ def _parse_header(path: Path, meta: Mapping[str, str]) -> dict[str, Any] | None:
         return None
     try:
         header = json.loads(meta[_HEADER_KEY])
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # JSONDecodeError, or an integer past Python's digit limit
         raise CheckpointError(f"{path}: its fishspine header is not valid JSON: {exc}") from exc
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: its fishspine header is a JSON {_json_kind(header)}, not an object; "
@@ -292,12 +292,15 @@ def identify(state_dict: Mapping[str, torch.Tensor]) -> tuple[KeyDiff, int | Non
 # Checking a fishspine header before anything is built
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _is_finite_number(value: Any) -> bool:
+    # isfinite() of a 400-digit JSON integer overflows: whole numbers are finite anyway.
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
 
 
 def _check_width(value: Any) -> str | None:
-    if _is_number(value) and math.isfinite(value) and 0 < value <= MAX_WIDTH:
+    if _is_finite_number(value) and 0 < value <= MAX_WIDTH:
         return None
     return f"must be a number in (0, {MAX_WIDTH:g}]"
 
@@ -310,13 +313,13 @@ def _check_num_classes(value: Any) -> str | None:
 
 
 def _check_bn_eps(value: Any) -> str | None:
-    if _is_number(value) and math.isfinite(value) and 0 < value < 1:
+    if _is_finite_number(value) and 0 < value < 1:
         return None
     return "must be a number in (0, 1)"
 
 
 def _check_plain_value(value: Any) -> str | None:
-    if value is None or isinstance(value, (bool, str)) or (_is_number(value) and math.isfinite(value)):
+    if value is None or isinstance(value, (bool, str)) or _is_finite_number(value):
         return None
     return "must be a plain JSON value (number, string, true/false or null)"
 

@@ -3,6 +3,7 @@ bad files get clear errors and nothing in them is executed."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -196,8 +197,6 @@ def test_saved_files_get_ordinary_permissions(tmp_path):
 
 def write_with_header(path, header, tensors: dict[str, torch.Tensor] | None = None):
     """A safetensors file with `header` (a JSON-able value, or raw text) under the fishspine key."""
-    import json
-
     from safetensors.torch import save_file
 
     if tensors is None:
@@ -254,6 +253,15 @@ def test_header_num_classes_out_of_range_is_refused(tmp_path, num_classes, no_re
     header = good_header(config={"num_classes": num_classes, "width": 0.25}, num_classes=num_classes)
     path = write_with_header(tmp_path / "m.safetensors", header)
     with pytest.raises(CheckpointError, match=r"num_classes .* must be a whole number from 1 to 100000"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("digits", [400, 5000])
+def test_header_with_enormous_integers_is_refused(tmp_path, digits, no_real_model_built):
+    huge = "9" * digits  # past float range; past Python's int parsing limit at 5000
+    text = json.dumps(good_header()).replace('"width": 0.25', f'"width": {huge}')
+    path = write_with_header(tmp_path / "m.safetensors", text)
+    with pytest.raises(CheckpointError, match="width|not valid JSON"):
         load_checkpoint(path)
 
 
