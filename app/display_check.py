@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib.util
 import re
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 # Shared libraries that PySide6's xcb plugin (and PySide6 itself) load from the system, and the
 # Debian package of each: keep in step with DEBIAN_PACKAGES in the Makefile.

@@ -171,8 +171,10 @@ def test_pipe_and_device_are_refused_without_reading(tmp_path):
     (tmp_path / "zeros.pth").symlink_to("/dev/zero")
     for path in (fifo, tmp_path / "zeros.pth"):
         outcome: list = []
-        reader = threading.Thread(target=lambda: outcome.append(pytest.raises(CheckpointError, load_checkpoint, path)),
-                                  daemon=True)
+        def read(path=path, outcome=outcome):
+            outcome.append(pytest.raises(CheckpointError, load_checkpoint, path))
+
+        reader = threading.Thread(target=read, daemon=True)
         reader.start()
         reader.join(20)
         assert not reader.is_alive(), f"load_checkpoint({path.name}) hangs"

@@ -10,8 +10,13 @@ import textwrap
 import pytest
 
 from fishspine.app import display_check
-from fishspine.app.display_check import (DEBIAN_PACKAGE_OF, check_xcb_libraries, missing_libraries_message,
-                                         missing_xcb_libraries, uses_xcb)
+from fishspine.app.display_check import (
+    DEBIAN_PACKAGE_OF,
+    check_xcb_libraries,
+    missing_libraries_message,
+    missing_xcb_libraries,
+    uses_xcb,
+)
 
 from .conftest import REPO
 
@@ -52,15 +57,18 @@ def test_message_for_a_library_without_a_known_package_still_names_it():
     assert "libxcb-new-thing.so.7" in msg and "make setup" in msg and "apt-file" in msg
 
 
-@pytest.mark.parametrize("environ,expected", [
-    ({"DISPLAY": ":0"}, True),
-    ({}, False),  # no display: Qt fails on its own, with a clear message
-    ({"DISPLAY": ":0", "QT_QPA_PLATFORM": "offscreen"}, False),
-    ({"QT_QPA_PLATFORM": "xcb"}, True),
-    ({"DISPLAY": ":0", "QT_QPA_PLATFORM": "xcb:nograb"}, True),
-    ({"DISPLAY": ":0", "QT_QPA_PLATFORM": "wayland;xcb"}, False),
-    ({"DISPLAY": ":0", "XDG_SESSION_TYPE": "wayland", "WAYLAND_DISPLAY": "wayland-0"}, False),
-])
+@pytest.mark.parametrize(
+    "environ,expected",
+    [
+        ({"DISPLAY": ":0"}, True),
+        ({}, False),  # no display: Qt fails on its own, with a clear message
+        ({"DISPLAY": ":0", "QT_QPA_PLATFORM": "offscreen"}, False),
+        ({"QT_QPA_PLATFORM": "xcb"}, True),
+        ({"DISPLAY": ":0", "QT_QPA_PLATFORM": "xcb:nograb"}, True),
+        ({"DISPLAY": ":0", "QT_QPA_PLATFORM": "wayland;xcb"}, False),
+        ({"DISPLAY": ":0", "XDG_SESSION_TYPE": "wayland", "WAYLAND_DISPLAY": "wayland-0"}, False),
+    ],
+)
 def test_xcb_is_checked_only_where_qt_would_use_it(environ, expected):
     assert uses_xcb(environ) is expected
 
@@ -69,6 +77,7 @@ def fake_ldd(output: str):
     def run(cmd, **kwargs):
         assert cmd[0] == "ldd"
         return subprocess.CompletedProcess(cmd, 0, stdout=output, stderr="")
+
     return run
 
 
@@ -99,8 +108,9 @@ def test_main_prints_the_missing_libraries_and_does_not_start_qt(monkeypatch, ca
 
     started = []
     monkeypatch.setattr(window, "run", lambda argv: started.append(argv) or 0)
-    monkeypatch.setattr(display_check, "check_xcb_libraries",
-                        lambda environ: missing_libraries_message(["libxcb-icccm.so.4"]))
+    monkeypatch.setattr(
+        display_check, "check_xcb_libraries", lambda environ: missing_libraries_message(["libxcb-icccm.so.4"])
+    )
     assert main_module.main([]) == 2
     assert not started
     assert "libxcb-icccm.so.4" in capsys.readouterr().err
@@ -108,8 +118,9 @@ def test_main_prints_the_missing_libraries_and_does_not_start_qt(monkeypatch, ca
 
 def run_main_with(prelude: str) -> subprocess.CompletedProcess:
     code = textwrap.dedent(prelude) + "\nfrom fishspine.app.main import main\nsys.exit(main([]))\n"
-    return subprocess.run([sys.executable, "-c", "import sys\n" + code], capture_output=True, text=True,
-                          timeout=120, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-c", "import sys\n" + code], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
 
 
 def test_main_without_pyside6_says_how_to_install_it():

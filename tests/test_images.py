@@ -49,7 +49,8 @@ def test_postscript_named_png_is_refused_and_not_run(tmp_path, capfd):
         "(FISHSPINE-POSTSCRIPT-RAN) print flush\n"
         "newpath 0 0 moveto 10 10 lineto stroke\n"
         "showpage\n"
-        "%%EOF\n")
+        "%%EOF\n"
+    )
     path = tmp_path / "photo.png"
     path.write_text(eps)
     with pytest.raises(ImageError, match=r"photo\.png: not an image PIL can read"):

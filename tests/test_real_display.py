@@ -34,7 +34,11 @@ def x_display() -> Iterator[str]:
     read_end, write_end = os.pipe()
     server = subprocess.Popen(
         [xvfb, "-displayfd", str(write_end), "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24", "-nolisten", "tcp"],
-        pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        pass_fds=(write_end,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     os.close(write_end)
     try:
         # Xvfb writes the display number once it accepts connections; EOF means it died.
@@ -70,14 +74,27 @@ def test_xcb_plugin_finds_all_its_libraries():
 def test_the_window_opens_and_renders_on_a_real_x_server(x_display, tmp_path):
     env = xcb_environment(x_display)
     probe = subprocess.run(
-        [sys.executable, "-c", "from PySide6.QtGui import QGuiApplication\n"
-                               "app = QGuiApplication([])\nprint(app.platformName())"],
-        env=env, capture_output=True, text=True, timeout=60)
+        [
+            sys.executable,
+            "-c",
+            "from PySide6.QtGui import QGuiApplication\napp = QGuiApplication([])\nprint(app.platformName())",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert probe.returncode == 0 and probe.stdout.strip() == "xcb", probe.stderr
 
     shot = tmp_path / "window.png"
-    app = subprocess.run([sys.executable, "-m", "fishspine.app.main", "--screenshot", str(shot), "--timeout", "120"],
-                         env=env, capture_output=True, text=True, timeout=240, cwd=REPO)
+    app = subprocess.run(
+        [sys.executable, "-m", "fishspine.app.main", "--screenshot", str(shot), "--timeout", "120"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=REPO,
+    )
     assert app.returncode == 0, app.stderr[-4000:]
     assert "offscreen" not in app.stderr
     assert shot.is_file(), app.stderr[-4000:]
