@@ -4,9 +4,16 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-# Debian packages the Qt GUI (and its offscreen tests) needs at run time, plus fonts for figures.
+# Debian packages the Qt GUI needs at run time, plus fonts for figures. The libxcb-* and
+# libxkbcommon-x11-0 are what PySide6's xcb plugin links (readelf -d Qt/plugins/platforms/libqxcb.so,
+# Qt/lib/libQt6XcbQpa.so.6); libxcb-glx0 is for its GLX integration. Keep app/display_check.py's table
+# in step. xvfb and xauth give the tests a real X server.
 DEBIAN_PACKAGES := libegl1 libgl1 libglx0 libglvnd0 libfontconfig1 libfreetype6 libxkbcommon0 \
-	libdbus-1-3 libglib2.0-0 libx11-6 libx11-xcb1 libxcb1 fonts-dejavu-core
+	libdbus-1-3 libglib2.0-0 libx11-6 libx11-xcb1 libxcb1 fonts-dejavu-core \
+	libxkbcommon-x11-0 libxcb-cursor0 libxcb-glx0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 \
+	libxcb-randr0 libxcb-render0 libxcb-render-util0 libxcb-shape0 libxcb-shm0 libxcb-sync1 \
+	libxcb-util1 libxcb-xfixes0 libxcb-xkb1 \
+	xvfb xauth
 STAMP := $(VENV)/.fishspine-installed
 
 .PHONY: setup run lint test test-fast debian-packages bench clean

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import pickle
+import stat
 import struct
 import zipfile
 from dataclasses import dataclass, field
@@ -29,6 +31,9 @@ FISHSPINE_FORMAT = "fishspine"
 FORMAT_VERSION = 1
 _HEADER_KEY = "fishspine"
 _MAX_LISTED_KEYS = 8
+# Bounds on what a fishspine header may ask for, checked before anything is built.
+MAX_WIDTH = 8.0
+MAX_NUM_CLASSES = 100_000
 
 
 class CheckpointError(ValueError):
@@ -104,7 +109,10 @@ def read_raw(path: str | Path) -> tuple[dict[str, Any], str, dict[str, Any]]:
         raise CheckpointError(f"{path}: no such file")
     if path.is_dir():
         raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
-    size = path.stat().st_size
+    st = path.stat()
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block the read below; a device never ends
+        raise CheckpointError(f"{path}: not a regular file (a pipe, device or socket); give a checkpoint file")
+    size = st.st_size
     if size == 0:
         raise CheckpointError(f"{path}: the file is empty")
     with open(path, "rb") as fh:
@@ -120,16 +128,46 @@ def _read_safetensors(path: Path) -> tuple[dict[str, Any], str, dict[str, Any]]:
     try:
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}
+            header = _parse_header(path, meta)
+            if header is not None:
+                # A fishspine header is checked, and the file's shapes against it, before any tensor is read.
+                variant, kwargs = build_arguments(header, str(path))
+                shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
+                _check_fishspine_layout(path, shapes, variant, kwargs)
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
         raise CheckpointError(f"{path}: a safetensors file that cannot be read (truncated or corrupt?): {exc}") from exc
-    header: dict[str, Any] = {}
-    if _HEADER_KEY in meta:
-        try:
-            header = json.loads(meta[_HEADER_KEY])
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{path}: its fishspine header is not valid JSON: {exc}") from exc
-    return tensors, "safetensors", header
+    return tensors, "safetensors", header or {}
+
+
+def _parse_header(path: Path, meta: Mapping[str, str]) -> dict[str, Any] | None:
+    """The fishspine header in safetensors metadata as a dict; None when there is none."""
+    if _HEADER_KEY not in meta:
+        return None
+    try:
+        header = json.loads(meta[_HEADER_KEY])
+    except ValueError as exc:  # JSONDecodeError, or an integer past Python's digit limit
+        raise CheckpointError(f"{path}: its fishspine header is not valid JSON: {exc}") from exc
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: its fishspine header is a JSON {_json_kind(header)}, not an object; "
+                              "the file was not written by fishspine (re-save the model with save_checkpoint)")
+    return header
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if value is None:
+        return "null"
+    return "object" if isinstance(value, dict) else type(value).__name__
 
 
 def _read_torch(path: Path, head: bytes) -> Any:
@@ -211,25 +249,16 @@ def _preview(items: list[Any]) -> str:
 # Recognising the architecture
 
 
-@functools.lru_cache(maxsize=None)
 def expected_layout(variant: str, num_classes: int | None = None) -> dict[str, tuple[int, ...]]:
     """Key -> shape of variant's state_dict at width 1, built on the meta device (no memory, fast)."""
-    kwargs = {} if num_classes is None else {"num_classes": num_classes}
-    with torch.device("meta"):
-        model = create_model(variant, **kwargs)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    kwargs = () if num_classes is None else (("num_classes", num_classes),)
+    return _layout(variant, kwargs)
 
 
 def diff_layout(state_dict: Mapping[str, torch.Tensor], variant: str, num_classes: int | None = None) -> KeyDiff:
     """Compare `state_dict` with the layout of `variant`."""
-    expected = expected_layout(variant, num_classes)
-    diff = KeyDiff(variant)
-    diff.missing = sorted(k for k in expected if k not in state_dict)
-    diff.unexpected = sorted(k for k in state_dict if k not in expected)
-    diff.shape_mismatch = sorted(
-        (k, tuple(state_dict[k].shape), expected[k]) for k in expected
-        if k in state_dict and tuple(state_dict[k].shape) != expected[k])
-    return diff
+    shapes = {k: tuple(v.shape) for k, v in state_dict.items()}
+    return _diff_shapes(shapes, expected_layout(variant, num_classes), variant)
 
 
 def _accepts_num_classes(variant: str) -> bool:
@@ -255,6 +284,164 @@ def identify(state_dict: Mapping[str, torch.Tensor]) -> tuple[KeyDiff, int | Non
         if diff.exact:
             return diff, num_classes
     assert best is not None
+    return best
+
+
+# --------------------------------------------------------------------------------------------
+# Checking a fishspine header before anything is built
+
+
+def _is_finite_number(value: Any) -> bool:
+    # isfinite() of a 400-digit JSON integer overflows: whole numbers are finite anyway.
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+
+
+def _check_width(value: Any) -> str | None:
+    if _is_finite_number(value) and 0 < value <= MAX_WIDTH:
+        return None
+    return f"must be a number in (0, {MAX_WIDTH:g}]"
+
+
+def _check_num_classes(value: Any) -> str | None:
+    # 0 and null both mean "no classifier" (create_model(..., num_classes=0) builds a headless model).
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_NUM_CLASSES):
+        return None
+    return f"must be a whole number from 1 to {MAX_NUM_CLASSES}, or 0 or null for a backbone without a classifier"
+
+
+def _check_bn_eps(value: Any) -> str | None:
+    if _is_finite_number(value) and 0 < value < 1:
+        return None
+    return "must be a number in (0, 1)"
+
+
+def _check_plain_value(value: Any) -> str | None:
+    if value is None or isinstance(value, (bool, str)) or _is_finite_number(value):
+        return None
+    return "must be a plain JSON value (number, string, true/false or null)"
+
+
+_FIELD_CHECKS = {"width": _check_width, "num_classes": _check_num_classes, "bn_eps": _check_bn_eps}
+
+
+def _builder_parameters(variant: str) -> list[str]:
+    return list(model_spec(variant).arguments)
+
+
+def build_arguments(header: Mapping[str, Any], source: str = "file") -> tuple[str, dict[str, Any]]:
+    """The variant and builder arguments a fishspine header names, each checked for type and range.
+
+    Nothing is built. Raises CheckpointError saying which field is wrong and what it may be.
+    """
+    if not isinstance(header, Mapping):
+        raise CheckpointError(f"{source}: its fishspine header is a JSON {_json_kind(header)}, not an object")
+    version = header.get("format_version", FORMAT_VERSION)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{source}: its fishspine header has format_version {version!r}; "
+                              "it must be a whole number from 1")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{source}: written by a newer fishspine (format_version {version}; this version "
+                              f"reads up to {FORMAT_VERSION}); update fishspine to open it")
+    variant = header.get("variant")
+    if variant is None:
+        raise CheckpointError(f"{source}: its fishspine header names no variant (known: {', '.join(list_models())})")
+    if not isinstance(variant, str) or variant not in list_models():
+        raise CheckpointError(f"{source}: its fishspine header names variant {variant!r}, which this version "
+                              f"does not know (known: {', '.join(list_models())})")
+    config = header.get("config")
+    if config is None:
+        config = {}
+    if not isinstance(config, Mapping):
+        raise CheckpointError(f"{source}: its fishspine header's config is a JSON {_json_kind(config)}, not an object")
+    accepted = _builder_parameters(variant)
+    unknown = [k for k in config if k not in accepted]
+    if unknown:
+        raise CheckpointError(f"{source}: its fishspine header's config has {', '.join(map(str, unknown))}, "
+                              f"which {variant} does not take (it takes {', '.join(accepted)})")
+    kwargs = dict(config)
+    for name, value in kwargs.items():
+        problem = _FIELD_CHECKS.get(name, _check_plain_value)(value)
+        if problem:
+            raise CheckpointError(f"{source}: its fishspine header's config has {name} {value!r}, which {problem}")
+    # The header repeats width and num_classes at the top for readers; they must agree with the config.
+    for name in ("width", "num_classes"):
+        if name not in header:
+            continue
+        value = header[name]
+        problem = _FIELD_CHECKS[name](value)
+        if problem:
+            raise CheckpointError(f"{source}: its fishspine header has {name} {value!r}, which {problem}")
+        if name not in accepted:
+            if value is not None:
+                raise CheckpointError(f"{source}: its fishspine header has {name} {value!r}, but {variant} "
+                                      f"takes no {name}")
+        elif name not in kwargs:
+            kwargs[name] = value
+        elif value != kwargs[name]:
+            raise CheckpointError(f"{source}: its fishspine header has {name} {value!r}, which disagrees with "
+                                  f"its config ({name} {kwargs[name]!r})")
+    return variant, kwargs
+
+
+@functools.lru_cache(maxsize=256)
+def _layout(variant: str, build_kwargs: tuple[tuple[str, Any], ...]) -> dict[str, tuple[int, ...]]:
+    with torch.device("meta"):
+        model = create_model(variant, **dict(build_kwargs))
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _diff_shapes(shapes: Mapping[str, tuple[int, ...]], expected: Mapping[str, tuple[int, ...]],
+                 variant: str) -> KeyDiff:
+    diff = KeyDiff(variant)
+    diff.missing = sorted(k for k in expected if k not in shapes)
+    diff.unexpected = sorted(k for k in shapes if k not in expected)
+    diff.shape_mismatch = sorted((k, tuple(shapes[k]), expected[k]) for k in expected
+                                 if k in shapes and tuple(shapes[k]) != expected[k])
+    return diff
+
+
+def _check_fishspine_layout(path: Path, shapes: Mapping[str, tuple[int, ...]], variant: str,
+                            kwargs: Mapping[str, Any]) -> None:
+    """Raise CheckpointError unless `shapes` are exactly those of `variant` built with `kwargs`.
+
+    Compared on the meta device: nothing the size of the model is allocated, whatever the header says.
+    """
+    settings = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+    try:
+        expected = _layout(variant, tuple(sorted(kwargs.items())))
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: its fishspine header has arguments ({settings}) that {variant} "
+                              f"rejects: {exc}") from exc
+    diff = _diff_shapes(shapes, expected, variant)
+    if diff.exact:
+        return
+    message = f"{path}: weights do not fit the {variant} ({settings}) its header names: {diff.describe()}."
+    closest = _closest_variant(shapes, kwargs)
+    if closest is not None and closest.variant != variant and closest.distance < diff.distance:
+        if closest.exact:
+            message += f" Closest: {closest.variant} ({model_family(closest.variant)}), which they fit exactly."
+        else:
+            message += (f" Closest: {closest.variant} ({model_family(closest.variant)}), which differs by "
+                        f"{closest.describe()}.")
+    raise CheckpointError(message)
+
+
+def _closest_variant(shapes: Mapping[str, tuple[int, ...]], kwargs: Mapping[str, Any]) -> KeyDiff | None:
+    """The registered variant whose layout, built with the arguments it takes from `kwargs`, is nearest."""
+    best: KeyDiff | None = None
+    for candidate in list_models():
+        taken = {k: v for k, v in kwargs.items() if k in _builder_parameters(candidate)}
+        try:
+            expected = _layout(candidate, tuple(sorted(taken.items())))
+        except (TypeError, ValueError, RuntimeError):
+            continue
+        diff = _diff_shapes(shapes, expected, candidate)
+        if best is None or diff.distance < best.distance:
+            best = diff
+        if diff.exact:
+            break
     return best
 
 
@@ -301,22 +488,16 @@ def _official_format_name(family: str, fmt: str, container: str) -> str:
 
 def _load_fishspine(path: Path, tensors: dict[str, torch.Tensor], header: dict[str, Any],
                     device: str | torch.device) -> Checkpoint:
-    variant = header.get("variant")
-    if variant not in list_models():
-        raise CheckpointError(f"{path}: its fishspine header names variant {variant!r}, which this version "
-                              f"does not know (known: {', '.join(list_models())})")
-    kwargs = dict(header.get("config") or {})
+    # read_raw has checked the header and the file's shapes against it; this builds the real model.
+    variant, kwargs = build_arguments(header, str(path))
     try:
         model = create_model(variant, **kwargs)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: its fishspine header has arguments {kwargs} that {variant} rejects: {exc}") from exc
-    result = model.load_state_dict(tensors, strict=False)
-    expected = model.state_dict()
-    bad_shapes = [(k, tuple(v.shape), tuple(expected[k].shape)) for k, v in tensors.items()
-                  if k in expected and v.shape != expected[k].shape]
-    if result.missing_keys or result.unexpected_keys or bad_shapes:
-        diff = KeyDiff(variant, sorted(result.missing_keys), sorted(result.unexpected_keys), bad_shapes)
-        raise CheckpointError(f"{path}: weights do not fit the {variant} its header names: {diff.describe()}")
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit the {variant} its header names: {exc}") from exc
     model.to(device).eval()
     return Checkpoint(model, variant, model_family(variant), FISHSPINE_FORMAT, path, dict(header))
 

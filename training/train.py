@@ -75,11 +75,13 @@ class CocoDetectionData:
         """(image in [0, 1] scaled so its longer side is image_size, target, scale)."""
         from PIL import Image
 
+        from fishspine.analysis.images import open_raster
+
         im = self.images[i]
         path = self.root / self.split / im["file_name"]
         if not path.exists():
             path = self.root / im["file_name"]
-        with Image.open(path) as img:
+        with open_raster(path) as img:
             img = img.convert("RGB")
             scale = self.size / max(img.size)
             if scale != 1:
