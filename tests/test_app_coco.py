@@ -340,12 +340,14 @@ def test_a_fifo_picked_as_ground_truth_is_refused_without_blocking_the_worker(tm
     import os
     import threading
 
+    from fishspine.analysis.jobs import run_job
     from fishspine.app.qt.views.coco import evaluation_job
 
     fifo = tmp_path / "instances_val.json"
     os.mkfifo(fifo)
     outcomes = []
-    worker = threading.Thread(target=lambda: outcomes.extend(evaluation_job(str(fifo), {}, {})), daemon=True)
+    worker = threading.Thread(target=lambda: outcomes.append(run_job(evaluation_job(str(fifo), {}, {}))),
+                              daemon=True)
     worker.start()
     worker.join(timeout=60)
     if worker.is_alive():  # unblock the reader so the test process can end

@@ -10,14 +10,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fishspine.analysis.options import CAM_METHODS, NORMALISATIONS, REDUCTIONS
-from fishspine.app.components.session import (
+from fishspine.analysis.options import (
+    CACHE_MB_RANGE,
+    CAM_METHODS,
     GALLERY_ROWS_RANGE,
     GRADIENT_WHICH,
     GRAPH_COLOR_BY,
     IMAGE_SIZE_RANGE,
-    MAX_LABEL,
+    NORMALISATIONS,
     PRECISIONS,
+    REDUCTIONS,
+)
+from fishspine.app.components.session import (
+    MAX_LABEL,
     SETTINGS_SCHEMA,
     ValidSession,
     validate_session,
@@ -159,7 +164,8 @@ VALID_SETTINGS = st.fixed_dictionaries({
     "cam_method": st.sampled_from(CAM_METHODS), "class_index": st.none() | st.integers(0, 100_000),
     "gradient_which": st.sampled_from(GRADIENT_WHICH), "gallery_rows": st.integers(*GALLERY_ROWS_RANGE),
     "graph_color_by": st.sampled_from(GRAPH_COLOR_BY), "coco_gt": PATHS | st.just(""),
-    "coco_results": st.dictionaries(LABELS, PATHS, max_size=4), "coco_baseline": LABELS})
+    "coco_results": st.dictionaries(LABELS, PATHS, max_size=4), "coco_baseline": LABELS,
+    "cache_mb": st.integers(*CACHE_MB_RANGE)})
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

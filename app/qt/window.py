@@ -61,6 +61,7 @@ class MainWindow(QMainWindow):
         self.engine = AnalysisEngine(self.state.settings.cache_mb << 20)
         self._workers: set[GeneratorWorker] = set()
         self._closed = False
+        self._gpu_fallback: list[str] = []  # an analysis that ran out of GPU memory says so here
         self._analysis_worker: GeneratorWorker | None = None  # the one analysis pass running, if any
         self._analysis_again = False  # the settings changed while it ran: run again when it ends
         # model -> when it was asked for (loads finish in any order); weak, so a removed model leaves
@@ -343,7 +344,7 @@ class MainWindow(QMainWindow):
         pass_args = (image.pixels, image.key, s.image_size, s.precision, s.class_index)
         derive_args = {"reduction": s.reduction, "normalisation": s.normalisation, "cam_method": s.cam_method,
                        "cam_blocks": cam_blocks, "shown_rows": s.gallery_rows}
-        fell_back: list[str] = []  # the job notes here that the GPU ran out of memory
+        fell_back = self._gpu_fallback  # the job notes here that the GPU ran out of memory
         started = time.perf_counter()
         ran_before = engine.passes_run
 
@@ -366,14 +367,6 @@ class MainWindow(QMainWindow):
             return insights(passes, **derive_args)
 
         def finished(result):
-            if fell_back:
-                for e in self.state.models:
-                    e.device = str(next(e.model.parameters()).device)
-                self.state.notify("warning", f"the GPU ran out of memory ({fell_back[0]}): the models moved "
-                                             "to the CPU and the analysis was redone there; choose a smaller "
-                                             "image size or fewer models to use the GPU again")
-                self.state.update_settings(device="cpu")  # the device box follows the setting
-                self._show_models()
             if result is not None:
                 self.state.set_insights(result)
                 devices = sorted({e.device for e in self.state.models})
@@ -385,6 +378,15 @@ class MainWindow(QMainWindow):
 
         def ended() -> None:
             self._analysis_worker = None
+            if fell_back:  # said however the pass ended: a superseded one moved the models all the same
+                for e in self.state.models:
+                    e.device = str(next(e.model.parameters()).device)
+                self.state.notify("warning", f"the GPU ran out of memory ({fell_back[0]}): the models moved "
+                                             "to the CPU and the analysis was redone there; choose a smaller "
+                                             "image size or fewer models to use the GPU again")
+                fell_back.clear()
+                self.state.update_settings(device="cpu")  # the device box follows the setting
+                self._show_models()
             if self._analysis_again:
                 self._analysis_again = False
                 self.schedule_analysis()
