@@ -165,4 +165,4 @@ def test_a_cancelled_attribution_is_not_kept():
     assert engine.attributions_run == 0 and engine.nbytes == 0
     done = run_job(engine.iter_attributions({"a": model}, sample_image(48), "img", "integrated_gradients", size=32,
                                             steps=8, segments=4), seen.append)
-    assert list(done) == ["a"] and seen[-1] == Progress(1, 1, "done")
+    assert list(done) == ["a"] and seen[-1] == Progress(4, 4, "done")

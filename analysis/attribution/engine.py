@@ -365,13 +365,14 @@ class AnalysisEngine:
         Progress counts every model's steps (the models share the image, so each has as many).
         """
         out: dict[str, CamResult] = {}
-        n = len(models)
+        n = total = len(models)
         for i, (label, model) in enumerate(models.items()):
             job = self.attribution_job(model, pixels, self.key(model, image, size, precision, class_index), method,
                                        label, **options)
             for p in _relabelled(job, out, label):
-                yield Progress(i * p.total + p.done, n * p.total, f"{label}: {p.text}")
-        yield Progress(n, n, "done")
+                total = n * p.total
+                yield Progress(i * p.total + p.done, total, f"{label}: {p.text}")
+        yield Progress(total, total, "done")
         return out
 
 
