@@ -166,3 +166,19 @@ def test_a_cancelled_attribution_is_not_kept():
     done = run_job(engine.iter_attributions({"a": model}, sample_image(48), "img", "integrated_gradients", size=32,
                                             steps=8, segments=4), seen.append)
     assert list(done) == ["a"] and seen[-1] == Progress(4, 4, "done")
+
+
+def test_attributions_share_the_engines_byte_budget():
+    model = SmoothNet().eval()
+    pixels = sample_image(48)
+    engine = AnalysisEngine()
+    keys = [engine.key(model, f"img{i}", size=32) for i in range(3)]
+    for key in keys[:2]:
+        run_job(engine.attribution_job(model, pixels, key, "occlusion", window=8))
+    one = engine.nbytes // 2
+    engine.max_bytes = 2 * one  # room for two maps: the least recently used goes when a third comes
+    assert engine.cached_attribution(keys[0], "occlusion", window=8) is not None  # now the most recently used
+    run_job(engine.attribution_job(model, pixels, keys[2], "occlusion", window=8))
+    assert engine.nbytes == 2 * one
+    assert engine.cached_attribution(keys[1], "occlusion", window=8) is None
+    assert engine.cached_attribution(keys[0], "occlusion", window=8) is not None
