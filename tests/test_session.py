@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fishspine.analysis.options import CAM_METHODS, NORMALISATIONS, REDUCTIONS
+from fishspine.analysis.options import CAM_METHODS, INPUT_METHODS, NORMALISATIONS, REDUCTIONS
 from fishspine.app.components.session import (
     GALLERY_ROWS_RANGE,
     GRADIENT_WHICH,
@@ -156,7 +156,7 @@ VALID_SETTINGS = st.fixed_dictionaries({
     "device": st.sampled_from(["auto", "cpu", "cuda"]) | st.integers(0, 999).map(lambda i: f"cuda:{i}"),
     "precision": st.sampled_from(PRECISIONS), "image_size": st.integers(*IMAGE_SIZE_RANGE),
     "reduction": st.sampled_from(REDUCTIONS), "normalisation": st.sampled_from(NORMALISATIONS),
-    "cam_method": st.sampled_from(CAM_METHODS), "class_index": st.none() | st.integers(0, 100_000),
+    "cam_method": st.sampled_from(CAM_METHODS + INPUT_METHODS), "class_index": st.none() | st.integers(0, 100_000),
     "gradient_which": st.sampled_from(GRADIENT_WHICH), "gallery_rows": st.integers(*GALLERY_ROWS_RANGE),
     "graph_color_by": st.sampled_from(GRAPH_COLOR_BY), "coco_gt": PATHS | st.just(""),
     "coco_results": st.dictionaries(LABELS, PATHS, max_size=4), "coco_baseline": LABELS})
@@ -179,3 +179,11 @@ def test_every_valid_session_round_trips_through_save_and_read(tmp_path_factory,
     assert session.images == images and session.selected_image == state.selected_image
     assert validate_session(session.to_json())[0] == session
     assert not any(isinstance(v, float) and math.isnan(v) for v in session.settings.values())
+
+
+@pytest.mark.parametrize("method", INPUT_METHODS)
+def test_an_input_attribution_chosen_in_the_cam_view_is_restored(tmp_path, method):
+    state = AppState()
+    state.update_settings(cam_method=method)
+    session, warnings = read_session(state.save_session(tmp_path / "s.fishspine"))
+    assert not warnings and session.settings["cam_method"] == method
