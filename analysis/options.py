@@ -3,6 +3,8 @@
 REDUCTIONS = ("mean_abs", "max", "topk", "pca")
 NORMALISATIONS = ("block", "model", "global")
 CAM_METHODS = ("gradcam", "gradcampp", "layercam")
+# Attributions to the input pixels (captum): many passes each, so they run on request, not on every change.
+INPUT_METHODS = ("integrated_gradients", "occlusion")
 BENCH_MODES = ("fp32", "bf16-cl", "bf16-cl-compile")
 PRECISIONS = ("float32", "bf16")
 GRADIENT_WHICH = ("output", "weight")

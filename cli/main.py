@@ -353,11 +353,18 @@ def cmd_activations(args: argparse.Namespace) -> int:
 
 
 def cmd_cam(args: argparse.Namespace) -> int:
-    """Grad-CAM / Grad-CAM++ / LayerCAM overlays of each model on each image."""
+    """Grad-CAM / Grad-CAM++ / LayerCAM overlays, or the input attributions Integrated Gradients / Occlusion
+    (slower: many passes per model), of each model on each image."""
     from fishspine.analysis.attribution.engine import default_cam_block
     from fishspine.analysis.figures.attribution import cam_export
+    from fishspine.analysis.options import CAM_METHODS, INPUT_METHODS
 
+    if args.method in INPUT_METHODS and args.block:
+        raise UserError(f"--block is for the CAM methods ({', '.join(CAM_METHODS)}); "
+                        f"{args.method} attributes the input pixels")
     models = _models_from(args)
+    if args.method in INPUT_METHODS:
+        return _input_attributions(args, models)
     for label, model in models.items():
         if args.block and not any(b.name == args.block for b in model.blocks):
             raise UserError(f"{label} has no block {args.block!r}; `fishspine inspect` lists the blocks")
@@ -365,6 +372,25 @@ def cmd_cam(args: argparse.Namespace) -> int:
         cams = {label: p.cam(args.block or default_cam_block(p.blocks), args.method, label)
                 for label, p in passes.items()}
         _write_outputs(cam_export(stem, shown, cams, args.alpha), args.output / f"{stem}_{args.method}", args.formats)
+    return 0
+
+
+def _input_attributions(args: argparse.Namespace, models: dict) -> int:
+    """`cam` for an input attribution: a job per image with its own progress bar, written like the CAMs."""
+    from fishspine.analysis.attribution.engine import AnalysisEngine
+    from fishspine.analysis.figures.attribution import cam_export
+    from fishspine.analysis.images import resize_longer_side
+
+    engine = AnalysisEngine()
+    for path, pixels in _load_images(args.images):
+        job = engine.iter_attributions(models, pixels, str(path), args.method, args.size, args.precision, args.cls)
+        try:
+            cams = _run(job, desc=f"{args.method} {path.name}")
+        except ValueError as exc:  # a class index past the classifier
+            raise UserError(str(exc)) from exc
+        _write_outputs(cam_export(path.stem, resize_longer_side(pixels, args.size), cams, args.alpha),
+                       args.output / f"{path.stem}_{args.method}", args.formats)
+        engine.forget(image=str(path))
     return 0
 
 
@@ -390,7 +416,7 @@ def cmd_gradients(args: argparse.Namespace) -> int:
 
 
 def _add_activations(sub) -> None:
-    from fishspine.analysis.options import CAM_METHODS, NORMALISATIONS, REDUCTIONS
+    from fishspine.analysis.options import CAM_METHODS, INPUT_METHODS, NORMALISATIONS, REDUCTIONS
 
     p = sub.add_parser("activations", help="per-block activation maps, models side by side",
                        description=cmd_activations.__doc__)
@@ -402,10 +428,13 @@ def _add_activations(sub) -> None:
                    "(1..64)")
     p.set_defaults(func=cmd_activations)
 
-    p = sub.add_parser("cam", help="Grad-CAM / Grad-CAM++ / LayerCAM overlays", description=cmd_cam.__doc__)
+    p = sub.add_parser("cam", help="Grad-CAM / Grad-CAM++ / LayerCAM overlays, Integrated Gradients / Occlusion",
+                       description=cmd_cam.__doc__)
     _add_model_args(p)
-    p.add_argument("--method", choices=CAM_METHODS, default="gradcam")
-    p.add_argument("--block", help="block name (default: the last block at stride 32)")
+    p.add_argument("--method", choices=CAM_METHODS + INPUT_METHODS, default="gradcam",
+                   help=f"a CAM at a block ({', '.join(CAM_METHODS)}) or an attribution to the input pixels "
+                        f"({', '.join(INPUT_METHODS)}: many passes per model, slower)")
+    p.add_argument("--block", help="block name for the CAM methods (default: the last block at stride 32)")
     p.add_argument("--class", dest="cls", type=CLASS_INDEX, help="class index (default: top prediction; "
                    "backbones without a classifier use feature energy)")
     p.add_argument("--alpha", type=bounded_float(0.0, 1.0), default=0.5,

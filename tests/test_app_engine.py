@@ -105,3 +105,58 @@ def test_removing_an_image_frees_its_passes_and_selects_its_neighbour(qtbot, win
     wait_idle(qtbot, window)
     assert len(window.engine) == 2 and window.state.selected_image == 0 and window.image_list.count() == 1
     assert window.state.insights and window.engine.passes_run == 4, "back on the first image: from the cache"
+
+
+def test_an_input_attribution_runs_on_request_with_progress_cancel_and_cache(qtbot, window, files):
+    import threading
+
+    open_and_analyse(qtbot, window, files)
+    engine, state, view = window.engine, window.state, window.views["cam"]
+    window.show_view("cam")
+    cells = [view.grid.cells[(0, c)] for c in (1, 2)]
+
+    def shown_method() -> set:
+        return {getattr(c.block, "method", None) for c in cells}
+
+    view.method.setCurrentText("integrated_gradients")
+    wait_idle(qtbot, window)
+    assert view.compute_button.isVisible() and view.compute_button.isEnabled()
+    assert engine.attributions_run == 0 and shown_method() == {None}, "chosen, not run: it waits for Compute"
+    assert all(c.overlay.image is None for c in cells) and "not computed" in view.grid.headers[1].text
+    seen = []
+    with qtbot.waitSignal(window.progress.valueChanged, timeout=120_000):
+        view.compute_button.click()
+        assert not view.compute_button.isEnabled(), "one attribution job at a time"
+    window.progress.valueChanged.connect(seen.append)
+    wait_idle(qtbot, window)
+    assert engine.attributions_run == 2 and shown_method() == {"integrated_gradients"}
+    assert {c.block.block for c in cells} == {"input"} and all(c.values.shape == (96, 96) for c in cells)
+    assert all(c.overlay.image is not None and c.values.max() == 1 for c in cells)
+    assert seen and max(seen) == window.progress.maximum(), "progress ran to the end"
+    assert not view.compute_button.isEnabled(), "nothing left to compute"
+
+    # Occlusion, cancelled while its first model runs: nothing of it is kept, Compute is offered again.
+    view.method.setCurrentText("occlusion")
+    wait_idle(qtbot, window)
+    gate = threading.Event()
+    hold = state.models[0].model.register_forward_pre_hook(lambda *_: gate.wait(120))
+    try:
+        view.compute_button.click()
+        assert window.cancel_button.isVisible()
+        window.cancel_button.click()
+    finally:
+        gate.set()
+        hold.remove()
+    wait_idle(qtbot, window)
+    assert ("info", "occlusion cancelled") in state.messages
+    assert engine.attributions_run == 2 and shown_method() == {None} and view.compute_button.isEnabled()
+
+    # Back to IG: the previous result, from the engine's cache; the CAMs are still derived as before.
+    view.method.setCurrentText("gradcam")
+    wait_idle(qtbot, window)
+    assert shown_method() == {"gradcam"} and not view.compute_button.isVisible()
+    view.method.setCurrentText("integrated_gradients")
+    wait_idle(qtbot, window)
+    assert shown_method() == {"integrated_gradients"} and engine.attributions_run == 2
+    exported = view.export_result().payload["cams"]
+    assert {c["method"] for c in exported} == {"integrated_gradients"} and len(exported) == 2

@@ -167,6 +167,39 @@ def test_image_commands_on_real_checkpoints(tmp_path, image_file, two_checkpoint
     assert "R50" in text and "s49s" in text
 
 
+@pytest.mark.parametrize("method", ["integrated_gradients", "occlusion"])
+def test_cam_command_writes_input_attributions(tmp_path, image_file, two_checkpoints, method, capsys):
+    import json
+
+    from fishspine.analysis.attribution.input_attribution import input_attribution_job
+    from fishspine.analysis.images import load_image, resize_longer_side, to_input
+    from fishspine.analysis.jobs import run_job
+    from fishspine.cli.main import main
+    from fishspine.models.checkpoints import load_checkpoint
+
+    a, b = two_checkpoints
+    assert main(["cam", "--method", method, "--ckpt", f"R50={a}", "--ckpt", str(b), str(image_file),
+                 "-o", str(tmp_path), "--size", "64", "--device", "cpu", "--formats", "png", "svg", "pdf"]) == 0
+    stem = tmp_path / f"sample_{method}"
+    _valid_figures(stem)
+    cams = {c["model"]: c for c in json.loads(stem.with_suffix(".json").read_text())["cams"]}
+    assert set(cams) == {"R50", "s49s"} and {c["block"] for c in cams.values()} == {"input"}
+    assert {c["method"] for c in cams.values()} == {method} and cams["s49s"]["target"] == "feature energy"
+    direct = run_job(input_attribution_job(load_checkpoint(a).model, to_input(resize_longer_side(
+        load_image(image_file), 64)), method))
+    assert cams["R50"]["class_index"] == direct.class_index
+    assert cams["R50"]["raw_max"] == pytest.approx(direct.raw_max, rel=1e-4), "the command computes the job's map"
+    assert str(stem.with_suffix(".png")) in capsys.readouterr().out
+
+
+def test_cam_command_refuses_a_block_for_an_input_attribution(tmp_path, image_file, two_checkpoints, capsys):
+    from fishspine.cli.main import main
+
+    assert main(["cam", "--method", "occlusion", "--block", "layer4.2", "--ckpt", str(two_checkpoints[0]),
+                 str(image_file), "-o", str(tmp_path)]) == 2
+    assert "--block is for the CAM methods" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--model", "resnet50", "{missing}"], "no such file"),
     (["--model", "resnet50", "{text}"], "not an image"),

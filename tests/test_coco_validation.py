@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from fishspine.analysis.coco.evaluation import CocoError, evaluate, format_table, load_ground_truth, load_results
 from fishspine.analysis.coco.validation import read_json_file, rle_string_totals
-from tests.bad_inputs import DT_CHANGES, GT_CHANGES, compress_rle, small_coco, write_bad_coco
+from tests.bad_inputs import DT_CHANGES, GT_CHANGES, _set, compress_rle, small_coco, write_bad_coco
 
 
 @pytest.fixture(scope="module")
@@ -174,12 +174,7 @@ DT_PATHS = [p for p in _paths(DT) if p]
 
 
 def _replaced(data, path, value):
-    out = copy.deepcopy(data)
-    target = out
-    for key in path[:-1]:
-        target = target[key]
-    target[path[-1]] = value
-    return out
+    return _set(path, value)(data)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from fishspine.analysis.options import (
     CACHE_MB_RANGE,
     CAM_METHODS,
+    INPUT_METHODS,
     GALLERY_ROWS_RANGE,
     GRADIENT_WHICH,
     GRAPH_COLOR_BY,
@@ -161,7 +162,7 @@ VALID_SETTINGS = st.fixed_dictionaries({
     "device": st.sampled_from(["auto", "cpu", "cuda"]) | st.integers(0, 999).map(lambda i: f"cuda:{i}"),
     "precision": st.sampled_from(PRECISIONS), "image_size": st.integers(*IMAGE_SIZE_RANGE),
     "reduction": st.sampled_from(REDUCTIONS), "normalisation": st.sampled_from(NORMALISATIONS),
-    "cam_method": st.sampled_from(CAM_METHODS), "class_index": st.none() | st.integers(0, 100_000),
+    "cam_method": st.sampled_from(CAM_METHODS + INPUT_METHODS), "class_index": st.none() | st.integers(0, 100_000),
     "gradient_which": st.sampled_from(GRADIENT_WHICH), "gallery_rows": st.integers(*GALLERY_ROWS_RANGE),
     "graph_color_by": st.sampled_from(GRAPH_COLOR_BY), "coco_gt": PATHS | st.just(""),
     "coco_results": st.dictionaries(LABELS, PATHS, max_size=4), "coco_baseline": LABELS,
@@ -185,3 +186,11 @@ def test_every_valid_session_round_trips_through_save_and_read(tmp_path_factory,
     assert session.images == images and session.selected_image == state.selected_image
     assert validate_session(session.to_json())[0] == session
     assert not any(isinstance(v, float) and math.isnan(v) for v in session.settings.values())
+
+
+@pytest.mark.parametrize("method", INPUT_METHODS)
+def test_an_input_attribution_chosen_in_the_cam_view_is_restored(tmp_path, method):
+    state = AppState()
+    state.update_settings(cam_method=method)
+    session, warnings = read_session(state.save_session(tmp_path / "s.fishspine"))
+    assert not warnings and session.settings["cam_method"] == method

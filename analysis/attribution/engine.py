@@ -6,6 +6,10 @@ loss (its norm at every block output and at every block's weights). The pass is 
 bounded in bytes, least recently used first. Activation maps under any reduction and normalisation,
 CAMs of any method at any block and gradient traces of outputs or weights are derived from it with
 no other pass. The app and every command of the command line compute through this module.
+
+Input attributions (Integrated Gradients, Occlusion: analysis/attribution/input_attribution.py) need
+many passes of their own; the engine runs them as jobs on request and keeps their results beside the
+passes, in the same byte budget.
 """
 
 from __future__ import annotations
@@ -26,7 +30,14 @@ from fishspine.analysis.attribution.cam import CamResult, cam_from_gradients, fi
 from fishspine.analysis.attribution.gradients import GradientTrace
 from fishspine.analysis.attribution.targets import target_of
 from fishspine.analysis.jobs import Job, Progress
-from fishspine.analysis.options import CAM_METHODS, DEFAULT_INPUT_SIZE, NORMALISATIONS, PRECISIONS, REDUCTIONS
+from fishspine.analysis.options import (
+    CAM_METHODS,
+    DEFAULT_INPUT_SIZE,
+    INPUT_METHODS,
+    NORMALISATIONS,
+    PRECISIONS,
+    REDUCTIONS,
+)
 from fishspine.models import Backbone, BlockInfo
 
 DEFAULT_CACHE_BYTES = 1 << 30
@@ -195,14 +206,21 @@ class AnalysisEngine:
     def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self.max_bytes = max_bytes
         self._passes: OrderedDict[PassKey, ModelPass] = OrderedDict()
+        # (pass key, method, options) -> input attribution; far smaller than a pass, far slower to make
+        self._attributions: OrderedDict[tuple, CamResult] = OrderedDict()
         self._lock = threading.RLock()
+        # Held while a model runs: a pass's capture hooks must not see an attribution's forwards (the app
+        # runs both in workers), so the two take turns, an attribution between its steps.
+        self._compute = threading.Lock()
         self.passes_run = 0  # how many passes this engine has computed (not served from the cache)
+        self.attributions_run = 0  # likewise for input attributions
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by every cached pass."""
+        """Bytes held by every cached pass and input attribution."""
         with self._lock:
-            return sum(p.nbytes for p in self._passes.values())
+            return (sum(p.nbytes for p in self._passes.values())
+                    + sum(a.cam.nbytes for a in self._attributions.values()))
 
     def __len__(self) -> int:
         return len(self._passes)
@@ -232,7 +250,8 @@ class AnalysisEngine:
 
         device = next(model.parameters()).device
         x = to_input(resize_longer_side(pixels, key.size), device)
-        result = run_pass(model, x, key)
+        with self._compute:
+            result = run_pass(model, x, key)
         self.passes_run += 1
         self._store(result)
         return result
@@ -243,24 +262,35 @@ class AnalysisEngine:
             self.trim()
 
     def trim(self) -> None:
-        """Drop least recently used passes until the cache fits `max_bytes` (the newest always stays)."""
+        """Drop least recently used passes, then attributions, until the cache fits `max_bytes` (the newest
+        of each always stays)."""
         dropped = False
         with self._lock:
-            total = sum(p.nbytes for p in self._passes.values())
+            total = self.nbytes
             while total > self.max_bytes and len(self._passes) > 1:
                 _, old = self._passes.popitem(last=False)
                 total -= old.nbytes
+                dropped = True
+            while total > self.max_bytes and len(self._attributions) > 1:
+                _, old = self._attributions.popitem(last=False)
+                total -= old.cam.nbytes
                 dropped = True
         if dropped:
             _release_freed_memory()
 
     def forget(self, model: Backbone | None = None, image: str | None = None) -> int:
-        """Drop the passes of `model` and/or of `image` (both None: everything); how many went."""
+        """Drop the passes and attributions of `model` and/or of `image` (both None: everything); how many
+        passes went."""
+
+        def matches(k: PassKey) -> bool:
+            return (model is None or k.model == id(model)) and (image is None or k.image == image)
+
         with self._lock:
-            gone = [k for k in self._passes
-                    if (model is None or k.model == id(model)) and (image is None or k.image == image)]
+            gone = [k for k in self._passes if matches(k)]
             for k in gone:
                 del self._passes[k]
+            for k in [k for k in self._attributions if matches(k[0])]:
+                del self._attributions[k]
         if gone:
             _release_freed_memory()
         return len(gone)
@@ -275,6 +305,80 @@ class AnalysisEngine:
             out[label] = self.analyse(model, pixels, self.key(model, image, size, precision, class_index, loss))
         yield Progress(len(models), len(models), "done")
         return out
+
+    # ------------------------------------------------------------------------ input attributions
+    @staticmethod
+    def _attribution_key(key: PassKey, method: str, options: Mapping) -> tuple:
+        if method not in INPUT_METHODS:
+            raise ValueError(f"unknown input attribution {method!r}; use one of {', '.join(INPUT_METHODS)}")
+        return key, method, tuple(sorted(options.items()))
+
+    def cached_attribution(self, key: PassKey, method: str, **options) -> CamResult | None:
+        """The input attribution of `method` for `key` (and options) if it is held."""
+        akey = self._attribution_key(key, method, options)
+        with self._lock:
+            hit = self._attributions.get(akey)
+            if hit is not None:
+                self._attributions.move_to_end(akey)
+            return hit
+
+    def attribution_job(self, model: Backbone, pixels: np.ndarray, key: PassKey, method: str, label: str = "",
+                        **options) -> Job[CamResult]:
+        """A job: the input attribution of `method` (INPUT_METHODS) on `pixels` resized to key.size, for
+        key's class and precision; a held one is returned at once. `options` go to `input_attribution_job`
+        (steps, segments, window, stride) and are part of the cache key."""
+        from fishspine.analysis.attribution.input_attribution import input_attribution_job
+        from fishspine.analysis.images import resize_longer_side, to_input
+
+        akey = self._attribution_key(key, method, options)
+        hit = self.cached_attribution(key, method, **options)
+        if hit is not None:
+            return replace(hit, model=label)
+        device = next(model.parameters()).device
+        x = to_input(resize_longer_side(pixels, key.size), device)
+        job = input_attribution_job(model, x, method, key.class_index, label, key.precision, **options)
+        result = yield from self._taking_turns(job)
+        self.attributions_run += 1
+        with self._lock:
+            self._attributions[akey] = result
+            self.trim()
+        return result
+
+    def _taking_turns(self, job: Job):
+        """`job`, each step run while no other model computation runs (never holding the turn at a yield)."""
+        try:
+            while True:
+                with self._compute:
+                    try:
+                        step = next(job)
+                    except StopIteration as stop:
+                        return stop.value
+                yield step
+        finally:
+            job.close()
+
+    def iter_attributions(self, models: Mapping[str, Backbone], pixels: np.ndarray, image: str, method: str,
+                          size: int = DEFAULT_INPUT_SIZE, precision: str = "float32",
+                          class_index: int | None = None, **options) -> Job[dict[str, CamResult]]:
+        """A job: the input attribution of every labelled model on one image (held ones are not rerun).
+
+        Progress counts every model's steps (the models share the image, so each has as many).
+        """
+        out: dict[str, CamResult] = {}
+        n = total = len(models)
+        for i, (label, model) in enumerate(models.items()):
+            job = self.attribution_job(model, pixels, self.key(model, image, size, precision, class_index), method,
+                                       label, **options)
+            for p in _relabelled(job, out, label):
+                total = n * p.total
+                yield Progress(i * p.total + p.done, total, f"{label}: {p.text}")
+        yield Progress(total, total, "done")
+        return out
+
+
+def _relabelled(job: Job[CamResult], out: dict[str, CamResult], label: str):
+    """The progress of `job`, its result stored in out[label] when it ends."""
+    out[label] = yield from job
 
 
 @dataclass

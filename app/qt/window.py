@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (QApplication, QComboBox, QFileDialog, QHBoxLayout
                                QSpinBox, QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
 from fishspine.analysis.jobs import Progress
-from fishspine.analysis.options import IMAGE_SIZE_RANGE, NORMALISATIONS, PRECISIONS, REDUCTIONS
+from fishspine.analysis.options import CAM_METHODS, IMAGE_SIZE_RANGE, NORMALISATIONS, PRECISIONS, REDUCTIONS
 
 from fishspine.app.qt.views.architecture import ArchitectureView
 from fishspine.app.qt.views.coco import CocoView
@@ -130,7 +130,7 @@ class MainWindow(QMainWindow):
         lv.addWidget(self.messages, 1)
 
         self.tabs = QTabWidget()
-        self.views = {"activations": ActivationsView(self.state), "cam": CamView(self.state),
+        self.views = {"activations": ActivationsView(self.state), "cam": CamView(self.state, self.run_job, self.engine),
                       "gradients": GradientView(self.state), "architecture": ArchitectureView(self.state, self.run_job),
                       "coco": CocoView(self.state, self.run_job)}
         for name, view in self.views.items():
@@ -342,7 +342,9 @@ class MainWindow(QMainWindow):
             b.name == chosen for b in m.model.blocks)}
         engine = self.engine
         pass_args = (image.pixels, image.key, s.image_size, s.precision, s.class_index)
-        derive_args = {"reduction": s.reduction, "normalisation": s.normalisation, "cam_method": s.cam_method,
+        # An input attribution is no CAM of the pass: the CAM view asks the engine for it on request.
+        cam_method = s.cam_method if s.cam_method in CAM_METHODS else CAM_METHODS[0]
+        derive_args = {"reduction": s.reduction, "normalisation": s.normalisation, "cam_method": cam_method,
                        "cam_blocks": cam_blocks, "shown_rows": s.gallery_rows}
         fell_back = self._gpu_fallback  # the job notes here that the GPU ran out of memory
         started = time.perf_counter()

@@ -15,9 +15,9 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, QTimer
-from PySide6.QtWidgets import QComboBox, QLabel, QScrollArea, QSlider, QSpinBox
+from PySide6.QtWidgets import QComboBox, QLabel, QPushButton, QScrollArea, QSlider, QSpinBox
 
-from fishspine.analysis.options import CAM_METHODS, GALLERY_ROWS_RANGE
+from fishspine.analysis.options import CAM_METHODS, GALLERY_ROWS_RANGE, INPUT_METHODS
 from fishspine.app.components.state import AppState
 from fishspine.app.qt.views.base import SELECTED_PEN, View, bind_setting, lookup_table, model_qcolor, show_block_map
 
@@ -315,15 +315,26 @@ class ActivationsView(ImageGridView):
 
 
 class CamView(ImageGridView):
-    """CAM overlays per model for the chosen block, method and class; the block follows the selection."""
+    """CAM overlays per model for the chosen block, method and class; the block follows the selection.
+
+    The input attributions (INPUT_METHODS) take many passes: they run only when Compute is pressed, as
+    a job of the engine (`run_job`, with progress and Cancel), which keeps them; the grid shows the
+    ones the engine holds for the current image and settings.
+    """
 
     title = "Grad-CAM"
 
-    def __init__(self, state: AppState) -> None:
+    def __init__(self, state: AppState, run_job: Callable | None = None, engine: Any = None) -> None:
         super().__init__(state)
+        self.run_job, self.engine = run_job, engine
+        self._computing = None  # the worker of the attribution job running, if any
         self.method = QComboBox()
-        self.method.addItems(CAM_METHODS)
+        self.method.addItems(CAM_METHODS + INPUT_METHODS)
         bind_setting(state, self.method, "cam_method")
+        self.compute_button = QPushButton("Compute")
+        self.compute_button.setToolTip("compute this input attribution for every model (many passes each)")
+        self.compute_button.clicked.connect(self.compute)
+        self.compute_button.hide()
         self.block_box = QComboBox()
         self.block_box.setMinimumContentsLength(18)
         self.block_box.setToolTip("the block whose output the CAM weighs (models without it keep their last block)")
@@ -345,6 +356,37 @@ class CamView(ImageGridView):
                         ("overlay", self.alpha)):
             self.controls.addWidget(QLabel(text))
             self.controls.addWidget(w)
+            if w is self.method:
+                self.controls.addWidget(self.compute_button)
+
+    def _attribution_keys(self) -> dict:
+        """label -> the engine's pass key of each model for the image and settings shown."""
+        s, image = self.state.settings, self.state.image
+        return {m.label: self.engine.key(m.model, image.key, s.image_size, s.precision, s.class_index)
+                for m in self.state.models}
+
+    def attributions(self) -> dict:
+        """label -> the engine's input attribution of the chosen method for each model (None: not computed)."""
+        method = self.state.settings.cam_method
+        return {label: self.engine.cached_attribution(key, method)
+                for label, key in self._attribution_keys().items()}
+
+    def compute(self) -> None:
+        """Start the chosen input attribution for every model that lacks it (one job, progress, Cancel)."""
+        s, image = self.state.settings, self.state.image
+        if (s.cam_method not in INPUT_METHODS or image is None or not self.state.models
+                or self._computing is not None):
+            return
+        models = {m.label: m.model for m in self.state.models}
+        args = (models, image.pixels, image.key, s.cam_method, s.image_size, s.precision, s.class_index)
+
+        def ended() -> None:
+            self._computing = None
+            self.refresh()
+
+        self.compute_button.setEnabled(False)
+        self._computing = self.run_job(s.cam_method.replace("_", " "), lambda: self.engine.iter_attributions(*args),
+                                       lambda _cams: None, ended)
 
     def _block_chosen(self) -> None:
         name = self.block_box.currentData()
@@ -375,7 +417,11 @@ class CamView(ImageGridView):
         if not self.state.insights or self.state.image is None:
             return False
         self._fill_blocks()
-        cams = {k: v.cam for k, v in self.state.insights.items()}
+        on_request = self.state.settings.cam_method in INPUT_METHODS
+        cams = self.attributions() if on_request else {k: v.cam for k, v in self.state.insights.items()}
+        self.compute_button.setVisible(on_request)
+        self.compute_button.setEnabled(self._computing is None and any(c is None for c in cams.values()))
+        self.block_box.setEnabled(not on_request)
         if not self.grid.ensure(1, len(cams) + 1, overlay=True, row_labels=[""], fill=True, on_ready=self.refresh):
             return False
         image = self.shown_image()
@@ -387,6 +433,12 @@ class CamView(ImageGridView):
         for c, (m, cam) in enumerate(cams.items(), start=1):
             cell = self.grid.cells[(0, c)]
             cell.image.setImage(image, autoLevels=False, levels=(0, 255))
+            if cam is None:  # an input attribution not computed for these settings
+                cell.overlay.clear()
+                self.grid.headers[c].setText(f"<b>{m}</b><br>{self.state.settings.cam_method}<br>"
+                                             "not computed: press Compute", color=model_qcolor(c - 1), size="8pt")
+                cell.model, cell.block, cell.values = "", None, None
+                continue
             values = cam.cam.astype(np.float32)
             _set_map(cell.overlay, values, "jet")
             self.grid.headers[c].setText(f"<b>{m}</b><br>{cam.method} @ {cam.block}<br>{cam.target_label}",
@@ -414,5 +466,10 @@ class CamView(ImageGridView):
     def export_result(self):
         from fishspine.analysis.figures.attribution import cam_export
 
-        return cam_export(self.image_name(), self.shown_image(), {k: v.cam for k, v in self.state.insights.items()},
-                          self.alpha.value() / 100)
+        if self.state.settings.cam_method in INPUT_METHODS:
+            cams = {k: v for k, v in self.attributions().items() if v is not None}
+            if not cams:
+                raise ValueError(f"{self.state.settings.cam_method} is not computed yet: press Compute")
+        else:
+            cams = {k: v.cam for k, v in self.state.insights.items()}
+        return cam_export(self.image_name(), self.shown_image(), cams, self.alpha.value() / 100)
