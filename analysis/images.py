@@ -38,8 +38,12 @@ class ImageError(ValueError):
 
 
 def _file_kind(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, "named pipe"), (stat.S_ISCHR, "character device"),
-                       (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket")):
+    for test, name in (
+        (stat.S_ISFIFO, "named pipe"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISSOCK, "socket"),
+    ):
         if test(mode):
             return name
     return "special file"
@@ -49,11 +53,14 @@ def _checked_stat(path: Path, st: os.stat_result) -> None:
     if stat.S_ISDIR(st.st_mode):
         raise ImageError(f"{path}: is a folder; give image files (PNG, JPEG, ...)")
     if not stat.S_ISREG(st.st_mode):
-        raise ImageError(f"{path}: not a regular file (a {_file_kind(st.st_mode)}); give an image file "
-                         "(PNG, JPEG, ...)")
+        raise ImageError(
+            f"{path}: not a regular file (a {_file_kind(st.st_mode)}); give an image file (PNG, JPEG, ...)"
+        )
     if st.st_size > MAX_FILE_BYTES:
-        raise ImageError(f"{path}: {st.st_size / 1024**2:,.0f} MB is too large for an image file "
-                         f"(limit {MAX_FILE_BYTES // 1024**2} MB); downscale or re-encode it first")
+        raise ImageError(
+            f"{path}: {st.st_size / 1024**2:,.0f} MB is too large for an image file "
+            f"(limit {MAX_FILE_BYTES // 1024**2} MB); downscale or re-encode it first"
+        )
 
 
 def _open_regular_file(path: Path) -> BinaryIO:
@@ -106,15 +113,19 @@ def open_raster(path: str | Path) -> Iterator[PILImage]:
             with Image.open(fh, formats=RASTER_FORMATS) as img:
                 w, h = img.size
                 if w * h > MAX_PIXELS:
-                    raise ImageError(f"{path}: {w}x{h} pixels is too large (limit {MAX_PIXELS:,} pixels); "
-                                     "downscale it first")
+                    raise ImageError(
+                        f"{path}: {w}x{h} pixels is too large (limit {MAX_PIXELS:,} pixels); downscale it first"
+                    )
                 yield img
         except UnidentifiedImageError as exc:
-            raise ImageError(f"{path}: not an image PIL can read as {_FORMATS_TEXT} (other formats, such as "
-                             "PostScript/EPS, are refused); convert it to PNG") from exc
+            raise ImageError(
+                f"{path}: not an image PIL can read as {_FORMATS_TEXT} (other formats, such as "
+                "PostScript/EPS, are refused); convert it to PNG"
+            ) from exc
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise ImageError(f"{path}: too large, refused as a possible decompression bomb ({exc}); "
-                             "downscale it first") from exc
+            raise ImageError(
+                f"{path}: too large, refused as a possible decompression bomb ({exc}); downscale it first"
+            ) from exc
         except (OSError, SyntaxError) as exc:  # truncated / corrupt data
             raise ImageError(f"{path}: the image data is corrupt or truncated ({exc})") from exc
 
@@ -146,8 +157,9 @@ def to_input(image: np.ndarray, device: torch.device | str = "cpu") -> torch.Ten
     return ((t - mean) / std).unsqueeze(0)
 
 
-def prepare(path_or_array: str | Path | np.ndarray, size: int = 512,
-            device: torch.device | str = "cpu") -> tuple[np.ndarray, torch.Tensor]:
+def prepare(
+    path_or_array: str | Path | np.ndarray, size: int = 512, device: torch.device | str = "cpu"
+) -> tuple[np.ndarray, torch.Tensor]:
     """(resized RGB array for display, model input tensor) for a path or an RGB array."""
     image = load_image(path_or_array) if not isinstance(path_or_array, np.ndarray) else path_or_array
     shown = resize_longer_side(image, size)
@@ -160,8 +172,11 @@ def sample_image(size: int = 256, seed: int = 0) -> np.ndarray:
     yy, xx = np.mgrid[0:size, 0:size] / size
     img = np.stack([0.5 + 0.2 * np.sin(8 * xx), 0.5 + 0.2 * np.cos(6 * yy), 0.45 + 0.1 * xx], -1)
     img += rng.normal(0, 0.03, img.shape)
-    for cx, cy, r, color in ((0.3, 0.35, 0.18, (0.9, 0.2, 0.1)), (0.72, 0.6, 0.1, (0.1, 0.3, 0.9)),
-                             (0.5, 0.8, 0.05, (0.95, 0.85, 0.1))):
-        img[(xx - cx) ** 2 + (yy - cy) ** 2 < r ** 2] = color
-    img[int(0.6 * size):int(0.75 * size), int(0.1 * size):int(0.3 * size)] = (0.2, 0.7, 0.3)
+    for cx, cy, r, color in (
+        (0.3, 0.35, 0.18, (0.9, 0.2, 0.1)),
+        (0.72, 0.6, 0.1, (0.1, 0.3, 0.9)),
+        (0.5, 0.8, 0.05, (0.95, 0.85, 0.1)),
+    ):
+        img[(xx - cx) ** 2 + (yy - cy) ** 2 < r**2] = color
+    img[int(0.6 * size) : int(0.75 * size), int(0.1 * size) : int(0.3 * size)] = (0.2, 0.7, 0.3)
     return (np.clip(img, 0, 1) * 255).astype(np.uint8)

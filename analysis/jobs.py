@@ -27,8 +27,9 @@ class Progress:
 Job = Generator[Progress, None, R]
 
 
-def run_job(job: Job[R], on_progress: Callable[[Progress], None] | None = None,
-            cancelled: Callable[[], bool] | None = None) -> R:
+def run_job(
+    job: Job[R], on_progress: Callable[[Progress], None] | None = None, cancelled: Callable[[], bool] | None = None
+) -> R:
     """Drive `job` to its end and return its result; `on_progress` sees each step.
 
     When `cancelled()` turns true the job is closed at its next step (its `finally` blocks run) and

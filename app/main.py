@@ -23,13 +23,18 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_ENVIRONMENT
         top = (exc.name or "").split(".")[0]
         if top in ("PySide6", "shiboken6"):
-            print(f"fishspine-gui: PySide6 (Qt for Python) is not installed in this Python ({sys.executable}); "
-                  f"run `make setup`, or `{sys.executable} -m pip install '{PYSIDE6_REQUIREMENT}'`.",
-                  file=sys.stderr)
+            print(
+                f"fishspine-gui: PySide6 (Qt for Python) is not installed in this Python ({sys.executable}); "
+                f"run `make setup`, or `{sys.executable} -m pip install '{PYSIDE6_REQUIREMENT}'`.",
+                file=sys.stderr,
+            )
             return EXIT_ENVIRONMENT
         if top and top != "fishspine":
-            print(f"fishspine-gui: the package {top!r} is not installed in this Python ({sys.executable}) "
-                  f"({exc}); run `make setup`.", file=sys.stderr)
+            print(
+                f"fishspine-gui: the package {top!r} is not installed in this Python ({sys.executable}) "
+                f"({exc}); run `make setup`.",
+                file=sys.stderr,
+            )
             return EXIT_ENVIRONMENT
         raise  # a broken import inside fishspine is a bug: show its traceback
     args = sys.argv[1:] if argv is None else argv

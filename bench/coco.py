@@ -71,15 +71,22 @@ def main() -> None:
     args = ap.parse_args()
     gt, dets = synthetic_coco(args.images, n_categories=80, seed=0)
     sizes = np.array([a["area"] for a in gt["annotations"]])
-    print(f"{args.images} images, {len(gt['annotations'])} boxes (small {np.mean(sizes < 32**2):.0%}, "
-          f"medium {np.mean((sizes >= 32**2) & (sizes < 96**2)):.0%}, large {np.mean(sizes >= 96**2):.0%}), "
-          f"{len(dets)} detections, 80 categories")
-    runs = {"pycocotools": [_pycocotools(gt, dets) for _ in range(args.pycocotools_repeats)],
-            "faster-coco-eval": [_faster(gt, dets) for _ in range(args.repeats)],
-            "fishspine (full per-scale breakdown)": [_ours(gt, dets) for _ in range(args.repeats)]}
+    print(
+        f"{args.images} images, {len(gt['annotations'])} boxes (small {np.mean(sizes < 32**2):.0%}, "
+        f"medium {np.mean((sizes >= 32**2) & (sizes < 96**2)):.0%}, large {np.mean(sizes >= 96**2):.0%}), "
+        f"{len(dets)} detections, 80 categories"
+    )
+    runs = {
+        "pycocotools": [_pycocotools(gt, dets) for _ in range(args.pycocotools_repeats)],
+        "faster-coco-eval": [_faster(gt, dets) for _ in range(args.repeats)],
+        "fishspine (full per-scale breakdown)": [_ours(gt, dets) for _ in range(args.repeats)],
+    }
     ref = runs["pycocotools"][0][1]
     base = statistics.median(t for t, _ in runs["pycocotools"])
-    print("\n| evaluator | median s (index + load results + evaluate + accumulate + summary) | × faster than pycocotools | max |Δ stat| vs pycocotools |")
+    print(
+        "\n| evaluator | median s (index + load results + evaluate + accumulate + summary) "
+        "| × faster than pycocotools | max |Δ stat| vs pycocotools |"
+    )
     print("|---|---|---|---|")
     for name, rs in runs.items():
         med = statistics.median(t for t, _ in rs)

@@ -54,6 +54,7 @@ def main() -> None:
 
     beats: list[float] = []
     timer = QTimer()
+
     def beat() -> None:
         beats.append(time.perf_counter())
 
@@ -64,8 +65,10 @@ def main() -> None:
     t_start = time.perf_counter()
     wait_until(lambda: bool(window.state.insights) and not window._workers)
     print(f"demo models loaded and analysed in {time.perf_counter() - t_start:.1f} s")
-    print(f"longest UI-thread stall while the demo loaded, computed and first drew: "
-          f"{1000 * max(b - a for a, b in zip(beats, beats[1:])):.0f} ms")
+    print(
+        f"longest UI-thread stall while the demo loaded, computed and first drew: "
+        f"{1000 * max(b - a for a, b in zip(beats, beats[1:])):.0f} ms"
+    )
     gaps = []
     for _ in range(args.rounds):
         beats.clear()
@@ -73,8 +76,9 @@ def main() -> None:
         wait_until(lambda: bool(window._workers))
         wait_until(lambda: not window._workers)
         gaps.append(max(b - a for a, b in zip(beats, beats[1:])) if len(beats) > 1 else float("nan"))
-    print(f"longest UI-thread stall while 4 models computed, per round (ms): "
-          f"{', '.join(f'{1000 * g:.0f}' for g in gaps)}")
+    print(
+        f"longest UI-thread stall while 4 models computed, per round (ms): {', '.join(f'{1000 * g:.0f}' for g in gaps)}"
+    )
     for view in ("cam", "gradients", "architecture", "coco", "activations"):
         beats.clear()
         t = time.perf_counter()

@@ -73,11 +73,16 @@ def window_latencies(rounds: int, device: str) -> tuple[list[float], list[float]
         return arrived[-1] - t0
 
     s = window.state
-    changes = [lambda: s.update_settings(reduction="pca"), lambda: s.update_settings(normalisation="global"),
-               lambda: s.update_settings(cam_method="gradcampp"), lambda: s.select_block("P4" if s.selected_block
-                                                                                          != "P4" else "P5"),
-               lambda: s.update_settings(reduction="max"), lambda: s.update_settings(normalisation="block"),
-               lambda: s.update_settings(cam_method="layercam"), lambda: s.update_settings(reduction="mean_abs")]
+    changes = [
+        lambda: s.update_settings(reduction="pca"),
+        lambda: s.update_settings(normalisation="global"),
+        lambda: s.update_settings(cam_method="gradcampp"),
+        lambda: s.select_block("P4" if s.selected_block != "P4" else "P5"),
+        lambda: s.update_settings(reduction="max"),
+        lambda: s.update_settings(normalisation="block"),
+        lambda: s.update_settings(cam_method="layercam"),
+        lambda: s.update_settings(reduction="mean_abs"),
+    ]
     settings_s = [timed(changes[i % len(changes)]) for i in range(rounds)]
     s.add_images([ImageEntry(f"generated {i}", "", sample_image(384, seed=100 + i)) for i in range(rounds)])
     first_new = len(s.images) - rounds
@@ -107,9 +112,11 @@ def full_width(size: int, device_name: str, repeats: int) -> None:
         if i:  # the first pass warms up
             times.append(time.perf_counter() - t0)
     per = engine.nbytes / (repeats + 1) / 2**20
-    print(f"full width fishnet150 + scnet50 + spinenet49 at {size}: one pass of all three median "
-          f"{statistics.median(times):.2f} s over {repeats} images (min {min(times):.2f}, max {max(times):.2f}); "
-          f"the cache holds {per:.0f} MiB per image for the three")
+    print(
+        f"full width fishnet150 + scnet50 + spinenet49 at {size}: one pass of all three median "
+        f"{statistics.median(times):.2f} s over {repeats} images (min {min(times):.2f}, max {max(times):.2f}); "
+        f"the cache holds {per:.0f} MiB per image for the three"
+    )
 
     gc.collect()
     before = rss_mb()
@@ -121,8 +128,10 @@ def full_width(size: int, device_name: str, repeats: int) -> None:
     gc.collect()
     engine.trim()
     after = rss_mb()
-    print(f"resident memory: {before:.0f} MiB before adding SpineNet-190, {with_it:.0f} MiB with it analysed, "
-          f"{after:.0f} MiB after removing it ({after - before:+.0f} MiB)")
+    print(
+        f"resident memory: {before:.0f} MiB before adding SpineNet-190, {with_it:.0f} MiB with it analysed, "
+        f"{after:.0f} MiB after removing it ({after - before:+.0f} MiB)"
+    )
 
 
 def main() -> None:
@@ -136,14 +145,18 @@ def main() -> None:
     import torch
 
     settings_s, image_s, _app = window_latencies(args.rounds, args.device)
-    where = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
+    where = (
+        torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
+    )
     print(f"device: {where}; the demo's four backbones at 384, {args.rounds} rounds each")
     print(f"settings change to screen (ms): {', '.join(f'{1000 * t:.0f}' for t in settings_s)}")
     print(f"new image to screen (ms): {', '.join(f'{1000 * t:.0f}' for t in image_s)}")
     if not args.skip_full_width:
         full_width(args.size, args.device, args.repeats)
-    print(f"settings change: median {1000 * statistics.median(settings_s):.0f} ms; "
-          f"new image: median {1000 * statistics.median(image_s):.0f} ms")
+    print(
+        f"settings change: median {1000 * statistics.median(settings_s):.0f} ms; "
+        f"new image: median {1000 * statistics.median(image_s):.0f} ms"
+    )
 
 
 if __name__ == "__main__":

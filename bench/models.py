@@ -10,16 +10,16 @@ from __future__ import annotations
 import contextlib
 import statistics
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import torch
 
 from fishspine.analysis.architecture.macs import model_macs
+from fishspine.analysis.options import BENCH_MODES as MODES
 from fishspine.models import create_model, list_models, model_spec
 from fishspine.models.registry import CLASSIFIER_INPUT_SIZE
 
-from fishspine.analysis.options import BENCH_MODES as MODES
 BASELINE = "torchvision_resnet50"
 
 
@@ -63,8 +63,9 @@ def _timed_forward(model, x, device, autocast: bool) -> float:
     return time.perf_counter() - t0
 
 
-def bench_model(name: str, mode: str, device: torch.device, batch: int, size: int,
-                warmup: int, repeats: int) -> BenchResult:
+def bench_model(
+    name: str, mode: str, device: torch.device, batch: int, size: int, warmup: int, repeats: int
+) -> BenchResult:
     """Measure one model in one mode."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
@@ -98,8 +99,9 @@ def bench_plan(models: list[str] | None) -> list[tuple[str, int]]:
     return plan
 
 
-def run_benchmark(models: list[str] | None, modes: tuple[str, ...], device: torch.device, batch: int,
-                  warmup: int, repeats: int) -> Iterator[BenchResult]:
+def run_benchmark(
+    models: list[str] | None, modes: tuple[str, ...], device: torch.device, batch: int, warmup: int, repeats: int
+) -> Iterator[BenchResult]:
     """Measure every planned (model, size) in every mode; yields results as they come."""
     for name, size in bench_plan(models):
         for mode in modes:
@@ -111,9 +113,13 @@ def format_table(results: list[BenchResult], device_name: str) -> str:
     modes = [m for m in MODES if any(r.mode == m for r in results)]
     base = {r.mode: r for r in results if r.model == BASELINE}
     header = ["model", "input", "GMACs"] + [f"{m} {col}" for m in modes for col in ("img/s", "TFLOP/s", "×R50")]
-    lines = [f"Device: {device_name}; batch {results[0].batch if results else '-'}; "
-             "ratio = achieved TFLOP/s ÷ torchvision ResNet-50's in the same mode and run",
-             "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = [
+        f"Device: {device_name}; batch {results[0].batch if results else '-'}; "
+        "ratio = achieved TFLOP/s ÷ torchvision ResNet-50's in the same mode and run",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
     rows: dict[tuple[str, int], dict[str, BenchResult]] = {}
     for r in results:
         rows.setdefault((r.model, r.size), {})[r.mode] = r

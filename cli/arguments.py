@@ -24,8 +24,9 @@ def _number(text: str, kind: type, allowed: str) -> float | int:
     try:
         value = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not {'an integer' if kind is int else 'a number'}; "
-                                         f"allowed: {allowed}") from None
+        raise argparse.ArgumentTypeError(
+            f"{text[:40]!r} is not {'an integer' if kind is int else 'a number'}; allowed: {allowed}"
+        ) from None
     if isinstance(value, float) and not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a finite number; allowed: {allowed}")
     return value
@@ -42,6 +43,7 @@ def bounded_int(lo: int, hi: int | None = None) -> Callable[[str], int]:
         if value < lo or (hi is not None and value > hi):
             raise argparse.ArgumentTypeError(f"{value} is out of range; allowed: {allowed}")
         return value
+
     parse.__name__ = "integer"  # argparse names the type in its own messages
     return parse
 
@@ -55,6 +57,7 @@ def bounded_float(lo: float, hi: float, lo_open: bool = False) -> Callable[[str]
         if value < lo or value > hi or (lo_open and value == lo):
             raise argparse.ArgumentTypeError(f"{text[:40]!r} is out of range; allowed: {allowed}")
         return value
+
     parse.__name__ = "number"
     return parse
 
@@ -71,8 +74,9 @@ def _check_name_lengths(path: Path, extra: int = 0) -> None:
     for part in path.parts:
         room = NAME_MAX - (extra if part == path.name else 0)
         if len(part.encode("utf-8", "surrogateescape")) > room:
-            raise argparse.ArgumentTypeError(f"the name {part[:30]!r}… is too long for the file system; "
-                                             f"allowed: at most {room} bytes")
+            raise argparse.ArgumentTypeError(
+                f"the name {part[:30]!r}… is too long for the file system; allowed: at most {room} bytes"
+            )
 
 
 def output_folder(text: str) -> Path:
@@ -83,23 +87,27 @@ def output_folder(text: str) -> Path:
         raise argparse.ArgumentTypeError(f"{text[:80]} is an existing file; allowed: a folder (new or existing)")
     for parent in path.parents:
         if parent.exists() and not parent.is_dir():
-            raise argparse.ArgumentTypeError(f"{str(parent)[:80]} is an existing file, so {text[:80]} cannot be "
-                                             "a folder")
+            raise argparse.ArgumentTypeError(
+                f"{str(parent)[:80]} is an existing file, so {text[:80]} cannot be a folder"
+            )
     return path
 
 
 def output_stem(suffix_bytes: int = 16) -> Callable[[str], str]:
     """A file name or stem to write (suffixes such as .json are added): not an existing folder."""
+
     def parse(text: str) -> str:
         path = Path(text)
         _check_name_lengths(path, suffix_bytes)
         if path.is_dir():
-            raise argparse.ArgumentTypeError(f"{text[:80]} is a folder; allowed: a file name or stem such as "
-                                             f"{Path(text) / 'figure'}")
+            raise argparse.ArgumentTypeError(
+                f"{text[:80]} is a folder; allowed: a file name or stem such as {Path(text) / 'figure'}"
+            )
         for parent in path.parents:
             if parent.exists() and not parent.is_dir():
                 raise argparse.ArgumentTypeError(f"{str(parent)[:80]} is an existing file, not a folder")
         return text
+
     parse.__name__ = "output"
     return parse
 
@@ -119,16 +127,19 @@ def _regular_file(text: str, suffix_bytes: int = 0) -> Path:
         raise argparse.ArgumentTypeError(f"{text[:120]}: is a folder; allowed: a file")
     if not stat.S_ISREG(info.st_mode):
         # reading a FIFO blocks forever and a device never ends: refuse them before anything opens them
-        raise argparse.ArgumentTypeError(f"{text[:120]}: is not a regular file (a pipe, socket or device); "
-                                         "allowed: a file")
+        raise argparse.ArgumentTypeError(
+            f"{text[:120]}: is not a regular file (a pipe, socket or device); allowed: a file"
+        )
     return path
 
 
 def input_file(suffix_bytes: int = 0) -> Callable[[str], Path]:
     """An existing regular file (not a folder, FIFO or device) whose name, with `suffix_bytes` more for
     outputs named after it, fits the file system."""
+
     def parse(text: str) -> Path:
         return _regular_file(text, suffix_bytes)
+
     parse.__name__ = "file"
     return parse
 
@@ -136,15 +147,19 @@ def input_file(suffix_bytes: int = 0) -> Callable[[str], Path]:
 def labelled(max_label: int = 200, split_last: bool = False) -> Callable[[str], str]:
     """A [LABEL=]FILE spec (split at the first "=", or the last when `split_last`, as the command does):
     FILE an existing regular file, LABEL (or the file's stem) short enough to become part of file names."""
+
     def parse(text: str) -> str:
         label, sep, path = text.rpartition("=") if split_last else text.partition("=")
         if not sep:
             label, path = Path(text).stem, text
         if len(label.encode("utf-8", "surrogateescape")) > max_label:
-            raise argparse.ArgumentTypeError(f"the name {label[:30]!r}… is too long; allowed: at most "
-                                             f"{max_label} bytes (it becomes part of file names)")
+            raise argparse.ArgumentTypeError(
+                f"the name {label[:30]!r}… is too long; allowed: at most "
+                f"{max_label} bytes (it becomes part of file names)"
+            )
         _regular_file(path)
         return text
+
     parse.__name__ = "spec"
     return parse
 
@@ -152,12 +167,17 @@ def labelled(max_label: int = 200, split_last: bool = False) -> Callable[[str], 
 class Increasing(argparse.Action):
     """Several numbers (nargs) that must be strictly increasing."""
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: Sequence[Any] | str | None, option_string: str | None = None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Sequence[Any] | str | None,
+        option_string: str | None = None,
+    ) -> None:
         values = list(values or [])
         if any(b <= a for a, b in zip(values, values[1:])):
             shown = " ".join(f"{v:g}" for v in values)
-            raise argparse.ArgumentError(self, f"{shown} is not increasing; allowed: each value larger than the one "
-                                               "before")
+            raise argparse.ArgumentError(
+                self, f"{shown} is not increasing; allowed: each value larger than the one before"
+            )
         setattr(namespace, self.dest, values)
-

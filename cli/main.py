@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from fishspine.analysis.options import DEFAULT_INPUT_SIZE, IMAGE_SIZE_RANGE, PRECISIONS  # torch-free: fast --help
 from fishspine.cli.arguments import (
@@ -49,8 +49,12 @@ class UserError(Exception):
 
 
 def _add_device(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", type=device_name,
-                   help="where to compute: auto (CUDA when present, else CPU), cpu, cuda, cuda:1 ...")
+    p.add_argument(
+        "--device",
+        default="auto",
+        type=device_name,
+        help="where to compute: auto (CUDA when present, else CPU), cpu, cuda, cuda:1 ...",
+    )
 
 
 # ------------------------------------------------------------------------------------------ models
@@ -101,20 +105,23 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     extra = {k: v for k, v in ckpt.meta.items() if k not in ("format_version", "family", "variant", "params")}
     if extra:
         print("meta:      " + ", ".join(f"{k}={v}" for k, v in extra.items()))
-    levels = ", ".join(f"P{k}: {c} ch (stride {2 ** k})" for k, c in sorted(model.feature_levels.items()))
+    levels = ", ".join(f"P{k}: {c} ch (stride {2**k})" for k, c in sorted(model.feature_levels.items()))
     print(f"outputs:   {levels}")
     print(f"blocks:    {len(model.blocks)}")
     if not args.quiet:
         print(f"  {'#':>3}  {'name':<26} {'role':<9} {'level':>5} {'stride':>6} {'channels':>8}  parents")
         for i, b in enumerate(model.blocks):
-            print(f"  {i:>3}  {b.name:<26} {b.role:<9} {b.level:>5} {2 ** b.level:>6} {b.channels:>8}  "
-                  f"{', '.join(b.parents)}")
+            print(
+                f"  {i:>3}  {b.name:<26} {b.role:<9} {b.level:>5} {2**b.level:>6} {b.channels:>8}  "
+                f"{', '.join(b.parents)}"
+            )
     return 0
 
 
 def _add_inspect(sub) -> None:
-    p = sub.add_parser("inspect", help="recognise a checkpoint and print its architecture",
-                       description=cmd_inspect.__doc__)
+    p = sub.add_parser(
+        "inspect", help="recognise a checkpoint and print its architecture", description=cmd_inspect.__doc__
+    )
     p.add_argument("checkpoint", type=input_file(), help="a .tar/.pth/.pt/.safetensors file")
     p.add_argument("-q", "--quiet", action="store_true", help="do not list the blocks")
     p.set_defaults(func=cmd_inspect)
@@ -134,11 +141,15 @@ def cmd_bench_models(args: argparse.Namespace) -> int:
     results = []
     plan = benchmark.bench_plan(args.models)
     total = len(plan) * len(args.modes)
-    for i, r in enumerate(benchmark.run_benchmark(args.models, tuple(args.modes), device, args.batch,
-                                                  args.warmup, args.repeats), 1):
+    for i, r in enumerate(
+        benchmark.run_benchmark(args.models, tuple(args.modes), device, args.batch, args.warmup, args.repeats), 1
+    ):
         results.append(r)
-        print(f"[{i}/{total}] {r.model} @{r.size} {r.mode}: {r.images_per_s:.1f} img/s, "
-              f"{r.tflops:.2f} TFLOP/s", file=sys.stderr, flush=True)
+        print(
+            f"[{i}/{total}] {r.model} @{r.size} {r.mode}: {r.images_per_s:.1f} img/s, {r.tflops:.2f} TFLOP/s",
+            file=sys.stderr,
+            flush=True,
+        )
     table = benchmark.format_table(results, name)
     print(table)
     if args.output:
@@ -154,8 +165,9 @@ def _add_bench(sub) -> None:
 
     p = sub.add_parser("bench", help="benchmarks")
     bsub = p.add_subparsers(dest="bench_what", required=True, metavar="WHAT")
-    m = bsub.add_parser("models", help="forward throughput of the zoo vs ResNet-50",
-                        description=cmd_bench_models.__doc__)
+    m = bsub.add_parser(
+        "models", help="forward throughput of the zoo vs ResNet-50", description=cmd_bench_models.__doc__
+    )
     m.add_argument("models", nargs="*", help="zoo models (default: all)")
     m.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     m.add_argument("--batch", type=bounded_int(1, MAX_BATCH), default=64)
@@ -164,7 +176,6 @@ def _add_bench(sub) -> None:
     m.add_argument("-o", "--output", type=output_stem(), help="also write the table (.md) and raw numbers (.json) here")
     _add_device(m)
     m.set_defaults(func=cmd_bench_models)
-
 
 
 # ------------------------------------------------------------------------- models from the user
@@ -206,8 +217,9 @@ def _load_images(paths: list[Path]) -> list[tuple[Path, object]]:
     return out
 
 
-def _analysed_images(args: argparse.Namespace, models: dict, what: str, class_index: int | None = None,
-                     loss: str = "cross_entropy"):
+def _analysed_images(
+    args: argparse.Namespace, models: dict, what: str, class_index: int | None = None, loss: str = "cross_entropy"
+):
     """Yield (stem, image as analysed, {label: ModelPass}) per image: one engine pass per model and image."""
     from fishspine.analysis.attribution.engine import AnalysisEngine
     from fishspine.analysis.images import resize_longer_side
@@ -229,18 +241,28 @@ def _analysed_images(args: argparse.Namespace, models: dict, what: str, class_in
 
 
 def _add_model_args(p: argparse.ArgumentParser, images: bool = True) -> None:
-    p.add_argument("--ckpt", action="append", metavar="[LABEL=]FILE", type=labelled(split_last=True),
-                   help="a checkpoint (any supported format); repeat for side-by-side columns")
+    p.add_argument(
+        "--ckpt",
+        action="append",
+        metavar="[LABEL=]FILE",
+        type=labelled(split_last=True),
+        help="a checkpoint (any supported format); repeat for side-by-side columns",
+    )
     p.add_argument("--model", action="append", metavar="NAME", help="an untrained zoo model (repeatable)")
     p.add_argument("--width", type=WIDTH, default=1.0, help="channel multiplier for --model, in (0, 8] (default 1)")
     if images:
         # outputs are named IMAGE-STEM_what.ext: leave room for the suffix in the file-name limit
         p.add_argument("images", nargs="+", type=input_file(OUTPUT_SUFFIX_BYTES), metavar="IMG", help="image files")
-        p.add_argument("--size", type=IMAGE_SIDE, default=DEFAULT_INPUT_SIZE,
-                       help=f"resize so the longer side is this, {IMAGE_SIDE_RANGE[0]}..{IMAGE_SIDE_RANGE[1]} "
-                            f"(default {DEFAULT_INPUT_SIZE}, as in the app)")
-        p.add_argument("--precision", choices=PRECISIONS, default="float32",
-                       help="float32, or bf16 autocast (fast on recent GPUs)")
+        p.add_argument(
+            "--size",
+            type=IMAGE_SIDE,
+            default=DEFAULT_INPUT_SIZE,
+            help=f"resize so the longer side is this, {IMAGE_SIDE_RANGE[0]}..{IMAGE_SIDE_RANGE[1]} "
+            f"(default {DEFAULT_INPUT_SIZE}, as in the app)",
+        )
+        p.add_argument(
+            "--precision", choices=PRECISIONS, default="float32", help="float32, or bf16 autocast (fast on recent GPUs)"
+        )
     p.add_argument("-o", "--output", type=output_folder, required=True, help="output folder")
     p.add_argument("--formats", nargs="+", default=["png", "svg", "pdf"], choices=["png", "svg", "pdf"])
     _add_device(p)
@@ -296,11 +318,10 @@ def _write_outputs(export, stem: Path, formats: list[str]) -> None:
 
 def cmd_graph(args: argparse.Namespace) -> int:
     """Draw a model's architecture (fish, scale-permuted or staircase layout) with data."""
-    from fishspine.models import create_model, list_models
-    from fishspine.models.checkpoints import CheckpointError, load_checkpoint
-
     from fishspine.analysis.architecture.graph import architecture_graph
     from fishspine.analysis.figures.architecture import graph_figure
+    from fishspine.models import create_model, list_models
+    from fishspine.models.checkpoints import CheckpointError, load_checkpoint
 
     if args.model in list_models():
         model = create_model(args.model)
@@ -316,8 +337,11 @@ def cmd_graph(args: argparse.Namespace) -> int:
         values = {n.name: float(getattr(n, args.color_by)) for n in graph.nodes}
     from fishspine.analysis.figures.base import ViewExport
 
-    export = ViewExport(lambda: graph_figure(graph, values, args.color_by or "", log_values=bool(args.color_by)),
-                        graph.rows(), graph.to_json())
+    export = ViewExport(
+        lambda: graph_figure(graph, values, args.color_by or "", log_values=bool(args.color_by)),
+        graph.rows(),
+        graph.to_json(),
+    )
     out = Path(args.output)
     formats = [out.suffix.lstrip(".")] if out.suffix else ["png", "svg", "pdf"]
     _write_outputs(export, out.with_suffix(""), formats)
@@ -327,10 +351,14 @@ def cmd_graph(args: argparse.Namespace) -> int:
 def _add_graph(sub) -> None:
     p = sub.add_parser("graph", help="architecture diagram of a model or checkpoint", description=cmd_graph.__doc__)
     p.add_argument("model", help="a zoo model name or a checkpoint file")
-    p.add_argument("-o", "--output", required=True, type=output_stem(),
-                   help="figure file (.png/.svg/.pdf) or a stem for all three")
-    p.add_argument("--size", type=IMAGE_SIDE,
-                   help="input size for MAC counts (default: the model's own, as `fishspine models` lists it)")
+    p.add_argument(
+        "-o", "--output", required=True, type=output_stem(), help="figure file (.png/.svg/.pdf) or a stem for all three"
+    )
+    p.add_argument(
+        "--size",
+        type=IMAGE_SIDE,
+        help="input size for MAC counts (default: the model's own, as `fishspine models` lists it)",
+    )
     p.add_argument("--layout", choices=["staircase", "fish", "scale-permuted"], help="override the layout")
     p.add_argument("--color-by", choices=["params", "macs", "channels"], help="colour nodes by this number")
     p.set_defaults(func=cmd_graph)
@@ -347,8 +375,9 @@ def cmd_activations(args: argparse.Namespace) -> int:
     models = _models_from(args)
     for stem, shown, passes in _analysed_images(args, models, "activations"):
         results = activations(passes, args.reduction, args.normalise)
-        _write_outputs(activations_export(stem, shown, results, args.rows), args.output / f"{stem}_activations",
-                       args.formats)
+        _write_outputs(
+            activations_export(stem, shown, results, args.rows), args.output / f"{stem}_activations", args.formats
+        )
     return 0
 
 
@@ -360,8 +389,9 @@ def cmd_cam(args: argparse.Namespace) -> int:
     from fishspine.analysis.options import CAM_METHODS, INPUT_METHODS
 
     if args.method in INPUT_METHODS and args.block:
-        raise UserError(f"--block is for the CAM methods ({', '.join(CAM_METHODS)}); "
-                        f"{args.method} attributes the input pixels")
+        raise UserError(
+            f"--block is for the CAM methods ({', '.join(CAM_METHODS)}); {args.method} attributes the input pixels"
+        )
     models = _models_from(args)
     if args.method in INPUT_METHODS:
         return _input_attributions(args, models)
@@ -369,8 +399,9 @@ def cmd_cam(args: argparse.Namespace) -> int:
         if args.block and not any(b.name == args.block for b in model.blocks):
             raise UserError(f"{label} has no block {args.block!r}; `fishspine inspect` lists the blocks")
     for stem, shown, passes in _analysed_images(args, models, "cam", args.cls):
-        cams = {label: p.cam(args.block or default_cam_block(p.blocks), args.method, label)
-                for label, p in passes.items()}
+        cams = {
+            label: p.cam(args.block or default_cam_block(p.blocks), args.method, label) for label, p in passes.items()
+        }
         _write_outputs(cam_export(stem, shown, cams, args.alpha), args.output / f"{stem}_{args.method}", args.formats)
     return 0
 
@@ -388,8 +419,11 @@ def _input_attributions(args: argparse.Namespace, models: dict) -> int:
             cams = _run(job, desc=f"{args.method} {path.name}")
         except ValueError as exc:  # a class index past the classifier
             raise UserError(str(exc)) from exc
-        _write_outputs(cam_export(path.stem, resize_longer_side(pixels, args.size), cams, args.alpha),
-                       args.output / f"{path.stem}_{args.method}", args.formats)
+        _write_outputs(
+            cam_export(path.stem, resize_longer_side(pixels, args.size), cams, args.alpha),
+            args.output / f"{path.stem}_{args.method}",
+            args.formats,
+        )
         engine.forget(image=str(path))
     return 0
 
@@ -408,45 +442,65 @@ def cmd_gradients(args: argparse.Namespace) -> int:
             per_model[label].append(p.trace(label))
     traces = {label: mean_trace(ts) for label, ts in per_model.items()}
     for m, t in traces.items():
-        print(f"{m}: shallowest/deepest {args.which} gradient norm = {t.ratio_of(args.which):.4g} "
-              f"({len(t.blocks)} blocks, loss {t.loss}, {len(stems)} images)")
-    _write_outputs(gradients_export(stems, args.size, traces, args.which), args.output / "gradient_trace",
-                   args.formats)
+        print(
+            f"{m}: shallowest/deepest {args.which} gradient norm = {t.ratio_of(args.which):.4g} "
+            f"({len(t.blocks)} blocks, loss {t.loss}, {len(stems)} images)"
+        )
+    _write_outputs(gradients_export(stems, args.size, traces, args.which), args.output / "gradient_trace", args.formats)
     return 0
 
 
 def _add_activations(sub) -> None:
     from fishspine.analysis.options import CAM_METHODS, INPUT_METHODS, NORMALISATIONS, REDUCTIONS
 
-    p = sub.add_parser("activations", help="per-block activation maps, models side by side",
-                       description=cmd_activations.__doc__)
+    p = sub.add_parser(
+        "activations", help="per-block activation maps, models side by side", description=cmd_activations.__doc__
+    )
     _add_model_args(p)
     p.add_argument("--reduction", choices=REDUCTIONS, default="mean_abs")
-    p.add_argument("--normalise", choices=NORMALISATIONS, default="block",
-                   help="block: each map its own range; model: per model; global: one range for all")
-    p.add_argument("--rows", type=bounded_int(1, 64), default=8, help="blocks shown per model, spread over depth "
-                   "(1..64)")
+    p.add_argument(
+        "--normalise",
+        choices=NORMALISATIONS,
+        default="block",
+        help="block: each map its own range; model: per model; global: one range for all",
+    )
+    p.add_argument(
+        "--rows", type=bounded_int(1, 64), default=8, help="blocks shown per model, spread over depth (1..64)"
+    )
     p.set_defaults(func=cmd_activations)
 
-    p = sub.add_parser("cam", help="Grad-CAM / Grad-CAM++ / LayerCAM overlays, Integrated Gradients / Occlusion",
-                       description=cmd_cam.__doc__)
+    p = sub.add_parser(
+        "cam",
+        help="Grad-CAM / Grad-CAM++ / LayerCAM overlays, Integrated Gradients / Occlusion",
+        description=cmd_cam.__doc__,
+    )
     _add_model_args(p)
-    p.add_argument("--method", choices=CAM_METHODS + INPUT_METHODS, default="gradcam",
-                   help=f"a CAM at a block ({', '.join(CAM_METHODS)}) or an attribution to the input pixels "
-                        f"({', '.join(INPUT_METHODS)}: many passes per model, slower)")
+    p.add_argument(
+        "--method",
+        choices=CAM_METHODS + INPUT_METHODS,
+        default="gradcam",
+        help=f"a CAM at a block ({', '.join(CAM_METHODS)}) or an attribution to the input pixels "
+        f"({', '.join(INPUT_METHODS)}: many passes per model, slower)",
+    )
     p.add_argument("--block", help="block name for the CAM methods (default: the last block at stride 32)")
-    p.add_argument("--class", dest="cls", type=CLASS_INDEX, help="class index (default: top prediction; "
-                   "backbones without a classifier use feature energy)")
-    p.add_argument("--alpha", type=bounded_float(0.0, 1.0), default=0.5,
-                   help="overlay opacity, 0..1")
+    p.add_argument(
+        "--class",
+        dest="cls",
+        type=CLASS_INDEX,
+        help="class index (default: top prediction; backbones without a classifier use feature energy)",
+    )
+    p.add_argument("--alpha", type=bounded_float(0.0, 1.0), default=0.5, help="overlay opacity, 0..1")
     p.set_defaults(func=cmd_cam)
 
-    p = sub.add_parser("gradients", help="gradient-magnitude traces, models overlaid",
-                       description=cmd_gradients.__doc__)
+    p = sub.add_parser(
+        "gradients", help="gradient-magnitude traces, models overlaid", description=cmd_gradients.__doc__
+    )
     _add_model_args(p)
     p.add_argument("--loss", choices=["cross_entropy", "score"], default="cross_entropy")
     p.add_argument("--class", dest="cls", type=CLASS_INDEX, help="class index (default: top prediction)")
-    p.add_argument("--which", choices=["output", "weight"], default="output", help="gradient at block outputs or weights")
+    p.add_argument(
+        "--which", choices=["output", "weight"], default="output", help="gradient at block outputs or weights"
+    )
     p.set_defaults(func=cmd_gradients)
 
 
@@ -456,8 +510,8 @@ def _add_activations(sub) -> None:
 def cmd_coco(args: argparse.Namespace) -> int:
     """COCO per-scale AP of several backbones' result files, with deltas against a baseline."""
     from fishspine.analysis.coco.evaluation import CocoError, format_table, iter_evaluate, per_scale_table
-    from fishspine.analysis.figures.coco import per_class_figure, pr_curves_figure, size_bars_figure, table_figure
     from fishspine.analysis.figures.base import save_figure, write_csv, write_json
+    from fishspine.analysis.figures.coco import per_class_figure, pr_curves_figure, size_bars_figure, table_figure
 
     results = {}
     for spec in args.dt:
@@ -469,8 +523,13 @@ def cmd_coco(args: argparse.Namespace) -> int:
         raise UserError(f"--baseline {args.baseline!r} is not one of the --dt names ({', '.join(results)})")
     ranges = None
     if args.area_ranges:
-        s, l = args.area_ranges
-        ranges = {"all": (0.0, 1e10), "small": (0.0, s ** 2), "medium": (s ** 2, l ** 2), "large": (l ** 2, 1e10)}
+        small, large = args.area_ranges
+        ranges = {
+            "all": (0.0, 1e10),
+            "small": (0.0, small**2),
+            "medium": (small**2, large**2),
+            "large": (large**2, 1e10),
+        }
     bar = _progress(len(results) * len(args.iou_types), "coco")
     out = Path(args.output)
     for iou_type in args.iou_types:
@@ -483,11 +542,20 @@ def cmd_coco(args: argparse.Namespace) -> int:
         stem = out / f"coco_{iou_type}"
         rows = per_scale_table(evals, args.baseline)
         written = [write_csv(stem.with_suffix(".csv"), rows)]
-        written.append(write_json(stem.with_suffix(".json"), {
-            "iou_type": iou_type, "baseline": args.baseline, "max_dets": list(args.max_dets),
-            "area_ranges": next(iter(evals.values())).area_ranges,
-            "area_source": next(iter(evals.values())).area_source, "table": rows,
-            "per_class": {n: e.per_class_table() for n, e in evals.items()}}))
+        written.append(
+            write_json(
+                stem.with_suffix(".json"),
+                {
+                    "iou_type": iou_type,
+                    "baseline": args.baseline,
+                    "max_dets": list(args.max_dets),
+                    "area_ranges": next(iter(evals.values())).area_ranges,
+                    "area_source": next(iter(evals.values())).area_source,
+                    "table": rows,
+                    "per_class": {n: e.per_class_table() for n, e in evals.items()},
+                },
+            )
+        )
         written += save_figure(table_figure(evals, args.baseline), out / f"coco_{iou_type}_table", args.formats)
         written += save_figure(size_bars_figure(evals, args.baseline), out / f"coco_{iou_type}_sizes", args.formats)
         written += save_figure(pr_curves_figure(evals, 0.5), out / f"coco_{iou_type}_pr", args.formats)
@@ -503,16 +571,33 @@ def cmd_coco(args: argparse.Namespace) -> int:
 def _add_coco(sub) -> None:
     p = sub.add_parser("coco", help="COCO per-scale AP with deltas against a baseline", description=cmd_coco.__doc__)
     p.add_argument("--gt", required=True, type=input_file(), help="ground-truth annotations (COCO json)")
-    p.add_argument("--dt", required=True, action="append", metavar="NAME=RESULTS.json", type=labelled(),
-                   help="a backbone's detections (COCO result json); repeat per backbone")
+    p.add_argument(
+        "--dt",
+        required=True,
+        action="append",
+        metavar="NAME=RESULTS.json",
+        type=labelled(),
+        help="a backbone's detections (COCO result json); repeat per backbone",
+    )
     p.add_argument("--baseline", help="NAME of the --dt to compute deltas against")
     p.add_argument("--iou-types", nargs="+", default=["bbox"], choices=["bbox", "segm"])
-    p.add_argument("--max-dets", nargs=3, type=bounded_int(1, 100_000), default=[1, 10, 100], action=Increasing,
-                   metavar=("M1", "M2", "M3"), help="detections per image kept, three increasing counts "
-                   "(default 1 10 100)")
-    p.add_argument("--area-ranges", nargs=2, type=bounded_float(0.0, 1e5, lo_open=True), action=Increasing,
-                   metavar=("SMALL", "LARGE"), help="side lengths splitting small/medium/large, increasing "
-                   "(default 32 96)")
+    p.add_argument(
+        "--max-dets",
+        nargs=3,
+        type=bounded_int(1, 100_000),
+        default=[1, 10, 100],
+        action=Increasing,
+        metavar=("M1", "M2", "M3"),
+        help="detections per image kept, three increasing counts (default 1 10 100)",
+    )
+    p.add_argument(
+        "--area-ranges",
+        nargs=2,
+        type=bounded_float(0.0, 1e5, lo_open=True),
+        action=Increasing,
+        metavar=("SMALL", "LARGE"),
+        help="side lengths splitting small/medium/large, increasing (default 32 96)",
+    )
     p.add_argument("-o", "--output", required=True, type=output_folder, help="output folder")
     p.add_argument("--formats", nargs="+", default=["png", "svg", "pdf"], choices=["png", "svg", "pdf"])
     p.set_defaults(func=cmd_coco)
@@ -528,9 +613,11 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
     config = SynthConfig(train=args.train, val=args.val, image_size=args.size, seed=args.seed)
     summary = _run(iter_synth(args.output, config), desc="images")
     for split, info in summary["splits"].items():
-        print(f"{split}: {info['images']} images, {info['objects']} objects "
-              f"(small {info['small']:.0%}, medium {info['medium']:.0%}, large {info['large']:.0%}) -> "
-              f"{info['annotations']}")
+        print(
+            f"{split}: {info['images']} images, {info['objects']} objects "
+            f"(small {info['small']:.0%}, medium {info['medium']:.0%}, large {info['large']:.0%}) -> "
+            f"{info['annotations']}"
+        )
     return 0
 
 
@@ -542,7 +629,7 @@ def _add_data(sub) -> None:
     s.add_argument("--train", type=bounded_int(0, 1_000_000), default=400, help="training images (default 400)")
     s.add_argument("--val", type=bounded_int(0, 1_000_000), default=100, help="validation images (default 100)")
     s.add_argument("--size", type=IMAGE_SIDE, default=320, help="image side in pixels (default 320)")
-    s.add_argument("--seed", type=bounded_int(0, 2 ** 32 - 1), default=0)
+    s.add_argument("--seed", type=bounded_int(0, 2**32 - 1), default=0)
     s.set_defaults(func=cmd_data_synth)
 
 
@@ -552,22 +639,34 @@ def _add_data(sub) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a backbone with an FCOS head on a COCO-format dataset; write checkpoints and val detections."""
     from fishspine.models import list_models
-
     from fishspine.training.train import TrainConfig, iter_train
 
     if args.backbone not in list_models():
         raise UserError(f"unknown backbone {args.backbone!r}; `fishspine models` lists them")
-    cfg = TrainConfig(args.backbone, str(args.data), str(args.out or Path("runs") / args.backbone), args.width,
-                      args.epochs, args.batch, args.lr, image_size=args.image_size, device=args.device,
-                      resume=args.resume, max_steps=args.max_steps, train_split=args.train_split,
-                      val_split=args.val_split)
+    cfg = TrainConfig(
+        args.backbone,
+        str(args.data),
+        str(args.out or Path("runs") / args.backbone),
+        args.width,
+        args.epochs,
+        args.batch,
+        args.lr,
+        image_size=args.image_size,
+        device=args.device,
+        resume=args.resume,
+        max_steps=args.max_steps,
+        train_split=args.train_split,
+        val_split=args.val_split,
+    )
     _device(args.device)
     try:
         summary = _run(iter_train(cfg), desc="train")
     except ValueError as exc:
         raise UserError(str(exc)) from exc
-    print(f"trained {summary['backbone']} for {summary['steps']} steps in {summary['seconds']:.0f} s on "
-          f"{summary['device']}; last loss {summary['losses'][-1]:.3f}")
+    print(
+        f"trained {summary['backbone']} for {summary['steps']} steps in {summary['seconds']:.0f} s on "
+        f"{summary['device']}; last loss {summary['losses'][-1]:.3f}"
+    )
     print(f"backbone checkpoint: {summary['checkpoint']}")
     print(f"validation detections: {summary['detections']}")
     return 0
@@ -576,8 +675,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a backbone with a detection head", description=cmd_train.__doc__)
     p.add_argument("--backbone", required=True, help="zoo model name")
-    p.add_argument("--data", required=True, type=Path,
-                   help="dataset folder: annotations/instances_{train,val}.json, train/, val/")
+    p.add_argument(
+        "--data", required=True, type=Path, help="dataset folder: annotations/instances_{train,val}.json, train/, val/"
+    )
     p.add_argument("--out", type=output_folder, help="run folder (default runs/BACKBONE)")
     p.add_argument("--width", type=WIDTH, default=0.25, help="channel multiplier in (0, 8] (default 0.25: demo-sized)")
     p.add_argument("--epochs", type=bounded_int(1, 100_000), default=12)
@@ -586,8 +686,11 @@ def _add_train(sub) -> None:
     p.add_argument("--image-size", type=IMAGE_SIDE, default=320)
     p.add_argument("--max-steps", type=bounded_int(0), default=0, help="stop after this many steps (0: no limit)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    p.add_argument("--train-split", default="train", help="split name: annotations/instances_SPLIT.json, SPLIT/ "
-                   "(COCO itself: train2017)")
+    p.add_argument(
+        "--train-split",
+        default="train",
+        help="split name: annotations/instances_SPLIT.json, SPLIT/ (COCO itself: train2017)",
+    )
     p.add_argument("--val-split", default="val", help="likewise for validation (COCO: val2017)")
     _add_device(p)
     p.set_defaults(func=cmd_train)
@@ -605,7 +708,16 @@ def _device(name: str):
         raise UserError(str(exc)) from exc
 
 
-SUBCOMMANDS: list[Callable] = [_add_models, _add_inspect, _add_graph, _add_activations, _add_coco, _add_data, _add_train, _add_bench]
+SUBCOMMANDS: list[Callable] = [
+    _add_models,
+    _add_inspect,
+    _add_graph,
+    _add_activations,
+    _add_coco,
+    _add_data,
+    _add_train,
+    _add_bench,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -613,9 +725,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fishspine",
         description="See inside multi-scale CNN backbones (FishNet, SCNet, SpineNet) against ResNets: "
-                    "architecture diagrams, activations, Grad-CAM, gradient traces and COCO per-scale AP, "
-                    "as publication-quality figures (PNG, SVG, PDF) and data (CSV, JSON).",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "architecture diagrams, activations, Grad-CAM, gradient traces and COCO per-scale AP, "
+        "as publication-quality figures (PNG, SVG, PDF) and data (CSV, JSON).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in SUBCOMMANDS:
         add(sub)

@@ -9,8 +9,9 @@ mechanism whatever the architecture, and the taps add no state_dict keys.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -134,8 +135,9 @@ class Backbone(nn.Module):
         return self.forward_features(x)
 
     @contextlib.contextmanager
-    def capture(self, names: Iterable[str] | None = None, grads: bool = False,
-                detach: bool = False) -> Iterator[Capture]:
+    def capture(
+        self, names: Iterable[str] | None = None, grads: bool = False, detach: bool = False
+    ) -> Iterator[Capture]:
         """Record the outputs of blocks `names` (all blocks if None) during forwards inside the block.
 
         With `grads=True`, the gradient at each recorded output is stored by a backward pass run
@@ -153,10 +155,13 @@ class Backbone(nn.Module):
         def make_hook(block_name: str):
             def hook(_module, _inputs, output):
                 if grads and output.requires_grad:
+
                     def store_grad(g, key=block_name):
                         grad_store[key] = g
+
                     handles.append(output.register_hook(store_grad))
                 cap.outputs[block_name] = output.detach() if detach else output
+
             return hook
 
         try:

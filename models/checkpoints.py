@@ -18,9 +18,10 @@ import pickle
 import stat
 import struct
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -66,8 +67,9 @@ class KeyDiff:
                 more = f" (+{len(items) - _MAX_LISTED_KEYS} more)" if len(items) > _MAX_LISTED_KEYS else ""
                 parts.append(f"{len(items)} {label} keys: {shown}{more}")
         if self.shape_mismatch:
-            shown = ", ".join(f"{k} {list(got)} (expected {list(exp)})"
-                              for k, got, exp in self.shape_mismatch[:_MAX_LISTED_KEYS])
+            shown = ", ".join(
+                f"{k} {list(got)} (expected {list(exp)})" for k, got, exp in self.shape_mismatch[:_MAX_LISTED_KEYS]
+            )
             parts.append(f"{len(self.shape_mismatch)} keys of the wrong shape: {shown}")
         return "; ".join(parts) or "no differences"
 
@@ -151,8 +153,10 @@ def _parse_header(path: Path, meta: Mapping[str, str]) -> dict[str, Any] | None:
     except ValueError as exc:  # JSONDecodeError, or an integer past Python's digit limit
         raise CheckpointError(f"{path}: its fishspine header is not valid JSON: {exc}") from exc
     if not isinstance(header, dict):
-        raise CheckpointError(f"{path}: its fishspine header is a JSON {_json_kind(header)}, not an object; "
-                              "the file was not written by fishspine (re-save the model with save_checkpoint)")
+        raise CheckpointError(
+            f"{path}: its fishspine header is a JSON {_json_kind(header)}, not an object; "
+            "the file was not written by fishspine (re-save the model with save_checkpoint)"
+        )
     return header
 
 
@@ -176,18 +180,23 @@ def _read_torch(path: Path, head: bytes) -> Any:
     if not (is_zip or is_pickle):
         raise CheckpointError(
             f"{path}: not a checkpoint (neither a PyTorch file nor safetensors). "
-            "Open a .pth/.pt/.tar saved by torch.save, or a .safetensors file.")
+            "Open a .pth/.pt/.tar saved by torch.save, or a .safetensors file."
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
     except pickle.UnpicklingError as exc:
         text = str(exc)
         if "weights_only" in text.lower() or "weights only" in text.lower():
-            what = (_first_line_with(text, "GLOBAL") or _first_line_with(text, "nsupported")
-                    or "objects outside plain tensors and containers")
+            what = (
+                _first_line_with(text, "GLOBAL")
+                or _first_line_with(text, "nsupported")
+                or "objects outside plain tensors and containers"
+            )
             raise CheckpointError(
                 f"{path}: refused: the file carries a pickle that would import or run code ({what}). "
                 "fishspine never executes code from a file; re-save the weights as a plain state_dict "
-                "or as safetensors.") from exc
+                "or as safetensors."
+            ) from exc
         raise CheckpointError(f"{path}: a PyTorch file that cannot be read (truncated or corrupt?): {text}") from exc
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, struct.error) as exc:
         raise CheckpointError(f"{path}: a PyTorch file that cannot be read (truncated or corrupt?): {exc}") from exc
@@ -226,11 +235,11 @@ def unwrap_state_dict(obj: Any, source: str = "file") -> tuple[dict[str, torch.T
         raise CheckpointError(f"{source}: holds a dict that is not a state_dict (keys: {_preview(list(obj))})")
     keys = list(sd)
     if keys and all(k.startswith("module.") for k in keys):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
         fmt += "+module-prefix"
     if any(k.startswith("backbone.") for k in sd):
         dropped = sorted({k.split(".", 1)[0] for k in sd if not k.startswith("backbone.")})
-        sd = {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")}
+        sd = {k[len("backbone.") :]: v for k, v in sd.items() if k.startswith("backbone.")}
         fmt = "mmdet-detector"
         meta["detector_parts_ignored"] = dropped
     return dict(sd), fmt, meta
@@ -339,17 +348,22 @@ def build_arguments(header: Mapping[str, Any], source: str = "file") -> tuple[st
         raise CheckpointError(f"{source}: its fishspine header is a JSON {_json_kind(header)}, not an object")
     version = header.get("format_version", FORMAT_VERSION)
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise CheckpointError(f"{source}: its fishspine header has format_version {version!r}; "
-                              "it must be a whole number from 1")
+        raise CheckpointError(
+            f"{source}: its fishspine header has format_version {version!r}; it must be a whole number from 1"
+        )
     if version > FORMAT_VERSION:
-        raise CheckpointError(f"{source}: written by a newer fishspine (format_version {version}; this version "
-                              f"reads up to {FORMAT_VERSION}); update fishspine to open it")
+        raise CheckpointError(
+            f"{source}: written by a newer fishspine (format_version {version}; this version "
+            f"reads up to {FORMAT_VERSION}); update fishspine to open it"
+        )
     variant = header.get("variant")
     if variant is None:
         raise CheckpointError(f"{source}: its fishspine header names no variant (known: {', '.join(list_models())})")
     if not isinstance(variant, str) or variant not in list_models():
-        raise CheckpointError(f"{source}: its fishspine header names variant {variant!r}, which this version "
-                              f"does not know (known: {', '.join(list_models())})")
+        raise CheckpointError(
+            f"{source}: its fishspine header names variant {variant!r}, which this version "
+            f"does not know (known: {', '.join(list_models())})"
+        )
     config = header.get("config")
     if config is None:
         config = {}
@@ -358,8 +372,10 @@ def build_arguments(header: Mapping[str, Any], source: str = "file") -> tuple[st
     accepted = _builder_parameters(variant)
     unknown = [k for k in config if k not in accepted]
     if unknown:
-        raise CheckpointError(f"{source}: its fishspine header's config has {', '.join(map(str, unknown))}, "
-                              f"which {variant} does not take (it takes {', '.join(accepted)})")
+        raise CheckpointError(
+            f"{source}: its fishspine header's config has {', '.join(map(str, unknown))}, "
+            f"which {variant} does not take (it takes {', '.join(accepted)})"
+        )
     kwargs = dict(config)
     for name, value in kwargs.items():
         problem = _FIELD_CHECKS.get(name, _check_plain_value)(value)
@@ -375,13 +391,16 @@ def build_arguments(header: Mapping[str, Any], source: str = "file") -> tuple[st
             raise CheckpointError(f"{source}: its fishspine header has {name} {value!r}, which {problem}")
         if name not in accepted:
             if value is not None:
-                raise CheckpointError(f"{source}: its fishspine header has {name} {value!r}, but {variant} "
-                                      f"takes no {name}")
+                raise CheckpointError(
+                    f"{source}: its fishspine header has {name} {value!r}, but {variant} takes no {name}"
+                )
         elif name not in kwargs:
             kwargs[name] = value
         elif value != kwargs[name]:
-            raise CheckpointError(f"{source}: its fishspine header has {name} {value!r}, which disagrees with "
-                                  f"its config ({name} {kwargs[name]!r})")
+            raise CheckpointError(
+                f"{source}: its fishspine header has {name} {value!r}, which disagrees with "
+                f"its config ({name} {kwargs[name]!r})"
+            )
     return variant, kwargs
 
 
@@ -392,18 +411,21 @@ def _layout(variant: str, build_kwargs: tuple[tuple[str, Any], ...]) -> dict[str
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-def _diff_shapes(shapes: Mapping[str, tuple[int, ...]], expected: Mapping[str, tuple[int, ...]],
-                 variant: str) -> KeyDiff:
+def _diff_shapes(
+    shapes: Mapping[str, tuple[int, ...]], expected: Mapping[str, tuple[int, ...]], variant: str
+) -> KeyDiff:
     diff = KeyDiff(variant)
     diff.missing = sorted(k for k in expected if k not in shapes)
     diff.unexpected = sorted(k for k in shapes if k not in expected)
-    diff.shape_mismatch = sorted((k, tuple(shapes[k]), expected[k]) for k in expected
-                                 if k in shapes and tuple(shapes[k]) != expected[k])
+    diff.shape_mismatch = sorted(
+        (k, tuple(shapes[k]), expected[k]) for k in expected if k in shapes and tuple(shapes[k]) != expected[k]
+    )
     return diff
 
 
-def _check_fishspine_layout(path: Path, shapes: Mapping[str, tuple[int, ...]], variant: str,
-                            kwargs: Mapping[str, Any]) -> None:
+def _check_fishspine_layout(
+    path: Path, shapes: Mapping[str, tuple[int, ...]], variant: str, kwargs: Mapping[str, Any]
+) -> None:
     """Raise CheckpointError unless `shapes` are exactly those of `variant` built with `kwargs`.
 
     Compared on the meta device: nothing the size of the model is allocated, whatever the header says.
@@ -412,8 +434,9 @@ def _check_fishspine_layout(path: Path, shapes: Mapping[str, tuple[int, ...]], v
     try:
         expected = _layout(variant, tuple(sorted(kwargs.items())))
     except (TypeError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: its fishspine header has arguments ({settings}) that {variant} "
-                              f"rejects: {exc}") from exc
+        raise CheckpointError(
+            f"{path}: its fishspine header has arguments ({settings}) that {variant} rejects: {exc}"
+        ) from exc
     diff = _diff_shapes(shapes, expected, variant)
     if diff.exact:
         return
@@ -423,8 +446,9 @@ def _check_fishspine_layout(path: Path, shapes: Mapping[str, tuple[int, ...]], v
         if closest.exact:
             message += f" Closest: {closest.variant} ({model_family(closest.variant)}), which they fit exactly."
         else:
-            message += (f" Closest: {closest.variant} ({model_family(closest.variant)}), which differs by "
-                        f"{closest.describe()}.")
+            message += (
+                f" Closest: {closest.variant} ({model_family(closest.variant)}), which differs by {closest.describe()}."
+            )
     raise CheckpointError(message)
 
 
@@ -464,7 +488,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     if not diff.exact:
         raise CheckpointError(
             f"{path}: fits no known architecture. Closest: {diff.variant} "
-            f"({model_family(diff.variant)}), which differs by {diff.describe()}.")
+            f"({model_family(diff.variant)}), which differs by {diff.describe()}."
+        )
     kwargs = {} if num_classes is None else {"num_classes": num_classes}
     model = create_model(diff.variant, **kwargs)
     model.load_state_dict(state_dict, strict=True)
@@ -486,14 +511,17 @@ def _official_format_name(family: str, fmt: str, container: str) -> str:
     return table.get((family, fmt), f"{family} {fmt}")
 
 
-def _load_fishspine(path: Path, tensors: dict[str, torch.Tensor], header: dict[str, Any],
-                    device: str | torch.device) -> Checkpoint:
+def _load_fishspine(
+    path: Path, tensors: dict[str, torch.Tensor], header: dict[str, Any], device: str | torch.device
+) -> Checkpoint:
     # read_raw has checked the header and the file's shapes against it; this builds the real model.
     variant, kwargs = build_arguments(header, str(path))
     try:
         model = create_model(variant, **kwargs)
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: its fishspine header has arguments {kwargs} that {variant} rejects: {exc}") from exc
+        raise CheckpointError(
+            f"{path}: its fishspine header has arguments {kwargs} that {variant} rejects: {exc}"
+        ) from exc
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:

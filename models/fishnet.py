@@ -56,8 +56,9 @@ class FishBottleneck(nn.Module):
         self.conv3 = nn.Conv2d(mid, planes, 1, bias=False)
         self.shortcut = None
         if not up and inplanes != planes:
-            self.shortcut = nn.Sequential(nn.BatchNorm2d(inplanes), nn.ReLU(inplace=True),
-                                          nn.Conv2d(inplanes, planes, 1, bias=False))
+            self.shortcut = nn.Sequential(
+                nn.BatchNorm2d(inplanes), nn.ReLU(inplace=True), nn.Conv2d(inplanes, planes, 1, bias=False)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # In-place ReLUs only on fresh BN outputs, never on a tensor another block sees.
@@ -89,16 +90,29 @@ def _units(inplanes: int, planes: int, n: int, up: bool = False, k: int = 1, dil
 
 
 def _score(in_ch: int, out_ch: int, pooled: bool) -> list[nn.Module]:
-    conv = nn.Sequential(nn.BatchNorm2d(in_ch), nn.ReLU(inplace=True), nn.Conv2d(in_ch, in_ch // 2, 1, bias=False),
-                         nn.BatchNorm2d(in_ch // 2), nn.ReLU(inplace=True))
+    conv = nn.Sequential(
+        nn.BatchNorm2d(in_ch),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(in_ch, in_ch // 2, 1, bias=False),
+        nn.BatchNorm2d(in_ch // 2),
+        nn.ReLU(inplace=True),
+    )
     fc = nn.Conv2d(in_ch // 2, out_ch, 1, bias=True)
     return [conv, nn.Sequential(nn.AdaptiveAvgPool2d(1), fc) if pooled else fc]
 
 
 def _se_gate(in_ch: int, out_ch: int) -> nn.Sequential:
-    return nn.Sequential(nn.Sequential(
-        nn.BatchNorm2d(in_ch), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Conv2d(in_ch, out_ch // 16, 1),
-        nn.ReLU(), nn.Conv2d(out_ch // 16, out_ch, 1), nn.Sigmoid()))
+    return nn.Sequential(
+        nn.Sequential(
+            nn.BatchNorm2d(in_ch),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(in_ch, out_ch // 16, 1),
+            nn.ReLU(),
+            nn.Conv2d(out_ch // 16, out_ch, 1),
+            nn.Sigmoid(),
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -120,8 +134,13 @@ class _Fish(nn.Module):
 class FishNet(Backbone):
     """FishNet-99/150/201 with block self-description."""
 
-    def __init__(self, num_res_blks: tuple[int, ...], num_trans_blks: tuple[int, ...],
-                 num_classes: int = 1000, width: float = 1.0) -> None:
+    def __init__(
+        self,
+        num_res_blks: tuple[int, ...],
+        num_trans_blks: tuple[int, ...],
+        num_classes: int = 1000,
+        width: float = 1.0,
+    ) -> None:
         super().__init__()
         planes = [scaled(p, width) for p in NETWORK_PLANES]
         stem = planes[0]
@@ -146,20 +165,59 @@ class FishNet(Backbone):
             if i < NUM_DOWN:
                 stage = _Stage(i, "tail", f"tail{i}", None)
                 mods = [_units(inplanes, cur[i], num_res_blks[i]), nn.MaxPool2d(2, 2, ceil_mode=True)]
-                last = self._unit_blocks(blocks, stage.name, "tail", level_in, cur[i], num_res_blks[i],
-                                         f"{path}.0", out_block[i], "pre-act bottleneck")
+                last = self._unit_blocks(
+                    blocks,
+                    stage.name,
+                    "tail",
+                    level_in,
+                    cur[i],
+                    num_res_blks[i],
+                    f"{path}.0",
+                    out_block[i],
+                    "pre-act bottleneck",
+                )
                 out_planes[i + 1], out_block[i + 1], out_level[i + 1] = cur[i], last, level_in + 1
             elif i == NUM_DOWN:
                 stage = _Stage(i, "bridge", "bridge", None)
                 score_ch = cur[i] * 2
-                mods = [*_score(inplanes, score_ch, pooled=False), _units(score_ch, cur[i], num_res_blks[i]),
-                        _se_gate(score_ch, cur[i])]
-                blocks.append(BlockInfo("bridge.score", "body", level_in, score_ch, (out_block[i],),
-                                        (f"{path}.0", f"{path}.1"), "BN-ReLU-1x1 score"))
-                last = self._unit_blocks(blocks, "bridge", "body", level_in, cur[i], num_res_blks[i],
-                                         f"{path}.2", "bridge.score", "pre-act bottleneck")
-                blocks.append(BlockInfo("bridge.se", "body", level_in, cur[i], (last, "bridge.score"),
-                                        (f"{path}.3",), "SE gate: res*att+att"))
+                mods = [
+                    *_score(inplanes, score_ch, pooled=False),
+                    _units(score_ch, cur[i], num_res_blks[i]),
+                    _se_gate(score_ch, cur[i]),
+                ]
+                blocks.append(
+                    BlockInfo(
+                        "bridge.score",
+                        "body",
+                        level_in,
+                        score_ch,
+                        (out_block[i],),
+                        (f"{path}.0", f"{path}.1"),
+                        "BN-ReLU-1x1 score",
+                    )
+                )
+                last = self._unit_blocks(
+                    blocks,
+                    "bridge",
+                    "body",
+                    level_in,
+                    cur[i],
+                    num_res_blks[i],
+                    f"{path}.2",
+                    "bridge.score",
+                    "pre-act bottleneck",
+                )
+                blocks.append(
+                    BlockInfo(
+                        "bridge.se",
+                        "body",
+                        level_in,
+                        cur[i],
+                        (last, "bridge.score"),
+                        (f"{path}.3",),
+                        "SE gate: res*att+att",
+                    )
+                )
                 out_planes[i + 1], out_block[i + 1], out_level[i + 1] = cur[i], "bridge.se", level_in
             else:
                 up = i < NUM_DOWN + NUM_UP + 1
@@ -176,21 +234,48 @@ class FishNet(Backbone):
                 trans = _units(trans_in, trans_in, num_trans_blks[i - NUM_DOWN - 1])
                 mods = [res, trans, nn.Upsample(scale_factor=2) if up else nn.MaxPool2d(2, 2, ceil_mode=True)]
                 kind = "up bottleneck (channel-sum shortcut)" if up and k > 1 else "pre-act bottleneck"
-                trunk = self._unit_blocks(blocks, stage.name, part, level_in, cur[i], num_res_blks[i],
-                                          f"{path}.0", out_block[i], kind)
-                lateral = self._unit_blocks(blocks, f"{stage.name}.transfer", part, out_level[stage.trans_from],
-                                            trans_in, num_trans_blks[i - NUM_DOWN - 1], f"{path}.1",
-                                            out_block[stage.trans_from], "transfer bottleneck")
+                trunk = self._unit_blocks(
+                    blocks, stage.name, part, level_in, cur[i], num_res_blks[i], f"{path}.0", out_block[i], kind
+                )
+                lateral = self._unit_blocks(
+                    blocks,
+                    f"{stage.name}.transfer",
+                    part,
+                    out_level[stage.trans_from],
+                    trans_in,
+                    num_trans_blks[i - NUM_DOWN - 1],
+                    f"{path}.1",
+                    out_block[stage.trans_from],
+                    "transfer bottleneck",
+                )
                 merged = cur[i] + trans_in
                 level_out = level_in - 1 if up else level_in + 1
-                blocks.append(BlockInfo(f"{stage.name}.merge", part, level_out, merged, (trunk, lateral), (),
-                                        "upsample+concat" if up else "maxpool+concat"))
+                blocks.append(
+                    BlockInfo(
+                        f"{stage.name}.merge",
+                        part,
+                        level_out,
+                        merged,
+                        (trunk, lateral),
+                        (),
+                        "upsample+concat" if up else "maxpool+concat",
+                    )
+                )
                 out_planes[i + 1], out_block[i + 1], out_level[i + 1] = merged, f"{stage.name}.merge", level_out
                 if i == depth - 1:
                     mods.extend(_score(merged, num_classes or 1, pooled=True))
                     if num_classes:  # the classifier's own BN-ReLU-1x1; run by forward() only
-                        blocks.append(BlockInfo("score", "head", level_out, merged // 2, (f"{stage.name}.merge",),
-                                                (f"{path}.3",), "BN-ReLU-1x1"))
+                        blocks.append(
+                            BlockInfo(
+                                "score",
+                                "head",
+                                level_out,
+                                merged // 2,
+                                (f"{stage.name}.merge",),
+                                (f"{path}.3",),
+                                "BN-ReLU-1x1",
+                            )
+                        )
             self._stages.append(stage)
             stage_modules.append(nn.ModuleList(mods))
         self.fish = _Fish(nn.ModuleList(stage_modules))
@@ -201,11 +286,22 @@ class FishNet(Backbone):
 
     @staticmethod
     def _conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-        return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+        return nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+        )
 
     @staticmethod
-    def _unit_blocks(blocks: list[BlockInfo], prefix: str, role: str, level: int, channels: int, n: int,
-                     path: str, parent: str, kind: str) -> str:
+    def _unit_blocks(
+        blocks: list[BlockInfo],
+        prefix: str,
+        role: str,
+        level: int,
+        channels: int,
+        n: int,
+        path: str,
+        parent: str,
+        kind: str,
+    ) -> str:
         for j in range(n):
             blocks.append(BlockInfo(f"{prefix}.{j}", role, level, channels, (parent,), (f"{path}.{j}",), kind))
             parent = f"{prefix}.{j}"

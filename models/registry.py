@@ -57,8 +57,9 @@ _specs: dict[str, ModelSpec] = {}
 _builders: dict[str, Callable[..., Backbone]] = {}
 
 
-def register_model(family: str, *, output_levels: Iterable[int], input_size: int = CLASSIFIER_INPUT_SIZE
-                   ) -> Callable[[Callable[..., Backbone]], Callable[..., Backbone]]:
+def register_model(
+    family: str, *, output_levels: Iterable[int], input_size: int = CLASSIFIER_INPUT_SIZE
+) -> Callable[[Callable[..., Backbone]], Callable[..., Backbone]]:
     """Register a builder under its function name, in architecture `family`; duplicates raise.
 
     The builder's keyword arguments and their defaults (num_classes among them where the variant
@@ -76,8 +77,9 @@ def register_model(family: str, *, output_levels: Iterable[int], input_size: int
             raise TypeError(f"builder {name!r}: arguments {positional} have no default")
         defaults = {p.name: p.default for p in params}
         _builders[name] = builder
-        _specs[name] = ModelSpec(name, family, input_size, tuple(output_levels),
-                                 defaults.get("num_classes") or None, tuple(defaults.items()))
+        _specs[name] = ModelSpec(
+            name, family, input_size, tuple(output_levels), defaults.get("num_classes") or None, tuple(defaults.items())
+        )
         return builder
 
     return decorator

@@ -6,7 +6,7 @@ stem and every bottleneck; the multi-scale outputs are the ends of layer1..layer
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -36,8 +36,14 @@ class StagedBackbone(Backbone):
     fc: nn.Module | None
     expansion = 4
 
-    def _build_stages(self, stem: BlockInfo, layers: tuple[int, ...], width: float,
-                      make_unit: Callable[[int, int, int], nn.Module], kind: str) -> None:
+    def _build_stages(
+        self,
+        stem: BlockInfo,
+        layers: tuple[int, ...],
+        width: float,
+        make_unit: Callable[[int, int, int], nn.Module],
+        kind: str,
+    ) -> None:
         """Build layer1..layer4 from `make_unit(inplanes, planes, stride)`, and the block list."""
         blocks = [stem]
         inplanes, prev = stem.channels, stem.name
@@ -94,8 +100,14 @@ def init_conv_bn(module: nn.Module) -> None:
 class ResNet(StagedBackbone):
     """torchvision-compatible bottleneck ResNet/ResNeXt with block self-description."""
 
-    def __init__(self, layers: tuple[int, ...], num_classes: int = 1000, groups: int = 1,
-                 width_per_group: int = 64, width: float = 1.0) -> None:
+    def __init__(
+        self,
+        layers: tuple[int, ...],
+        num_classes: int = 1000,
+        groups: int = 1,
+        width_per_group: int = 64,
+        width: float = 1.0,
+    ) -> None:
         super().__init__()
         norm = nn.BatchNorm2d
         stem = scaled(64, width)
@@ -110,7 +122,8 @@ class ResNet(StagedBackbone):
             if stride != 1 or inplanes != planes * Bottleneck.expansion:
                 downsample = nn.Sequential(
                     nn.Conv2d(inplanes, planes * Bottleneck.expansion, 1, stride, bias=False),
-                    norm(planes * Bottleneck.expansion))
+                    norm(planes * Bottleneck.expansion),
+                )
             return Bottleneck(inplanes, planes, stride, downsample, groups, width_per_group, norm_layer=norm)
 
         self._build_stages(stem_block, layers, width, make_unit, "bottleneck")
@@ -140,5 +153,4 @@ def resnet101(num_classes: int = 1000, width: float = 1.0) -> ResNet:
 @register_model("resnet", output_levels=STAGE_LEVELS)
 def resnext50_32x4d(num_classes: int = 1000, width: float = 1.0) -> ResNet:
     """ResNeXt-50 32x4d (torchvision layout)."""
-    return _create_resnet((3, 4, 6, 3), num_classes=num_classes, groups=32, width_per_group=4,
-                          width=width)
+    return _create_resnet((3, 4, 6, 3), num_classes=num_classes, groups=32, width_per_group=4, width=width)

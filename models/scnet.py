@@ -28,8 +28,11 @@ class SCConv(nn.Module):
 
     def __init__(self, channels: int, stride: int) -> None:
         super().__init__()
-        self.k2 = nn.Sequential(nn.AvgPool2d(self.pooling_r, self.pooling_r),
-                                nn.Conv2d(channels, channels, 3, 1, 1, bias=False), nn.BatchNorm2d(channels))
+        self.k2 = nn.Sequential(
+            nn.AvgPool2d(self.pooling_r, self.pooling_r),
+            nn.Conv2d(channels, channels, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(channels),
+        )
         self.k3 = _conv_bn(channels, channels)
         self.k4 = _conv_bn(channels, channels, stride)
 
@@ -48,8 +51,9 @@ class SCBottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 avd: bool = False) -> None:
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, avd: bool = False
+    ) -> None:
         super().__init__()
         half = planes // 2  # the authors' bottleneck_width=32: each half is planes/2 wide
         self.conv1_a = nn.Conv2d(inplanes, half, 1, bias=False)
@@ -81,17 +85,30 @@ class SCBottleneck(nn.Module):
 class SCNet(StagedBackbone):
     """SCNet and SCNet-v1d (deep stem, average-pool shortcut, avd)."""
 
-    def __init__(self, layers: tuple[int, ...], num_classes: int = 1000, deep_stem: bool = False,
-                 stem_width: int = 64, avg_down: bool = False, avd: bool = False, width: float = 1.0) -> None:
+    def __init__(
+        self,
+        layers: tuple[int, ...],
+        num_classes: int = 1000,
+        deep_stem: bool = False,
+        stem_width: int = 64,
+        avg_down: bool = False,
+        avd: bool = False,
+        width: float = 1.0,
+    ) -> None:
         super().__init__()
         if deep_stem:
             sw = scaled(stem_width, width)
             stem_out = sw * 2
             self.conv1 = nn.Sequential(
                 # In-place ReLUs on fresh BN outputs only (never on a tensor a hook has seen).
-                nn.Conv2d(3, sw, 3, 2, 1, bias=False), nn.BatchNorm2d(sw), nn.ReLU(inplace=True),
-                nn.Conv2d(sw, sw, 3, 1, 1, bias=False), nn.BatchNorm2d(sw), nn.ReLU(inplace=True),
-                nn.Conv2d(sw, stem_out, 3, 1, 1, bias=False))
+                nn.Conv2d(3, sw, 3, 2, 1, bias=False),
+                nn.BatchNorm2d(sw),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(sw, sw, 3, 1, 1, bias=False),
+                nn.BatchNorm2d(sw),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(sw, stem_out, 3, 1, 1, bias=False),
+            )
             kind = "3x conv3x3+maxpool"
         else:
             stem_out = scaled(64, width)
@@ -108,7 +125,9 @@ class SCNet(StagedBackbone):
                 if avg_down:  # the authors' avg_down: pool (kernel = stride) then a 1x1 conv
                     downsample = nn.Sequential(
                         nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False),
-                        nn.Conv2d(inplanes, out, 1, bias=False), nn.BatchNorm2d(out))
+                        nn.Conv2d(inplanes, out, 1, bias=False),
+                        nn.BatchNorm2d(out),
+                    )
                 else:
                     downsample = nn.Sequential(nn.Conv2d(inplanes, out, 1, stride, bias=False), nn.BatchNorm2d(out))
             return SCBottleneck(inplanes, planes, stride, downsample, avd)
@@ -134,8 +153,9 @@ def scnet50(num_classes: int = 1000, width: float = 1.0) -> SCNet:
 @register_model("scnet", output_levels=STAGE_LEVELS)
 def scnet50_v1d(num_classes: int = 1000, width: float = 1.0) -> SCNet:
     """SCNet-50-v1d: deep stem of width 32, average-pool shortcut, avd."""
-    return _create_scnet((3, 4, 6, 3), num_classes=num_classes, deep_stem=True, stem_width=32,
-                         avg_down=True, avd=True, width=width)
+    return _create_scnet(
+        (3, 4, 6, 3), num_classes=num_classes, deep_stem=True, stem_width=32, avg_down=True, avd=True, width=width
+    )
 
 
 @register_model("scnet", output_levels=STAGE_LEVELS)
@@ -147,5 +167,6 @@ def scnet101(num_classes: int = 1000, width: float = 1.0) -> SCNet:
 @register_model("scnet", output_levels=STAGE_LEVELS)
 def scnet101_v1d(num_classes: int = 1000, width: float = 1.0) -> SCNet:
     """SCNet-101-v1d: deep stem of width 64, average-pool shortcut, avd."""
-    return _create_scnet((3, 4, 23, 3), num_classes=num_classes, deep_stem=True, stem_width=64,
-                         avg_down=True, avd=True, width=width)
+    return _create_scnet(
+        (3, 4, 23, 3), num_classes=num_classes, deep_stem=True, stem_width=64, avg_down=True, avd=True, width=width
+    )

@@ -34,10 +34,21 @@ INPUT_SIZE = 640
 #: The searched architecture: (level, bottleneck?, parent offsets, is_output); offsets 0 and 1 are
 #: the two initial blocks, so list index k is network index k + 2.
 BLOCK_SPECS = (
-    (2, True, (0, 1), False), (4, False, (0, 1), False), (3, True, (2, 3), False), (4, True, (2, 4), False),
-    (6, False, (3, 5), False), (4, True, (3, 5), False), (5, False, (6, 7), False), (7, False, (6, 8), False),
-    (5, True, (8, 9), False), (5, True, (8, 10), False), (4, True, (5, 10), True), (3, True, (4, 10), True),
-    (5, True, (7, 12), True), (7, True, (5, 14), True), (6, True, (12, 14), True),
+    (2, True, (0, 1), False),
+    (4, False, (0, 1), False),
+    (3, True, (2, 3), False),
+    (4, True, (2, 4), False),
+    (6, False, (3, 5), False),
+    (4, True, (3, 5), False),
+    (5, False, (6, 7), False),
+    (7, False, (6, 8), False),
+    (5, True, (8, 9), False),
+    (5, True, (8, 10), False),
+    (4, True, (5, 10), True),
+    (3, True, (4, 10), True),
+    (5, True, (7, 12), True),
+    (7, True, (5, 14), True),
+    (6, True, (12, 14), True),
 )
 INIT_SPECS = ((2, True, (), False), (2, True, (), False))
 
@@ -56,8 +67,9 @@ SPECS = tuple(_Spec(*s) for s in INIT_SPECS + BLOCK_SPECS)
 class ConvNorm(nn.Module):
     """conv -> BN (-> ReLU): the port's ConvModule, with its `conv` / `bn` key names."""
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, act: bool = True,
-                 norm=nn.BatchNorm2d) -> None:
+    def __init__(
+        self, cin: int, cout: int, kernel: int, stride: int = 1, act: bool = True, norm=nn.BatchNorm2d
+    ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False)
         self.bn = norm(cout)
@@ -71,8 +83,16 @@ class ConvNorm(nn.Module):
 class Resample(nn.Module):
     """Bring a parent to a block's level and width: 1x1 squeeze, resize, 1x1 expand (no ReLU)."""
 
-    def __init__(self, in_channels: int, out_channels: int, level_in: int, level_out: int, bottleneck_parent: bool,
-                 alpha: float, norm) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        level_in: int,
+        level_out: int,
+        bottleneck_parent: bool,
+        alpha: float,
+        norm,
+    ) -> None:
         super().__init__()
         squeezed = int(in_channels * alpha)
         self.level_in, self.level_out = level_in, level_out
@@ -118,8 +138,15 @@ def _res_group(bottleneck: bool, inplanes: int, planes: int, repeats: int, norm)
 class SpineNet(Backbone):
     """SpineNet-49S/49/96/143/190 backbone returning P3..P7."""
 
-    def __init__(self, endpoints_num_filters: int, filter_size_scale: float, resample_alpha: float,
-                 block_repeats: int, width: float = 1.0, bn_eps: float = 1e-3) -> None:
+    def __init__(
+        self,
+        endpoints_num_filters: int,
+        filter_size_scale: float,
+        resample_alpha: float,
+        block_repeats: int,
+        width: float = 1.0,
+        bn_eps: float = 1e-3,
+    ) -> None:
         super().__init__()
         norm = functools.partial(nn.BatchNorm2d, eps=bn_eps)
         self.bn_eps = bn_eps
@@ -138,9 +165,11 @@ class SpineNet(Backbone):
         self.init_block1 = _res_group(True, stem, channels(2), block_repeats, norm)
         self.init_block2 = _res_group(True, channels(2) * 4, channels(2), block_repeats, norm)
         names = ["init1", "init2"] + [f"block{k}" for k in range(2, len(SPECS))]
-        blocks = [BlockInfo("stem", "stem", 2, stem, (), ("conv1",), "conv7x7+maxpool"),
-                  BlockInfo("init1", "stem", 2, channels(2) * 4, ("stem",), ("init_block1",), "bottleneck"),
-                  BlockInfo("init2", "stem", 2, channels(2) * 4, ("init1",), ("init_block2",), "bottleneck")]
+        blocks = [
+            BlockInfo("stem", "stem", 2, stem, (), ("conv1",), "conv7x7+maxpool"),
+            BlockInfo("init1", "stem", 2, channels(2) * 4, ("stem",), ("init_block1",), "bottleneck"),
+            BlockInfo("init2", "stem", 2, channels(2) * 4, ("init1",), ("init_block2",), "bottleneck"),
+        ]
 
         # The port adds any block that nothing has consumed yet into an output block of the same
         # shape (in practice network index 11 into 14); decided here once, from levels and widths.
@@ -148,8 +177,13 @@ class SpineNet(Backbone):
         consumers = [0] * len(SPECS)
         for k, spec in enumerate(SPECS[2:], start=2):
             if spec.is_output:
-                extra = tuple(j for j in range(k) if consumers[j] == 0 and SPECS[j].level == spec.level
-                              and out_channels(SPECS[j]) == out_channels(spec))
+                extra = tuple(
+                    j
+                    for j in range(k)
+                    if consumers[j] == 0
+                    and SPECS[j].level == spec.level
+                    and out_channels(SPECS[j]) == out_channels(spec)
+                )
                 if extra:
                     self._extra_inputs[k] = extra
                 for j in extra:
@@ -159,25 +193,58 @@ class SpineNet(Backbone):
 
         merges, groups = [], []
         for k, spec in enumerate(SPECS[2:], start=2):
-            ops = [Resample(channels(SPECS[p].level), out_channels(spec), SPECS[p].level, spec.level,
-                            SPECS[p].bottleneck, resample_alpha, norm) for p in spec.parents]
+            ops = [
+                Resample(
+                    channels(SPECS[p].level),
+                    out_channels(spec),
+                    SPECS[p].level,
+                    spec.level,
+                    SPECS[p].bottleneck,
+                    resample_alpha,
+                    norm,
+                )
+                for p in spec.parents
+            ]
             merges.append(Merge(ops))
             groups.append(_res_group(spec.bottleneck, out_channels(spec), channels(spec.level), block_repeats, norm))
             parents = tuple(names[p] for p in spec.parents)
             parents += tuple(names[j] for j in self._extra_inputs.get(k, ()))
             kind = ("bottleneck" if spec.bottleneck else "residual") + (" (output)" if spec.is_output else "")
-            blocks.append(BlockInfo(names[k], "permuted", spec.level, out_channels(spec), parents,
-                                    (f"merge_ops.{k - 2}", f"scale_permuted_blocks.{k - 2}"), kind))
+            blocks.append(
+                BlockInfo(
+                    names[k],
+                    "permuted",
+                    spec.level,
+                    out_channels(spec),
+                    parents,
+                    (f"merge_ops.{k - 2}", f"scale_permuted_blocks.{k - 2}"),
+                    kind,
+                )
+            )
         self.merge_ops = nn.ModuleList(merges)
         self.scale_permuted_blocks = nn.ModuleList(groups)
 
         self._output_block = {s.level: k for k, s in enumerate(SPECS) if s.is_output}
-        self.endpoint_convs = nn.ModuleDict({
-            str(level): ConvNorm(out_channels(SPECS[k]), endpoint, 1, act=False, norm=norm)
-            for k, spec in enumerate(SPECS) if spec.is_output for level in (spec.level,)})
+        self.endpoint_convs = nn.ModuleDict(
+            {
+                str(level): ConvNorm(out_channels(SPECS[k]), endpoint, 1, act=False, norm=norm)
+                for k, spec in enumerate(SPECS)
+                if spec.is_output
+                for level in (spec.level,)
+            }
+        )
         for level in OUTPUT_LEVELS:
-            blocks.append(BlockInfo(f"P{level}", "output", level, endpoint, (names[self._output_block[level]],),
-                                    (f"endpoint_convs.{level}",), "1x1 conv-BN"))
+            blocks.append(
+                BlockInfo(
+                    f"P{level}",
+                    "output",
+                    level,
+                    endpoint,
+                    (names[self._output_block[level]],),
+                    (f"endpoint_convs.{level}",),
+                    "1x1 conv-BN",
+                )
+            )
         self._names = names
         self._feature_levels = {level: endpoint for level in OUTPUT_LEVELS}
         self._init_taps(blocks)
@@ -193,7 +260,7 @@ class SpineNet(Backbone):
 
     def forward_features(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
         h, w = x.shape[-2:]
-        sizes = {level: (-(-h // 2 ** level), -(-w // 2 ** level)) for level in range(2, 8)}
+        sizes = {level: (-(-h // 2**level), -(-w // 2**level)) for level in range(2, 8)}
         feat = self._tap("stem", self.maxpool(self.conv1(x)))
         feats = [self._tap("init1", self.init_block1(feat))]
         feats.append(self._tap("init2", self.init_block2(feats[0])))
@@ -205,12 +272,15 @@ class SpineNet(Backbone):
             for j in self._extra_inputs.get(k, ()):
                 target = target + feats[j]
             feats.append(self._tap(self._names[k], group(F.relu(target))))
-        return {level: self._tap(f"P{level}", self.endpoint_convs[str(level)](feats[self._output_block[level]]))
-                for level in OUTPUT_LEVELS}
+        return {
+            level: self._tap(f"P{level}", self.endpoint_convs[str(level)](feats[self._output_block[level]]))
+            for level in OUTPUT_LEVELS
+        }
 
 
-def _create_spinenet(endpoints_num_filters: int, filter_size_scale: float, resample_alpha: float,
-                     block_repeats: int, **kwargs) -> SpineNet:
+def _create_spinenet(
+    endpoints_num_filters: int, filter_size_scale: float, resample_alpha: float, block_repeats: int, **kwargs
+) -> SpineNet:
     return SpineNet(endpoints_num_filters, filter_size_scale, resample_alpha, block_repeats, **kwargs)
 
 

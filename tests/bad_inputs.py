@@ -43,6 +43,7 @@ def compress_rle(counts: list[int]) -> str:
 
 def _set(path: tuple, value: Any) -> Callable[[Any], Any]:
     """A change that puts `value` at `path` (keys and indices) of a copy of the data."""
+
     def change(data: Any) -> Any:
         out = copy.deepcopy(data)
         target = out
@@ -50,6 +51,7 @@ def _set(path: tuple, value: Any) -> Callable[[Any], Any]:
             target = target[key]
         target[path[-1]] = value
         return out
+
     return change
 
 
@@ -61,6 +63,7 @@ def _drop(path: tuple) -> Callable[[Any], Any]:
             target = target[key]
         del target[path[-1]]
         return out
+
     return change
 
 
@@ -88,8 +91,9 @@ GT_CHANGES: dict[str, Callable[[Any], Any]] = {
     "gt_ann_polygon_short": _set(("annotations", 0, "segmentation"), [[1, 2, 3, 4]]),
     "gt_ann_polygon_strings": _set(("annotations", 0, "segmentation"), [["a", "b", "c", "d", "e", "f"]]),
     "gt_ann_rle_overrun": _set(("annotations", 0, "segmentation"), {"size": [640, 640], "counts": [0, 640 * 640 + 5]}),
-    "gt_ann_rle_string_overrun": _set(("annotations", 0, "segmentation"),
-                                      {"size": [640, 640], "counts": compress_rle([0, 640 * 640 + 10])}),
+    "gt_ann_rle_string_overrun": _set(
+        ("annotations", 0, "segmentation"), {"size": [640, 640], "counts": compress_rle([0, 640 * 640 + 10])}
+    ),
     "gt_ann_rle_bad_chars": _set(("annotations", 0, "segmentation"), {"size": [640, 640], "counts": "\x01\x02~~"}),
     "gt_ann_rle_wrong_size": _set(("annotations", 0, "segmentation"), {"size": [4, 4], "counts": [16]}),
     "gt_category_no_name": _drop(("categories", 0, "name")),
@@ -123,8 +127,9 @@ RAW_JSON: dict[str, Callable[[dict, list], str]] = {
     "nan_literal": lambda gt, dt: json.dumps(dt).replace(str(dt[0]["score"]), "NaN", 1),
     "infinity_literal": lambda gt, dt: json.dumps(dt).replace(str(dt[0]["score"]), "Infinity", 1),
     "float_overflow": lambda gt, dt: json.dumps(dt).replace(str(dt[0]["score"]), "1e400", 1),
-    "huge_integer": lambda gt, dt: json.dumps(dt).replace(f'"image_id": {dt[0]["image_id"]}',
-                                                          '"image_id": ' + "9" * 5000, 1),
+    "huge_integer": lambda gt, dt: json.dumps(dt).replace(
+        f'"image_id": {dt[0]["image_id"]}', '"image_id": ' + "9" * 5000, 1
+    ),
     "deep_nesting": lambda gt, dt: "[" * NESTING + "]" * NESTING,
     "not_json": lambda gt, dt: "{this is not json",
     "binary": lambda gt, dt: "\udcff\udcfe\x00\x01",
@@ -204,12 +209,27 @@ def write_bad_checkpoints(folder: Path) -> dict[str, Path]:
 
 def valid_session() -> dict[str, Any]:
     """A session as the app saves it."""
-    return {"fishspine_session": 1, "models": [{"label": "ResNet-50", "source": "zoo:resnet50:0.25"}],
-            "images": ["/tmp/cat.png"], "selected_image": 0,
-            "settings": {"device": "auto", "precision": "float32", "image_size": 384, "reduction": "mean_abs",
-                         "normalisation": "block", "cam_method": "gradcam", "class_index": None,
-                         "gradient_which": "output", "gallery_rows": 8, "graph_color_by": "", "coco_gt": "",
-                         "coco_results": {}, "coco_baseline": ""}}
+    return {
+        "fishspine_session": 1,
+        "models": [{"label": "ResNet-50", "source": "zoo:resnet50:0.25"}],
+        "images": ["/tmp/cat.png"],
+        "selected_image": 0,
+        "settings": {
+            "device": "auto",
+            "precision": "float32",
+            "image_size": 384,
+            "reduction": "mean_abs",
+            "normalisation": "block",
+            "cam_method": "gradcam",
+            "class_index": None,
+            "gradient_which": "output",
+            "gallery_rows": 8,
+            "graph_color_by": "",
+            "coco_gt": "",
+            "coco_results": {},
+            "coco_baseline": "",
+        },
+    }
 
 
 # name -> change to the valid session; every one must be refused
@@ -221,7 +241,7 @@ SESSION_CHANGES: dict[str, Callable[[Any], Any]] = {
     "session_device_cuda_word": _set(("settings", "device"), "cuda:x"),
     "session_precision": _set(("settings", "precision"), "fp8"),
     "session_image_size_string": _set(("settings", "image_size"), "384"),
-    "session_image_size_huge": _set(("settings", "image_size"), 10 ** 9),
+    "session_image_size_huge": _set(("settings", "image_size"), 10**9),
     "session_image_size_bool": _set(("settings", "image_size"), True),
     "session_reduction": _set(("settings", "reduction"), "median"),
     "session_class_negative": _set(("settings", "class_index"), -1),
@@ -249,7 +269,7 @@ SESSION_IGNORED: dict[str, Callable[[Any], Any]] = {
     "session_dunder_class": _set(("settings", "__class__"), "x"),
     "session_dunder_dict": _set(("settings", "__dict__"), {}),
     "session_unknown_setting": _set(("settings", "colour"), "blue"),
-    "session_unknown_top_level": _set(("window", ), {"x": 1}),
+    "session_unknown_top_level": _set(("window",), {"x": 1}),
 }
 
 
@@ -257,11 +277,16 @@ def write_bad_sessions(folder: Path) -> dict[str, Path]:
     """Session files the app must refuse with a message (not crash, not half-apply)."""
     folder.mkdir(parents=True, exist_ok=True)
     good = valid_session()
-    out = {name: _write_text(folder / f"{name}.fishspine", json.dumps(change(good)))
-           for name, change in SESSION_CHANGES.items()}
+    out = {
+        name: _write_text(folder / f"{name}.fishspine", json.dumps(change(good)))
+        for name, change in SESSION_CHANGES.items()
+    }
     for name, make in RAW_JSON.items():
-        text = make({}, [{"score": 0.5, "image_id": 1}]) if name not in ("nan_literal", "infinity_literal") \
+        text = (
+            make({}, [{"score": 0.5, "image_id": 1}])
+            if name not in ("nan_literal", "infinity_literal")
             else json.dumps(good).replace("384", "NaN" if name == "nan_literal" else "Infinity")
+        )
         out[f"session_{name}"] = _write_text(folder / f"session_{name}.fishspine", text)
     for name, path in write_special_files(folder / "special", ".fishspine").items():
         out[f"session_{name}"] = path

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -12,7 +10,7 @@ from fishspine.analysis.architecture.graph import architecture_graph, choose_lay
 from fishspine.analysis.attribution.activations import reduce_activation
 from fishspine.analysis.attribution.cam import overlay
 from fishspine.analysis.images import ImageError, load_image, sample_image
-from fishspine.models import count_hooks, create_model
+from fishspine.models import create_model
 
 from .conftest import tiny_model as tiny
 

@@ -22,11 +22,14 @@ pytestmark = pytest.mark.gui
 from fishspine.app.components.state import AppState, read_session  # noqa: E402
 from fishspine.app.qt.window import VIEWS, MainWindow  # noqa: E402
 
-
 FISHSPINE = str(Path(sys.executable).with_name("fishspine"))
-VALID = {"png": lambda d: d[:4] == b"\x89PNG", "pdf": lambda d: d[:5] == b"%PDF-",
-         "svg": lambda d: b"<svg" in d[:3000], "csv": lambda d: b"," in d.splitlines()[0],
-         "json": lambda d: bool(json.loads(d))}
+VALID = {
+    "png": lambda d: d[:4] == b"\x89PNG",
+    "pdf": lambda d: d[:5] == b"%PDF-",
+    "svg": lambda d: b"<svg" in d[:3000],
+    "csv": lambda d: b"," in d.splitlines()[0],
+    "json": lambda d: bool(json.loads(d)),
+}
 
 
 @pytest.fixture
@@ -54,8 +57,14 @@ def wait_idle(qtbot, w, timeout=120_000):
 def open_and_analyse(qtbot, w, files):
     a, b, img = files
     w.open_paths([str(a), str(b), str(img)])
-    qtbot.waitUntil(lambda: len(w.state.models) == 2 and bool(w.state.insights) and
-                    set(w.state.insights) == {m.label for m in w.state.models}, timeout=120_000)
+    qtbot.waitUntil(
+        lambda: (
+            len(w.state.models) == 2
+            and bool(w.state.insights)
+            and set(w.state.insights) == {m.label for m in w.state.models}
+        ),
+        timeout=120_000,
+    )
     wait_idle(qtbot, w)
 
 
@@ -83,8 +92,12 @@ def test_cli_and_app_export_the_same_figure(qtbot, window, files, tmp_path):
     shown = next(m for m in window.state.models if m.label == view.model_box.currentText())
     assert shown.source in {str(f) for f in files[:2]}
     for ext in ("svg", "png", "pdf"):  # the figure in each format, each time with the data beside it
-        res = subprocess.run([FISHSPINE, "graph", shown.source, "-o", str(tmp_path / f"cli.{ext}")],
-                             capture_output=True, text=True, timeout=600)
+        res = subprocess.run(
+            [FISHSPINE, "graph", shown.source, "-o", str(tmp_path / f"cli.{ext}")],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert res.returncode == 0, res.stderr
         for written in (ext, "csv", "json"):
             app = view.export(tmp_path / f"app.{written}")[0].read_bytes()
@@ -119,8 +132,16 @@ def test_bad_files_get_messages_and_state_survives(qtbot, window, files, tmp_pat
     torch.save({"state_dict": _RunsCode(marker)}, tmp_path / "evil.pth")
     torch.save({"conv.weight": torch.zeros(3, 3)}, tmp_path / "other_net.pth")
     (tmp_path / "broken.fishspine").write_text("{ not json")
-    names = ["notes.png", "weights.pth", "data.xyz", "cut.png", "huge.png", "evil.pth", "other_net.pth",
-             "broken.fishspine"]
+    names = [
+        "notes.png",
+        "weights.pth",
+        "data.xyz",
+        "cut.png",
+        "huge.png",
+        "evil.pth",
+        "other_net.pth",
+        "broken.fishspine",
+    ]
     window.open_paths([str(tmp_path / n) for n in names])
     wait_idle(qtbot, window)
     errors = [t for level, t in window.state.messages if level == "error"]
@@ -166,7 +187,8 @@ def test_models_keep_the_order_they_were_opened_in(qtbot, window, files, monkeyp
     real = window_module.load_model_source
     second_shown = threading.Event()
     window.state.models_changed.connect(
-        lambda *_: second_shown.set() if any(m.label == "f99" for m in window.state.models) else None)
+        lambda *_: second_shown.set() if any(m.label == "f99" for m in window.state.models) else None
+    )
 
     def first_finishes_last(source, device):  # whatever the machine's speed, not a guess at a delay
         if "r50" in str(source) and not second_shown.wait(timeout=120):
@@ -245,8 +267,10 @@ def test_selecting_a_block_drives_the_cam_and_lists_macs(qtbot, window, files):
     assert all(m.macs > 0 for m in window.state.models)
     assert "GMACs" in window.model_list.item(0).text()
     window.state.select_block("layer3.1")  # only the ResNet has it; FishNet keeps its default
-    qtbot.waitUntil(lambda: window.state.insights.get("r50") is not None
-                    and window.state.insights["r50"].cam.block == "layer3.1", timeout=60_000)
+    qtbot.waitUntil(
+        lambda: window.state.insights.get("r50") is not None and window.state.insights["r50"].cam.block == "layer3.1",
+        timeout=60_000,
+    )
     wait_idle(qtbot, window)
     assert window.state.insights["f99"].cam.block == "score"
 
@@ -256,8 +280,10 @@ def test_demo_opens_on_trained_backbones_with_every_view_populated(qtbot, window
 
     assert (DEMO_DIR / "checkpoints").is_dir(), "the demo ships in assets/demo"
     window.open_demo()
-    qtbot.waitUntil(lambda: len(window.state.models) == 4 and bool(window.state.coco)
-                    and len(window.state.insights) == 4, timeout=180_000)
+    qtbot.waitUntil(
+        lambda: len(window.state.models) == 4 and bool(window.state.coco) and len(window.state.insights) == 4,
+        timeout=180_000,
+    )
     wait_idle(qtbot, window)
     assert all(m.trained for m in window.state.models)
     assert {m.family for m in window.state.models} == {"resnet", "fishnet", "scnet", "spinenet"}
@@ -275,8 +301,11 @@ def test_a_block_picked_in_one_view_is_marked_in_every_view(qtbot, window, files
         window.show_view(name)
         qtbot.waitUntil(lambda n=name: window.views[n].has_content, timeout=60_000)
     # Click a gallery cell of the ResNet: that block is selected everywhere...
-    cell = next(c for c in gallery.grid.cells.values() if c.model == "r50" and c.block is not None
-                and c.block.name.startswith("layer"))
+    cell = next(
+        c
+        for c in gallery.grid.cells.values()
+        if c.model == "r50" and c.block is not None and c.block.name.startswith("layer")
+    )
     gallery.on_cell_clicked(cell)
     assert (window.state.selected_model, window.state.selected_block) == ("r50", cell.block.name)
     assert ringed(cell.box) and cell.box.border.color().name() == "#00b4ff"
@@ -333,8 +362,8 @@ def test_zooming_one_map_zooms_every_map(qtbot, window, files):
 
 def test_coco_view_table_deltas_and_bad_json(qtbot, window, tmp_path):
     from fishspine.analysis.coco.evaluation import per_scale_table
-    from fishspine.analysis.figures.coco import size_bars_figure
     from fishspine.analysis.figures.base import figure_bytes
+    from fishspine.analysis.figures.coco import size_bars_figure
     from fishspine.app.components.sources import demo_sources
 
     demo = demo_sources()

@@ -15,11 +15,11 @@ pytestmark = pytest.mark.gui
 
 from PySide6.QtCore import QPointF, Qt  # noqa: E402
 
+from fishspine.analysis.jobs import run_job  # noqa: E402
+from fishspine.app.components.state import AppState, ModelEntry  # noqa: E402
 from fishspine.app.qt.views import base as view_base  # noqa: E402
 from fishspine.app.qt.views.architecture import ArchitectureView  # noqa: E402
-from fishspine.app.components.state import AppState, ModelEntry  # noqa: E402
 from fishspine.app.qt.workers import GeneratorWorker, start  # noqa: E402
-from fishspine.analysis.jobs import run_job  # noqa: E402
 
 
 def entry(label: str, variant: str, width: float = 0.25) -> ModelEntry:
@@ -27,8 +27,9 @@ def entry(label: str, variant: str, width: float = 0.25) -> ModelEntry:
     # BatchNorm statistics leave logits in the thousands, the cross-entropy gradient underflows to
     # exactly 0 in every block, and the gradient colouring would have nothing to show.
     model = tiny_model(variant, width=width).train()
-    return ModelEntry(label, model, variant, model.family, sum(p.numel() for p in model.parameters()),
-                      f"zoo:{variant}:{width}", False)
+    return ModelEntry(
+        label, model, variant, model.family, sum(p.numel() for p in model.parameters()), f"zoo:{variant}:{width}", False
+    )
 
 
 class Jobs:
@@ -185,7 +186,7 @@ def test_hover_names_the_block_under_the_mouse(qtbot, view):
     pos = view.canvas.mapFromScene(view.scene_pos(name))
     qtbot.mouseMove(view.canvas.viewport(), pos)
     qtbot.waitUntil(lambda: view.info.text().startswith(f"{name} · "), timeout=5_000)
-    assert f"stride {2 ** node.level}" in view.info.text() and f"{node.channels} ch" in view.info.text()
+    assert f"stride {2**node.level}" in view.info.text() and f"{node.channels} ch" in view.info.text()
     assert "M params" in view.info.text() and "GMACs" in view.info.text()
     # A hidden name is shown beside the hovered node (names made too wide to fit, whatever the font).
     view.label_metrics = FixedMetrics(char_px=100.0, line_px=12.0)

@@ -20,9 +20,9 @@ import pyqtgraph as pg  # noqa: E402
 from PySide6.QtCore import QPointF, Qt  # noqa: E402
 
 from fishspine.analysis.coco.evaluation import evaluate, format_table, per_scale_table  # noqa: E402
-from fishspine.app.qt.views.coco import COLUMNS, GAIN, LOSS, CocoView  # noqa: E402
 from fishspine.app.components.sources import demo_sources  # noqa: E402
 from fishspine.app.components.state import AppState  # noqa: E402
+from fishspine.app.qt.views.coco import COLUMNS, GAIN, LOSS, CocoView  # noqa: E402
 from fishspine.app.qt.workers import GeneratorWorker, start  # noqa: E402
 
 FISHSPINE = str(Path(sys.executable).with_name("fishspine"))
@@ -45,8 +45,9 @@ class Jobs:
         self.running.add(worker)
         self.titles.append(title)
         worker.signals.finished.connect(lambda r, w=worker: (self.running.discard(w), on_result(r)))
-        worker.signals.failed.connect(lambda msg, w=worker: (self.running.discard(w),
-                                                             self.state.notify("error", f"{title}: {msg}")))
+        worker.signals.failed.connect(
+            lambda msg, w=worker: (self.running.discard(w), self.state.notify("error", f"{title}: {msg}"))
+        )
         worker.signals.cancelled.connect(lambda w=worker: self.running.discard(w))
         start(worker)
         return worker
@@ -74,8 +75,9 @@ def settle(qtbot, view) -> None:
 
 
 def load(qtbot, view, names=NAMES, baseline="ResNet-50") -> None:
-    view.state.update_settings(coco_gt=DEMO["coco_gt"], coco_baseline=baseline,
-                               coco_results={n: DEMO["coco_results"][n] for n in names})
+    view.state.update_settings(
+        coco_gt=DEMO["coco_gt"], coco_baseline=baseline, coco_results={n: DEMO["coco_results"][n] for n in names}
+    )
     view.evaluate()
     settle(qtbot, view)
     assert view.has_content and list(view.state.coco) == list(names), view.state.messages
@@ -87,8 +89,10 @@ def errors(view) -> list[str]:
 
 def table_rows(view) -> dict[str, list[str]]:
     t = view.table
-    return {t.item(i, 0).data(Qt.UserRole): [t.item(i, j).text() for j in range(1, t.columnCount())]
-            for i in range(t.rowCount())}
+    return {
+        t.item(i, 0).data(Qt.UserRole): [t.item(i, j).text() for j in range(1, t.columnCount())]
+        for i in range(t.rowCount())
+    }
 
 
 def expected_cell(row: dict, column: str) -> str:
@@ -100,8 +104,10 @@ def expected_cell(row: dict, column: str) -> str:
 def test_table_one_row_per_model_with_deltas_against_the_baseline(qtbot, view, demo_evals):
     load(qtbot, view)
     assert view.title == "COCO" and view.stack.currentIndex() == 1
-    assert [view.table.horizontalHeaderItem(j).text() for j in range(view.table.columnCount())] == \
-        ["backbone", *COLUMNS]
+    assert [view.table.horizontalHeaderItem(j).text() for j in range(view.table.columnCount())] == [
+        "backbone",
+        *COLUMNS,
+    ]
     for base in ("ResNet-50", "FishNet-150", None):
         view.baseline.setCurrentText(base or "(none)")
         rows = per_scale_table(view.state.coco, base)
@@ -197,8 +203,20 @@ def test_export_writes_the_command_lines_figures_and_data(qtbot, view, tmp_path)
     """Each kind of figure and the table the COCO tab exports are the bytes `fishspine coco` writes."""
     load(qtbot, view)
     dts = [f"{name}={DEMO['coco_results'][name]}" for name in NAMES]
-    cmd = [FISHSPINE, "coco", "--gt", DEMO["coco_gt"], *(a for dt in dts for a in ("--dt", dt)),
-           "--baseline", "ResNet-50", "-o", str(tmp_path / "cli"), "--formats", "svg", "png"]
+    cmd = [
+        FISHSPINE,
+        "coco",
+        "--gt",
+        DEMO["coco_gt"],
+        *(a for dt in dts for a in ("--dt", dt)),
+        "--baseline",
+        "ResNet-50",
+        "-o",
+        str(tmp_path / "cli"),
+        "--formats",
+        "svg",
+        "png",
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     for kind in ("sizes", "table", "pr"):
@@ -224,8 +242,10 @@ def write(path, data) -> str:
 BAD_GT = {
     "not JSON": ("{ not json", "not valid JSON"),
     "no images or annotations": ({"info": {}, "categories": []}, "not a COCO ground-truth file"),
-    "a result list": ([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5}],
-                      "looks like a result file (a list of detections): add it with Add results…"),
+    "a result list": (
+        [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5}],
+        "looks like a result file (a list of detections): add it with Add results…",
+    ),
 }
 
 
@@ -251,8 +271,10 @@ def test_a_bad_ground_truth_is_reported_and_the_evaluation_stays(qtbot, view, tm
 BAD_RESULTS = {
     "not JSON": ("[{", "not valid JSON (Expecting"),
     "not a list": ({"images": []}, "JSON list of detections"),
-    "unknown image ids": ([{"image_id": 99999, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.9}],
-                          "which is not an image id of the ground truth"),
+    "unknown image ids": (
+        [{"image_id": 99999, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.9}],
+        "which is not an image id of the ground truth",
+    ),
     "no score": ([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5]}], "lacks 'score'"),
 }
 
@@ -272,8 +294,9 @@ def test_a_bad_result_file_is_reported_and_left_out(qtbot, view, tmp_path, kind)
 
 def test_a_bad_file_among_good_ones_costs_only_itself(qtbot, view, tmp_path):
     view.state.update_settings(coco_gt=DEMO["coco_gt"])
-    view.add_result_files([DEMO["coco_results"]["ResNet-50"], write(tmp_path / "broken.json", "nope"),
-                           DEMO["coco_results"]["SCNet-50"]])
+    view.add_result_files(
+        [DEMO["coco_results"]["ResNet-50"], write(tmp_path / "broken.json", "nope"), DEMO["coco_results"]["SCNet-50"]]
+    )
     settle(qtbot, view)
     assert list(view.state.coco) == ["ResNet-50", "SCNet-50"] and view.table.rowCount() == 2
     assert len(errors(view)) == 1 and "broken.json" in errors(view)[0]
@@ -346,8 +369,7 @@ def test_a_fifo_picked_as_ground_truth_is_refused_without_blocking_the_worker(tm
     fifo = tmp_path / "instances_val.json"
     os.mkfifo(fifo)
     outcomes = []
-    worker = threading.Thread(target=lambda: outcomes.append(run_job(evaluation_job(str(fifo), {}, {}))),
-                              daemon=True)
+    worker = threading.Thread(target=lambda: outcomes.append(run_job(evaluation_job(str(fifo), {}, {}))), daemon=True)
     worker.start()
     worker.join(timeout=60)
     if worker.is_alive():  # unblock the reader so the test process can end

@@ -18,8 +18,13 @@ def test_settings_that_need_no_pass_reach_the_views_without_one(qtbot, window, f
     engine, state = window.engine, window.state
     ran = engine.passes_run
     first = state.insights["r50"]
-    for change in ({"reduction": "pca"}, {"normalisation": "global"}, {"cam_method": "layercam"},
-                   {"gradient_which": "weight"}, {"reduction": "max"}):
+    for change in (
+        {"reduction": "pca"},
+        {"normalisation": "global"},
+        {"cam_method": "layercam"},
+        {"gradient_which": "weight"},
+        {"reduction": "max"},
+    ):
         state.update_settings(**change)
         wait_idle(qtbot, window)
     state.select_block("layer2.0")
@@ -44,8 +49,15 @@ def test_removing_a_model_frees_its_passes(qtbot, window, files):
 
 def test_a_restored_session_sets_every_control(qtbot, window, files, tmp_path):
     open_and_analyse(qtbot, window, files)
-    window.state.update_settings(gradient_which="weight", reduction="topk", normalisation="model",
-                                 image_size=160, cam_method="gradcampp", gallery_rows=5, class_index=3)
+    window.state.update_settings(
+        gradient_which="weight",
+        reduction="topk",
+        normalisation="model",
+        image_size=160,
+        cam_method="gradcampp",
+        gallery_rows=5,
+        class_index=3,
+    )
     path = window.state.save_session(tmp_path / "s.fishspine")
     fresh = MainWindow()
     qtbot.addWidget(fresh)
@@ -66,9 +78,14 @@ def test_a_control_follows_a_change_made_elsewhere(qtbot, window):
     assert window.views["gradients"].which.currentText() == "weight"
 
 
-@pytest.mark.parametrize("view, command, stem", [("gradients", "gradients", "gradient_trace"),
-                                                ("activations", "activations", "shapes_activations"),
-                                                ("cam", "cam", "shapes_gradcam")])
+@pytest.mark.parametrize(
+    "view, command, stem",
+    [
+        ("gradients", "gradients", "gradient_trace"),
+        ("activations", "activations", "shapes_activations"),
+        ("cam", "cam", "shapes_gradcam"),
+    ],
+)
 def test_the_app_exports_what_the_command_line_writes(qtbot, window, files, tmp_path, view, command, stem):
     from fishspine.cli.main import main
 
@@ -81,8 +98,28 @@ def test_the_app_exports_what_the_command_line_writes(qtbot, window, files, tmp_
     qtbot.waitUntil(lambda: window.views[view].has_content, timeout=60_000)
     extra = {"gradients": ["--which", "weight"], "activations": ["--rows", "6"], "cam": []}[command]
     out = tmp_path / "cli"
-    assert main([command, "--ckpt", f"r50={a}", "--ckpt", f"f99={b}", str(img), "--size", "112", *extra,
-                 "-o", str(out), "--formats", "png", "svg", "pdf"]) == 0
+    assert (
+        main(
+            [
+                command,
+                "--ckpt",
+                f"r50={a}",
+                "--ckpt",
+                f"f99={b}",
+                str(img),
+                "--size",
+                "112",
+                *extra,
+                "-o",
+                str(out),
+                "--formats",
+                "png",
+                "svg",
+                "pdf",
+            ]
+        )
+        == 0
+    )
     for ext in ("svg", "pdf", "png", "csv", "json"):
         (app_file,) = window.views[view].export(tmp_path / f"app.{ext}")
         assert app_file.read_bytes() == (out / f"{stem}.{ext}").read_bytes(), (view, ext)

@@ -15,8 +15,19 @@ from fishspine.models.checkpoints import CheckpointError, load_checkpoint, save_
 from .conftest import MANIFEST_VARIANTS, load_manifest
 
 OFFICIAL_VARIANTS = MANIFEST_VARIANTS or [
-    "fishnet99", "fishnet150", "fishnet201", "scnet50", "scnet50_v1d", "scnet101", "scnet101_v1d",
-    "spinenet49S", "spinenet49", "spinenet96", "spinenet143", "spinenet190"]
+    "fishnet99",
+    "fishnet150",
+    "fishnet201",
+    "scnet50",
+    "scnet50_v1d",
+    "scnet101",
+    "scnet101_v1d",
+    "spinenet49S",
+    "spinenet49",
+    "spinenet96",
+    "spinenet143",
+    "spinenet190",
+]
 
 
 def state_dict_from_manifest(manifest: dict) -> dict[str, torch.Tensor]:
@@ -34,10 +45,16 @@ def write_official(variant: str, sd: dict[str, torch.Tensor], folder) -> str:
     family = model_family(variant)
     if family == "fishnet":  # fishnet150_ckpt.tar: torch.save dict, DataParallel keys
         path = folder / f"{variant}_ckpt.tar"
-        torch.save({"epoch": 100, "arch": variant, "best_prec1": 78.1,
-                    "state_dict": {f"module.{k}": v for k, v in sd.items()},
-                    "optimizer": {"state": {}, "param_groups": [{"lr": 0.1, "momentum": 0.9, "params": [0, 1]}]}},
-                   path)
+        torch.save(
+            {
+                "epoch": 100,
+                "arch": variant,
+                "best_prec1": 78.1,
+                "state_dict": {f"module.{k}": v for k, v in sd.items()},
+                "optimizer": {"state": {}, "param_groups": [{"lr": 0.1, "momentum": 0.9, "params": [0, 1]}]},
+            },
+            path,
+        )
     elif family == "scnet":  # scnet50-dc6a7e87.pth: plain state_dict
         path = folder / f"{variant}-0000.pth"
         torch.save(sd, path)
@@ -46,8 +63,14 @@ def write_official(variant: str, sd: dict[str, torch.Tensor], folder) -> str:
         detector = {f"backbone.{k}": v for k, v in sd.items()}
         detector["bbox_head.retina_cls.weight"] = torch.zeros(9, 256, 3, 3)
         detector["bbox_head.retina_cls.bias"] = torch.zeros(9)
-        torch.save({"meta": {"mmdet_version": "1.1.0", "epoch": 72}, "state_dict": detector,
-                    "optimizer": {"state": {}, "param_groups": []}}, path)
+        torch.save(
+            {
+                "meta": {"mmdet_version": "1.1.0", "epoch": 72},
+                "state_dict": detector,
+                "optimizer": {"state": {}, "param_groups": []},
+            },
+            path,
+        )
     else:
         raise AssertionError(family)
     return path
@@ -71,8 +94,9 @@ def test_official_layout_loads_strictly_and_is_recognised(variant, tmp_path):
     assert torch.all(ours[some_key] == float(index % 97) / 97.0)
 
 
-@pytest.mark.parametrize("variant,builder", [("resnet50", "resnet50"), ("resnet101", "resnet101"),
-                                             ("resnext50_32x4d", "resnext50_32x4d")])
+@pytest.mark.parametrize(
+    "variant,builder", [("resnet50", "resnet50"), ("resnet101", "resnet101"), ("resnext50_32x4d", "resnext50_32x4d")]
+)
 def test_torchvision_resnet_state_dicts_are_recognised(variant, builder, tmp_path):
     import torchvision
 
@@ -129,11 +153,14 @@ def test_checkpoint_of_unknown_architecture_names_closest_and_keys(tmp_path):
     assert "layer3.2.conv2.weight" in msg and "layer5.0.conv1.weight" in msg
 
 
-@pytest.mark.parametrize("content,match", [
-    (b"", "empty"),
-    (b"just some text, not weights", "not a checkpoint"),
-    (b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "not a checkpoint"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        (b"", "empty"),
+        (b"just some text, not weights", "not a checkpoint"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "not a checkpoint"),
+    ],
+)
 def test_non_checkpoints_get_clear_errors(tmp_path, content, match):
     path = tmp_path / "file.pth"
     path.write_bytes(content)
@@ -171,6 +198,7 @@ def test_pipe_and_device_are_refused_without_reading(tmp_path):
     (tmp_path / "zeros.pth").symlink_to("/dev/zero")
     for path in (fifo, tmp_path / "zeros.pth"):
         outcome: list = []
+
         def read(path=path, outcome=outcome):
             outcome.append(pytest.raises(CheckpointError, load_checkpoint, path))
 
@@ -209,9 +237,16 @@ def write_with_header(path, header, tensors: dict[str, torch.Tensor] | None = No
 
 
 def good_header(**changes) -> dict:
-    header = {"format_version": 1, "family": "resnet", "variant": "resnet50",
-              "config": {"num_classes": 5, "width": 0.25}, "width": 0.25, "num_classes": 5,
-              "trained_on": "", "params": 1}
+    header = {
+        "format_version": 1,
+        "family": "resnet",
+        "variant": "resnet50",
+        "config": {"num_classes": 5, "width": 0.25},
+        "width": 0.25,
+        "num_classes": 5,
+        "trained_on": "",
+        "params": 1,
+    }
     header.update(changes)
     return header
 
@@ -230,12 +265,15 @@ def no_real_model_built(monkeypatch):
     monkeypatch.setattr(checkpoints, "create_model", meta_only)
 
 
-@pytest.mark.parametrize("header_text,match", [
-    ('["resnet50", 0.25]', "header is a JSON list, not an object"),
-    ('"resnet50"', "header is a JSON string, not an object"),
-    ("42", "header is a JSON number, not an object"),
-    ("{}", "names no variant"),
-])
+@pytest.mark.parametrize(
+    "header_text,match",
+    [
+        ('["resnet50", 0.25]', "header is a JSON list, not an object"),
+        ('"resnet50"', "header is a JSON string, not an object"),
+        ("42", "header is a JSON number, not an object"),
+        ("{}", "names no variant"),
+    ],
+)
 def test_header_that_is_not_an_object_is_refused(tmp_path, header_text, match, no_real_model_built):
     path = write_with_header(tmp_path / "m.safetensors", header_text)
     with pytest.raises(CheckpointError, match=match):
@@ -276,16 +314,19 @@ def test_header_top_level_fields_are_checked_too(tmp_path, no_real_model_built):
         load_checkpoint(path)
 
 
-@pytest.mark.parametrize("changes,match", [
-    ({"variant": "resnet9000"}, "variant 'resnet9000', which this version does not know"),
-    ({"variant": ["resnet50"]}, "variant"),
-    ({"config": [0.25, 5]}, "config is a JSON list, not an object"),
-    ({"config": {"width": 0.25, "num_classes": 5, "depth": 50}}, "depth"),
-    ({"config": {"width": 0.25, "bn_eps": float("nan")}, "num_classes": None, "variant": "spinenet49"}, "bn_eps"),
-    ({"config": {"width": 0.25, "num_classes": 5}, "num_classes": 5, "variant": "spinenet49"}, "num_classes"),
-    ({"format_version": 99}, "newer fishspine"),
-    ({"format_version": "one"}, "format_version"),
-])
+@pytest.mark.parametrize(
+    "changes,match",
+    [
+        ({"variant": "resnet9000"}, "variant 'resnet9000', which this version does not know"),
+        ({"variant": ["resnet50"]}, "variant"),
+        ({"config": [0.25, 5]}, "config is a JSON list, not an object"),
+        ({"config": {"width": 0.25, "num_classes": 5, "depth": 50}}, "depth"),
+        ({"config": {"width": 0.25, "bn_eps": float("nan")}, "num_classes": None, "variant": "spinenet49"}, "bn_eps"),
+        ({"config": {"width": 0.25, "num_classes": 5}, "num_classes": 5, "variant": "spinenet49"}, "num_classes"),
+        ({"format_version": 99}, "newer fishspine"),
+        ({"format_version": "one"}, "format_version"),
+    ],
+)
 def test_header_with_unknown_or_bad_fields_is_refused(tmp_path, changes, match, no_real_model_built):
     path = write_with_header(tmp_path / "m.safetensors", good_header(**changes))
     with pytest.raises(CheckpointError, match=match):
@@ -312,8 +353,10 @@ def test_header_naming_the_wrong_variant_points_to_the_one_that_fits(tmp_path, n
 
 def test_header_with_a_huge_classifier_is_refused_without_building_it(tmp_path, no_real_model_built):
     # Within the num_classes bound, but the file's classifier is 5 wide: refused from the shapes alone.
-    path = write_with_header(tmp_path / "m.safetensors", good_header(
-        config={"num_classes": 100_000, "width": 8}, num_classes=100_000, width=8))
+    path = write_with_header(
+        tmp_path / "m.safetensors",
+        good_header(config={"num_classes": 100_000, "width": 8}, num_classes=100_000, width=8),
+    )
     with pytest.raises(CheckpointError, match="fc.weight"):
         load_checkpoint(path)
 

@@ -91,8 +91,7 @@ def test_inspect_recognises_a_torchvision_file(tmp_path):
 
 
 def test_inspect_fishspine_checkpoint(tmp_path):
-    path = save_checkpoint(tiny_model("resnet50"), tmp_path / "m.safetensors",
-                           trained_on="unit test")
+    path = save_checkpoint(tiny_model("resnet50"), tmp_path / "m.safetensors", trained_on="unit test")
     res = run("inspect", "-q", str(path))
     assert res.returncode == 0, res.stderr
     assert "format:    fishspine" in res.stdout and "trained_on=unit test" in res.stdout
@@ -110,8 +109,23 @@ def test_inspect_fails_clearly(tmp_path, content, needle):
 
 def test_bench_models_writes_a_table(tmp_path):
     out = tmp_path / "bench"
-    res = run("bench", "models", "resnet50", "--device", "cpu", "--batch", "1", "--warmup", "0",
-              "--repeats", "1", "--modes", "fp32", "-o", str(out))
+    res = run(
+        "bench",
+        "models",
+        "resnet50",
+        "--device",
+        "cpu",
+        "--batch",
+        "1",
+        "--warmup",
+        "0",
+        "--repeats",
+        "1",
+        "--modes",
+        "fp32",
+        "-o",
+        str(out),
+    )
     assert res.returncode == 0, res.stderr
     table = out.with_suffix(".md").read_text()
     assert "| torchvision_resnet50 | 224 | 4.09 |" in table
@@ -155,12 +169,25 @@ def test_graph_command_writes_figure_and_data(tmp_path):
     assert "block6" in (tmp_path / "g.csv").read_text()
 
 
-@pytest.mark.parametrize("cmd,stem", [("activations", "sample_activations"), ("cam", "sample_gradcam"),
-                                      ("gradients", "gradient_trace")])
+@pytest.mark.parametrize(
+    "cmd,stem", [("activations", "sample_activations"), ("cam", "sample_gradcam"), ("gradients", "gradient_trace")]
+)
 def test_image_commands_on_real_checkpoints(tmp_path, image_file, two_checkpoints, cmd, stem):
     a, b = two_checkpoints
-    res = run(cmd, "--ckpt", f"R50={a}", "--ckpt", str(b), str(image_file), "-o", str(tmp_path), "--size", "96",
-              "--device", "cpu")
+    res = run(
+        cmd,
+        "--ckpt",
+        f"R50={a}",
+        "--ckpt",
+        str(b),
+        str(image_file),
+        "-o",
+        str(tmp_path),
+        "--size",
+        "96",
+        "--device",
+        "cpu",
+    )
     assert res.returncode == 0, res.stderr
     _valid_figures(tmp_path / stem)
     text = (tmp_path / f"{stem}.csv").read_text()
@@ -178,15 +205,41 @@ def test_cam_command_writes_input_attributions(tmp_path, image_file, two_checkpo
     from fishspine.models.checkpoints import load_checkpoint
 
     a, b = two_checkpoints
-    assert main(["cam", "--method", method, "--ckpt", f"R50={a}", "--ckpt", str(b), str(image_file),
-                 "-o", str(tmp_path), "--size", "64", "--device", "cpu", "--formats", "png", "svg", "pdf"]) == 0
+    assert (
+        main(
+            [
+                "cam",
+                "--method",
+                method,
+                "--ckpt",
+                f"R50={a}",
+                "--ckpt",
+                str(b),
+                str(image_file),
+                "-o",
+                str(tmp_path),
+                "--size",
+                "64",
+                "--device",
+                "cpu",
+                "--formats",
+                "png",
+                "svg",
+                "pdf",
+            ]
+        )
+        == 0
+    )
     stem = tmp_path / f"sample_{method}"
     _valid_figures(stem)
     cams = {c["model"]: c for c in json.loads(stem.with_suffix(".json").read_text())["cams"]}
     assert set(cams) == {"R50", "s49s"} and {c["block"] for c in cams.values()} == {"input"}
     assert {c["method"] for c in cams.values()} == {method} and cams["s49s"]["target"] == "feature energy"
-    direct = run_job(input_attribution_job(load_checkpoint(a).model, to_input(resize_longer_side(
-        load_image(image_file), 64)), method))
+    direct = run_job(
+        input_attribution_job(
+            load_checkpoint(a).model, to_input(resize_longer_side(load_image(image_file), 64)), method
+        )
+    )
     assert cams["R50"]["class_index"] == direct.class_index
     assert cams["R50"]["raw_max"] == pytest.approx(direct.raw_max, rel=1e-4), "the command computes the job's map"
     assert str(stem.with_suffix(".png")) in capsys.readouterr().out
@@ -195,17 +248,35 @@ def test_cam_command_writes_input_attributions(tmp_path, image_file, two_checkpo
 def test_cam_command_refuses_a_block_for_an_input_attribution(tmp_path, image_file, two_checkpoints, capsys):
     from fishspine.cli.main import main
 
-    assert main(["cam", "--method", "occlusion", "--block", "layer4.2", "--ckpt", str(two_checkpoints[0]),
-                 str(image_file), "-o", str(tmp_path)]) == 2
+    assert (
+        main(
+            [
+                "cam",
+                "--method",
+                "occlusion",
+                "--block",
+                "layer4.2",
+                "--ckpt",
+                str(two_checkpoints[0]),
+                str(image_file),
+                "-o",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     assert "--block is for the CAM methods" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--model", "resnet50", "{missing}"], "no such file"),
-    (["--model", "resnet50", "{text}"], "not an image"),
-    (["--ckpt", "{text}", "{image}"], "not a checkpoint"),
-    (["{image}"], "no model given"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--model", "resnet50", "{missing}"], "no such file"),
+        (["--model", "resnet50", "{text}"], "not an image"),
+        (["--ckpt", "{text}", "{image}"], "not a checkpoint"),
+        (["{image}"], "no model given"),
+    ],
+)
 def test_image_commands_fail_clearly(tmp_path, image_file, args, needle):
     text = tmp_path / "notes.png"
     text.write_text("hello")
@@ -224,9 +295,22 @@ def test_coco_command_prints_table_and_writes_every_figure(tmp_path):
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     (tmp_path / "a.json").write_text(json.dumps(dets))
     (tmp_path / "b.json").write_text(json.dumps(dets[::2]))
-    res = run("coco", "--gt", str(tmp_path / "gt.json"), "--dt", f"ResNet-50={tmp_path / 'a.json'}",
-              "--dt", f"FishNet-150={tmp_path / 'b.json'}", "--baseline", "ResNet-50", "--iou-types", "bbox", "segm",
-              "-o", str(tmp_path / "out"))
+    res = run(
+        "coco",
+        "--gt",
+        str(tmp_path / "gt.json"),
+        "--dt",
+        f"ResNet-50={tmp_path / 'a.json'}",
+        "--dt",
+        f"FishNet-150={tmp_path / 'b.json'}",
+        "--baseline",
+        "ResNet-50",
+        "--iou-types",
+        "bbox",
+        "segm",
+        "-o",
+        str(tmp_path / "out"),
+    )
     assert res.returncode == 0, res.stderr
     assert "COCO bbox evaluation" in res.stdout and "COCO segm evaluation" in res.stdout
     assert "FishNet-150" in res.stdout and ("(-" in res.stdout or "(+" in res.stdout)
@@ -252,8 +336,23 @@ def test_data_synth_then_train_then_inspect(tmp_path):
     res = run("data", "synth", str(tmp_path / "d"), "--train", "4", "--val", "2", "--size", "96")
     assert res.returncode == 0, res.stderr
     assert "train: 4 images" in res.stdout
-    res = run("train", "--backbone", "spinenet49S", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "r"),
-              "--epochs", "1", "--batch", "2", "--image-size", "96", "--device", "cpu")
+    res = run(
+        "train",
+        "--backbone",
+        "spinenet49S",
+        "--data",
+        str(tmp_path / "d"),
+        "--out",
+        str(tmp_path / "r"),
+        "--epochs",
+        "1",
+        "--batch",
+        "2",
+        "--image-size",
+        "96",
+        "--device",
+        "cpu",
+    )
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "r" / "val_detections.json").exists()
     res = run("inspect", "-q", str(tmp_path / "r" / "backbone_epoch1.safetensors"))

@@ -24,8 +24,14 @@ def files(tmp_path):
     long_stem.write_bytes(b"x")
     fifo = tmp_path / "pipe.pth"
     os.mkfifo(fifo)
-    return {"IMG": str(image), "GT": str(gt), "FILE": str(existing_file), "LONG": str(long_stem),
-            "FIFO": str(fifo), "DIR": str(tmp_path)}
+    return {
+        "IMG": str(image),
+        "GT": str(gt),
+        "FILE": str(existing_file),
+        "LONG": str(long_stem),
+        "FIFO": str(fifo),
+        "DIR": str(tmp_path),
+    }
 
 
 ACT = ["activations", "--model", "resnet50", "{IMG}", "-o", "{DIR}/out"]
@@ -96,8 +102,9 @@ def test_out_of_range_values_get_one_line_from_the_parser(files, capsys, argv, o
 
 def test_the_defaults_and_good_values_still_parse(files):
     parser = build_parser()
-    args = parser.parse_args(_argv([*ACT, "--width", "0.25", "--size", "64", "--device", "cuda:1", "--rows", "4"],
-                                   files))
+    args = parser.parse_args(
+        _argv([*ACT, "--width", "0.25", "--size", "64", "--device", "cuda:1", "--rows", "4"], files)
+    )
     assert (args.width, args.size, args.device, args.rows) == (0.25, 64, "cuda:1", 4)
     args = parser.parse_args(_argv([*COCO, "--area-ranges", "16", "128", "--max-dets", "1", "5", "20"], files))
     assert args.area_ranges == [16.0, 128.0] and args.max_dets == [1, 5, 20]
@@ -108,8 +115,13 @@ def test_the_defaults_and_good_values_still_parse(files):
 
 
 def test_the_installed_command_prints_no_traceback(files):
-    res = subprocess.run([sys.executable, "-m", "fishspine.cli.main", *_argv([*ACT, "--device", "meta"], files)],
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "fishspine.cli.main", *_argv([*ACT, "--device", "meta"], files)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().splitlines()[-1] == (
-        "fishspine activations: error: argument --device: 'meta' is not a device; allowed: auto, cpu, cuda, cuda:N")
+        "fishspine activations: error: argument --device: 'meta' is not a device; allowed: auto, cpu, cuda, cuda:N"
+    )

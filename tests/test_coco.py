@@ -10,8 +10,14 @@ import json
 import numpy as np
 import pytest
 
-from fishspine.analysis.coco.evaluation import (STAT_NAMES, CocoError, evaluate, format_table, load_results,
-                                     per_scale_table)
+from fishspine.analysis.coco.evaluation import (
+    STAT_NAMES,
+    CocoError,
+    evaluate,
+    format_table,
+    load_results,
+    per_scale_table,
+)
 from fishspine.analysis.coco.synthetic import synthetic_coco
 
 
@@ -38,8 +44,9 @@ def pycocotools_stats(gt, dets, iou_type, area_ranges=None, max_dets=None):
 
 @pytest.mark.parametrize("iou_type,seed,crowd", [("bbox", 0, 0.0), ("bbox", 1, 0.1), ("segm", 2, 0.05)])
 def test_summary_equals_pycocotools(iou_type, seed, crowd):
-    gt, dets = synthetic_coco(40, n_categories=5, dets_per_image=25, crowd_fraction=crowd, seed=seed,
-                              with_masks=iou_type == "segm")
+    gt, dets = synthetic_coco(
+        40, n_categories=5, dets_per_image=25, crowd_fraction=crowd, seed=seed, with_masks=iou_type == "segm"
+    )
     gt["images"].append({"id": 999, "width": 640, "height": 640, "file_name": "empty.jpg"})  # no objects
     dets = [d for d in dets if d["image_id"] != 3]  # an image without detections
     ours = evaluate(gt, {"m": dets}, iou_type)["m"]
@@ -50,8 +57,7 @@ def test_summary_equals_pycocotools(iou_type, seed, crowd):
 
 def test_custom_area_ranges_and_max_dets_equal_pycocotools():
     gt, dets = synthetic_coco(30, n_categories=3, dets_per_image=40, seed=4)
-    ranges = {"all": (0.0, 1e10), "small": (0.0, 16.0 ** 2), "medium": (16.0 ** 2, 128.0 ** 2),
-              "large": (128.0 ** 2, 1e10)}
+    ranges = {"all": (0.0, 1e10), "small": (0.0, 16.0**2), "medium": (16.0**2, 128.0**2), "large": (128.0**2, 1e10)}
     ours = evaluate(gt, {"m": dets}, "bbox", ranges, (1, 5, 20))["m"]
     ref = pycocotools_stats(gt, dets, "bbox", ranges, (1, 5, 20))
     got = ours.summary()
@@ -60,8 +66,11 @@ def test_custom_area_ranges_and_max_dets_equal_pycocotools():
     p = ref.eval["precision"][..., 0, -1]
     assert got["AP"] == pytest.approx(p[p > -1].mean(), abs=1e-12)
     ref.stats[0] = p[p > -1].mean()
-    np.testing.assert_allclose([got[k] for k in ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L",
-                                                 "AR1", "AR5", "AR20", "AR_S", "AR_M", "AR_L")], ref.stats, atol=1e-12)
+    np.testing.assert_allclose(
+        [got[k] for k in ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L", "AR1", "AR5", "AR20", "AR_S", "AR_M", "AR_L")],
+        ref.stats,
+        atol=1e-12,
+    )
     assert "16²" in format_table({"m": ours}) and "maxDets [1, 5, 20]" in format_table({"m": ours})
 
 
@@ -90,7 +99,9 @@ def test_table_deltas_against_baseline():
 
 def test_bad_inputs_get_clear_errors(tmp_path):
     gt, dets = synthetic_coco(5, n_categories=2, dets_per_image=5, seed=7)
-    with pytest.raises(CocoError, match=r"detection\[0\] 'image_id' is 12345, which is not an image id of the ground truth"):
+    with pytest.raises(
+        CocoError, match=r"detection\[0\] 'image_id' is 12345, which is not an image id of the ground truth"
+    ):
         load_results([dict(dets[0], image_id=12345)], gt, "bbox")
     with pytest.raises(CocoError, match=r"detection\[0\] 'category_id' is 77, which is not a category id"):
         load_results([dict(dets[0], category_id=77)], gt, "bbox")

@@ -47,30 +47,33 @@ def test_the_valid_corpus_files_evaluate(corpus):
         assert 0 < evaluate(good_gt, {"m": good_dt}, iou_type)["m"].summary()["AP"] <= 1
 
 
-@pytest.mark.parametrize("case,needle", [
-    ("gt_ann_short_bbox", "annotations[0] (id 1) 'bbox' is [1, 2, 3] (a list of 3); expected a list of 4 numbers"),
-    ("gt_ann_area_string", "annotations[0] (id 1) 'area' is '120.5'; expected a number"),
-    ("gt_ann_area_negative", "'area' is -5; expected a number (px²) between 0 and"),
-    ("gt_image_id_list", "images[0] 'id' is [1] (a list of 1); expected an integer id"),
-    ("gt_ann_rle_overrun", "RLE 'counts' cover 409605 pixels but its size [640, 640] has 409600"),
-    ("gt_ann_rle_string_overrun", "covers 409610 pixels; expected runs covering its size [640, 640] = 409600"),
-    ("dt_score_string", "detection[0] 'score' is '0.9'; expected a finite number"),
-    ("dt_score_null", "detection[0] 'score' is None; expected a finite number"),
-    ("dt_short_bbox", "detection[0] 'bbox' is [1, 2] (a list of 2); expected a list of 4 numbers"),
-    ("dt_unknown_image", "detection[0] 'image_id' is 4242, which is not an image id of the ground truth"),
-    ("dt_unknown_category", "detection[0] 'category_id' is 99, which is not a category id of the ground truth"),
-    ("dt_image_id_list", "detection[0] 'image_id' is [1] (a list of 1); expected an integer id"),
-    ("dt_object_not_list", "a COCO result file is a JSON list of detections"),
-    ("dt_segm_mixed_boxes", "detection[1] lacks 'bbox' while the first detection has one"),
-    ("gt_nan_literal", "contains NaN, which is not a JSON number"),
-    ("dt_infinity_literal", "contains Infinity"),
-    ("dt_huge_integer", "an integer of 5000 digits (at most 20"),
-    ("gt_deep_nesting", "nested too deeply"),
-    ("dt_fifo", "is not a regular file"),
-    ("gt_folder", "is a folder"),
-    ("gt_dev_zero_link", "is not a regular file"),
-    ("dt_empty", "is empty"),
-])
+@pytest.mark.parametrize(
+    "case,needle",
+    [
+        ("gt_ann_short_bbox", "annotations[0] (id 1) 'bbox' is [1, 2, 3] (a list of 3); expected a list of 4 numbers"),
+        ("gt_ann_area_string", "annotations[0] (id 1) 'area' is '120.5'; expected a number"),
+        ("gt_ann_area_negative", "'area' is -5; expected a number (px²) between 0 and"),
+        ("gt_image_id_list", "images[0] 'id' is [1] (a list of 1); expected an integer id"),
+        ("gt_ann_rle_overrun", "RLE 'counts' cover 409605 pixels but its size [640, 640] has 409600"),
+        ("gt_ann_rle_string_overrun", "covers 409610 pixels; expected runs covering its size [640, 640] = 409600"),
+        ("dt_score_string", "detection[0] 'score' is '0.9'; expected a finite number"),
+        ("dt_score_null", "detection[0] 'score' is None; expected a finite number"),
+        ("dt_short_bbox", "detection[0] 'bbox' is [1, 2] (a list of 2); expected a list of 4 numbers"),
+        ("dt_unknown_image", "detection[0] 'image_id' is 4242, which is not an image id of the ground truth"),
+        ("dt_unknown_category", "detection[0] 'category_id' is 99, which is not a category id of the ground truth"),
+        ("dt_image_id_list", "detection[0] 'image_id' is [1] (a list of 1); expected an integer id"),
+        ("dt_object_not_list", "a COCO result file is a JSON list of detections"),
+        ("dt_segm_mixed_boxes", "detection[1] lacks 'bbox' while the first detection has one"),
+        ("gt_nan_literal", "contains NaN, which is not a JSON number"),
+        ("dt_infinity_literal", "contains Infinity"),
+        ("dt_huge_integer", "an integer of 5000 digits (at most 20"),
+        ("gt_deep_nesting", "nested too deeply"),
+        ("dt_fifo", "is not a regular file"),
+        ("gt_folder", "is a folder"),
+        ("gt_dev_zero_link", "is not a regular file"),
+        ("dt_empty", "is empty"),
+    ],
+)
 def test_messages_say_which_entry_and_what_was_expected(corpus, case, needle):
     good_gt, good_dt, cases = corpus
     role, path, iou_type = cases[case]
@@ -104,8 +107,10 @@ def test_compressed_rle_totals_match_pycocotools():
     from pycocotools import mask as mask_utils
 
     rng = np.random.default_rng(0)
-    masks = [(rng.random((h, w)) < p).astype(np.uint8) for h, w, p in [(7, 5, 0.5), (64, 80, 0.1), (3, 3, 1.0),
-                                                                       (30, 40, 0.0), (120, 9, 0.9)]]
+    masks = [
+        (rng.random((h, w)) < p).astype(np.uint8)
+        for h, w, p in [(7, 5, 0.5), (64, 80, 0.1), (3, 3, 1.0), (30, 40, 0.0), (120, 9, 0.9)]
+    ]
     strings = [mask_utils.encode(np.asfortranarray(m))["counts"].decode() for m in masks]
     totals, valid = rle_string_totals(strings)
     assert totals.tolist() == [m.size for m in masks] and valid.all()
@@ -136,25 +141,34 @@ def test_the_table_says_what_sized_the_detections():
     for d in dets:
         h, w = sizes[d["image_id"]]
         rle = mask_utils.merge(mask_utils.frPyObjects(d["segmentation"], h, w))
-        rles.append({"image_id": d["image_id"], "category_id": d["category_id"], "score": d["score"],
-                     "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()}})
+        rles.append(
+            {
+                "image_id": d["image_id"],
+                "category_id": d["category_id"],
+                "score": d["score"],
+                "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()},
+            }
+        )
     masked = evaluate(gt, {"m": rles}, "segm")["m"]
     assert "detections by their mask" in format_table({"m": masked})
     # pycocotools' encode() gives the counts as bytes: the API takes them as they come
-    as_bytes = [dict(r, segmentation=dict(r["segmentation"], counts=r["segmentation"]["counts"].encode()))
-                for r in rles]
+    as_bytes = [
+        dict(r, segmentation=dict(r["segmentation"], counts=r["segmentation"]["counts"].encode())) for r in rles
+    ]
     assert evaluate(gt, {"m": as_bytes}, "segm")["m"].summary() == masked.summary()
     assert "detections by their box" in format_table(evaluate(gt, {"m": dets}, "bbox"))
 
 
 # ---------------------------------------------------------------------------------------- Hypothesis
 
+
 def _nested(inner: st.SearchStrategy) -> st.SearchStrategy:
     return st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
 
 
-JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20), _nested,
-                       max_leaves=12)
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20), _nested, max_leaves=12
+)
 
 
 def _paths(data, prefix=()):
@@ -178,8 +192,12 @@ def _replaced(data, path, value):
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(role=st.sampled_from(["gt", "dt"]), which=st.integers(0, 10 ** 6), value=JSONISH,
-       iou_type=st.sampled_from(["bbox", "segm"]))
+@given(
+    role=st.sampled_from(["gt", "dt"]),
+    which=st.integers(0, 10**6),
+    value=JSONISH,
+    iou_type=st.sampled_from(["bbox", "segm"]),
+)
 def test_any_value_in_any_field_is_refused_or_evaluates(role, which, value, iou_type):
     paths = GT_PATHS if role == "gt" else DT_PATHS
     path = paths[which % len(paths)]
@@ -205,8 +223,7 @@ def test_any_file_content_is_refused_or_evaluates(tmp_path_factory, text):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(n_images=st.integers(1, 6), n_categories=st.integers(1, 4), seed=st.integers(0, 10 ** 6),
-       masks=st.booleans())
+@given(n_images=st.integers(1, 6), n_categories=st.integers(1, 4), seed=st.integers(0, 10**6), masks=st.booleans())
 def test_valid_generated_files_pass_and_evaluate(tmp_path_factory, n_images, n_categories, seed, masks):
     from fishspine.analysis.coco.synthetic import synthetic_coco
 

@@ -19,8 +19,24 @@ def test_readme_table_is_what_fishspine_coco_prints_from_the_shipped_files(tmp_p
     coco = DEMO_DIR / "coco"
     dts = [a for b in BACKBONES for a in ("--dt", f"{b}={coco / f'{b}.json'}")]
     fishspine = str(Path(sys.executable).with_name("fishspine"))
-    res = subprocess.run([fishspine, "coco", "--gt", str(coco / "instances_val.json"), *dts, "--baseline", "ResNet-50",
-                          "-o", str(tmp_path), "--formats", "svg"], capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [
+            fishspine,
+            "coco",
+            "--gt",
+            str(coco / "instances_val.json"),
+            *dts,
+            "--baseline",
+            "ResNet-50",
+            "-o",
+            str(tmp_path),
+            "--formats",
+            "svg",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr
     readme = (REPO / "README.md").read_text()
     block = re.search(r"## The demo's per-scale AP.*?```text\n(.*?)```", readme, re.S).group(1).strip()
@@ -37,5 +53,5 @@ def test_demo_checkpoints_are_trained_fishspine_files_within_the_size_budget():
         families.add(ckpt.family)
     assert families == {"resnet", "fishnet", "scnet", "spinenet"}
     total = sum(p.stat().st_size for p in DEMO_DIR.rglob("*") if p.is_file())
-    assert total < 40 * 2 ** 20
+    assert total < 40 * 2**20
     assert len(demo["images"]) == 6

@@ -27,8 +27,10 @@ def image():
 
 @pytest.fixture(scope="module")
 def models():
-    return {name: tiny_model(variant) for name, variant in (("r50", "resnet50"), ("fish", "fishnet99"),
-                                                             ("sc", "scnet50"), ("spine", "spinenet49S"))}
+    return {
+        name: tiny_model(variant)
+        for name, variant in (("r50", "resnet50"), ("fish", "fishnet99"), ("sc", "scnet50"), ("spine", "spinenet49S"))
+    }
 
 
 @pytest.fixture(scope="module")
@@ -81,16 +83,15 @@ def test_engine_gradcam_equals_captum_on_every_family(models, analysed, image, l
     block = default_cam_block(model.blocks)
     x = to_input(resize_longer_side(image, SIZE))
     if model.has_classifier:
-        attr = LayerGradCam(model, model.tap(block)).attribute(
-            x, target=p.class_index, relu_attributions=True)
+        attr = LayerGradCam(model, model.tap(block)).attribute(x, target=p.class_index, relu_attributions=True)
     else:
+
         def energy(inp):
             return target_of(model(inp))[0].reshape(1)
 
         attr = LayerGradCam(energy, model.tap(block)).attribute(x, relu_attributions=True)
     model.zero_grad(set_to_none=True)
-    ours = torch.nn.functional.relu((p.target_grads[block].mean(dim=(1, 2))[:, None, None]
-                                     * p.outputs[block]).sum(0))
+    ours = torch.nn.functional.relu((p.target_grads[block].mean(dim=(1, 2))[:, None, None] * p.outputs[block]).sum(0))
     torch.testing.assert_close(ours, attr[0, 0].detach(), rtol=1e-4, atol=1e-6)
     from fishspine.analysis.attribution.cam import finish_cam
 
@@ -113,8 +114,9 @@ def test_every_cam_method_at_any_block_equals_a_dedicated_pass(models, analysed,
             score.backward()
         model.zero_grad(set_to_none=True)
         direct = cam_from_gradients(cap.outputs[block][0].detach(), cap.grads[block][0], method)
-        torch.testing.assert_close(cam_from_gradients(p.outputs[block], p.target_grads[block], method), direct,
-                                   rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(
+            cam_from_gradients(p.outputs[block], p.target_grads[block], method), direct, rtol=1e-4, atol=1e-6
+        )
 
 
 def test_the_trace_is_the_loss_gradient_and_its_ratio_follows_the_plotted_norms(models, analysed, image):

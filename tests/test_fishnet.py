@@ -25,11 +25,22 @@ def test_logits_match_authors_code(variant):
 
 
 def test_channels_and_resolutions_follow_the_paper():
-    """224 input: 64@56 -> 128@28 -> 256@14 -> 512@7 | 512@7 -> 768@14 -> 512@28 -> 320@56 | 832@28 -> 1600@14 -> 2112@7."""
+    """224 input: 64@56 -> 128@28 -> 256@14 -> 512@7 | 512@7 -> 768@14 -> 512@28 -> 320@56 |
+    832@28 -> 1600@14 -> 2112@7."""
     model = create_model("fishnet150").eval()
-    expected = {"stem": (64, 56), "tail0.1": (128, 56), "tail2.3": (512, 14), "bridge.se": (512, 7),
-                "body0.merge": (768, 14), "body1.merge": (512, 28), "body2.merge": (320, 56),
-                "head0.merge": (832, 28), "head1.merge": (1600, 14), "head2.merge": (2112, 7), "score": (1056, 7)}
+    expected = {
+        "stem": (64, 56),
+        "tail0.1": (128, 56),
+        "tail2.3": (512, 14),
+        "bridge.se": (512, 7),
+        "body0.merge": (768, 14),
+        "body1.merge": (512, 28),
+        "body2.merge": (320, 56),
+        "head0.merge": (832, 28),
+        "head1.merge": (1600, 14),
+        "head2.merge": (2112, 7),
+        "score": (1056, 7),
+    }
     with torch.no_grad(), model.capture(list(expected), detach=True) as cap:
         model(torch.randn(1, 3, 224, 224))
     got = {n: (t.shape[1], t.shape[2]) for n, t in cap.outputs.items()}
@@ -56,7 +67,7 @@ def test_any_input_size_gives_ceil_sizes_at_every_level(size):
     with torch.no_grad(), model.capture(detach=True) as cap:
         assert model(torch.randn(1, 3, *size)).shape == (1, 3)
     for b in model.blocks:
-        expected = tuple(math.ceil(s / 2 ** b.level) for s in size)
+        expected = tuple(math.ceil(s / 2**b.level) for s in size)
         assert tuple(cap.outputs[b.name].shape[2:]) == expected, b.name
 
 

@@ -13,10 +13,19 @@ import torch
 from PIL import Image
 from torch import nn
 
-from fishspine.analysis.figures.base import PNG_DPI, save_figure, write_json
-from fishspine.analysis.architecture.graph import (LAYOUTS, ArchitectureGraph, GraphEdge, architecture_graph, block_macs,
-                                      choose_layout, edge_route, graph_from_blocks, register_layout)
+from fishspine.analysis.architecture.graph import (
+    LAYOUTS,
+    ArchitectureGraph,
+    GraphEdge,
+    architecture_graph,
+    block_macs,
+    choose_layout,
+    edge_route,
+    graph_from_blocks,
+    register_layout,
+)
 from fishspine.analysis.figures.architecture import figure_size, graph_figure
+from fishspine.analysis.figures.base import PNG_DPI, save_figure, write_json
 from fishspine.models import Backbone, BlockInfo, count_hooks, create_model, list_models
 
 from .conftest import tiny_model
@@ -38,13 +47,15 @@ class TinyPermuted(Backbone):
         self.out3 = nn.Conv2d(8, 6, 1, groups=2)
         self.head = nn.Linear(6, 5)  # owned by no block: a classifier
         self._feature_levels = {3: 6}
-        self._init_taps([
-            BlockInfo("stem", "stem", 2, 4, (), ("stem",)),
-            BlockInfo("b1", "permuted", 3, 8, ("stem",), ("down",)),
-            BlockInfo("b2", "permuted", 4, 8, ("b1",), ("deep",)),
-            BlockInfo("b3", "permuted", 3, 8, ("b1", "b2"), ("fuse",)),
-            BlockInfo("P3", "output", 3, 6, ("b3",), ("out3",)),
-        ])
+        self._init_taps(
+            [
+                BlockInfo("stem", "stem", 2, 4, (), ("stem",)),
+                BlockInfo("b1", "permuted", 3, 8, ("stem",), ("down",)),
+                BlockInfo("b2", "permuted", 4, 8, ("b1",), ("deep",)),
+                BlockInfo("b3", "permuted", 3, 8, ("b1", "b2"), ("fuse",)),
+                BlockInfo("P3", "output", 3, 6, ("b3",), ("out3",)),
+            ]
+        )
 
     def forward_features(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
         s = self._tap("stem", self.stem(x))
@@ -144,9 +155,13 @@ def test_staircase_steps_down_in_block_order():
 
 
 def test_two_branches_on_one_level_never_share_a_cell():
-    blocks = [BlockInfo("stem", "stem", 2, 8), BlockInfo("a", "stage", 3, 8, ("stem",)),
-              BlockInfo("b1", "stage", 3, 8, ("a",)), BlockInfo("b2", "stage", 3, 8, ("a",)),
-              BlockInfo("c", "stage", 3, 8, ("b1", "b2"))]
+    blocks = [
+        BlockInfo("stem", "stem", 2, 8),
+        BlockInfo("a", "stage", 3, 8, ("stem",)),
+        BlockInfo("b1", "stage", 3, 8, ("a",)),
+        BlockInfo("b2", "stage", 3, 8, ("a",)),
+        BlockInfo("c", "stage", 3, 8, ("b1", "b2")),
+    ]
     g = graph_from_blocks(blocks)
     assert len(set(g.positions.values())) == len(blocks)
     for e in g.edges:
@@ -157,13 +172,14 @@ def test_two_branches_on_one_level_never_share_a_cell():
 
 
 def test_edge_kinds_on_a_small_graph():
-    blocks = [BlockInfo("stem", "stem", 2, 8),
-              BlockInfo("s1", "stage", 2, 8, ("stem",)),  # next block, same level
-              BlockInfo("d", "stage", 3, 8, ("s1",)),  # to a coarser level
-              BlockInfo("u", "stage", 2, 8, ("d", "stem"))]  # back to a finer level; and a skip
+    blocks = [
+        BlockInfo("stem", "stem", 2, 8),
+        BlockInfo("s1", "stage", 2, 8, ("stem",)),  # next block, same level
+        BlockInfo("d", "stage", 3, 8, ("s1",)),  # to a coarser level
+        BlockInfo("u", "stage", 2, 8, ("d", "stem")),
+    ]  # back to a finer level; and a skip
     kinds = {(e.source, e.target): e.kind for e in graph_from_blocks(blocks).edges}
-    assert kinds == {("stem", "s1"): "sequential", ("s1", "d"): "down", ("d", "u"): "up",
-                     ("stem", "u"): "lateral"}
+    assert kinds == {("stem", "s1"): "sequential", ("s1", "d"): "down", ("d", "u"): "up", ("stem", "u"): "lateral"}
 
 
 def test_spinenet_edges_follow_the_block_table():
@@ -178,8 +194,7 @@ def test_spinenet_edges_follow_the_block_table():
 def test_every_parent_is_an_edge(name):
     model = tiny(name)
     g = architecture_graph(model, with_macs=False)
-    assert sorted((e.source, e.target) for e in g.edges) == sorted(
-        (p, b.name) for b in model.blocks for p in b.parents)
+    assert sorted((e.source, e.target) for e in g.edges) == sorted((p, b.name) for b in model.blocks for p in b.parents)
     assert [n.name for n in g.nodes] == [b.name for b in model.blocks]
     assert set(g.positions) == {b.name for b in model.blocks}
 
@@ -220,8 +235,13 @@ def test_block_params_sum_to_the_non_classifier_params(name):
 def test_macs_are_exact_per_block_on_a_toy():
     model = TinyPermuted()
     macs = block_macs(model, 32)
-    assert macs == {"stem": 8 * 8 * 4 * 3 * 16, "b1": 4 * 4 * 8 * 4 * 9, "b2": 2 * 2 * 8 * 8 * 9,
-                    "b3": 4 * 4 * 8 * 8, "P3": 4 * 4 * 6 * 4}
+    assert macs == {
+        "stem": 8 * 8 * 4 * 3 * 16,
+        "b1": 4 * 4 * 8 * 4 * 9,
+        "b2": 2 * 2 * 8 * 8 * 9,
+        "b3": 4 * 4 * 8 * 8,
+        "P3": 4 * 4 * 6 * 4,
+    }
     g = architecture_graph(model, 32)
     assert {n.name: n.macs for n in g.nodes} == macs
     assert g.nodes[0].params == 3 * 4 * 16 + 4
@@ -337,7 +357,7 @@ def test_names_never_overlap(name):
     assert len(names) > 10
     boxes = [t.get_window_extent(canvas.get_renderer()) for t in names]
     for i, a in enumerate(boxes):
-        for b in boxes[i + 1:]:
+        for b in boxes[i + 1 :]:
             assert not a.overlaps(b), (names[i].get_text(), [t.get_text() for t in names if t.get_window_extent() == b])
 
 

@@ -90,8 +90,9 @@ def test_occlusion_row_by_row_equals_one_captum_call(window, stride):
     steps = []
     banded = run_job(occlusion_bands(f, x, window, stride), steps.append)
     with torch.no_grad():
-        one = Occlusion(f).attribute(x, sliding_window_shapes=(3, window, window), strides=(3, stride, stride),
-                                     baselines=0.0)
+        one = Occlusion(f).attribute(
+            x, sliding_window_shapes=(3, window, window), strides=(3, stride, stride), baselines=0.0
+        )
     assert len(steps) > 3, "a progress step per row of windows"
     torch.testing.assert_close(banded, one, rtol=1e-4, atol=1e-4 * float(one.abs().max()))
 
@@ -100,15 +101,16 @@ def test_occlusion_row_by_row_equals_one_captum_call(window, stride):
 def test_the_attribution_lies_where_the_evidence_is(method):
     x = torch.full((1, 3, 40, 40), -1.0)
     x[:, :, 4:36, 4:36] = 1.0  # the evidence region and plenty of bright decoys around it
-    result = run_job(input_attribution_job(RegionNet().eval(), x, method, class_index=0, steps=16, segments=4,
-                                           window=4, stride=2))
+    result = run_job(
+        input_attribution_job(RegionNet().eval(), x, method, class_index=0, steps=16, segments=4, window=4, stride=2)
+    )
     cam = result.cam.astype(np.float32)
     assert result.block == "input" and result.method == method and result.class_index == 0
     assert cam.shape == (40, 40) and cam.max() == pytest.approx(1.0, abs=1e-3)
     row, col = np.unravel_index(int(cam.argmax()), cam.shape)
     assert REGION[0].start - 2 <= row < REGION[0].stop + 2 and REGION[1].start - 2 <= col < REGION[1].stop + 2
     near = np.zeros_like(cam, dtype=bool)  # the region, grown by what a window touching it covers
-    near[REGION[0].start - 4:REGION[0].stop + 4, REGION[1].start - 4:REGION[1].stop + 4] = True
+    near[REGION[0].start - 4 : REGION[0].stop + 4, REGION[1].start - 4 : REGION[1].stop + 4] = True
     assert cam[~near].sum() < 1e-3 * cam[near].sum(), "nothing outside the evidence"
 
 
@@ -158,13 +160,21 @@ def test_a_cancelled_attribution_is_not_kept():
     key = engine.key(model, "img", size=32)
     seen: list[Progress] = []
     with pytest.raises(JobCancelled):
-        run_job(engine.iter_attributions({"a": model}, sample_image(48), "img", "integrated_gradients", size=32,
-                                         steps=8, segments=4),
-                seen.append, cancelled=lambda: len(seen) >= 2)
+        run_job(
+            engine.iter_attributions(
+                {"a": model}, sample_image(48), "img", "integrated_gradients", size=32, steps=8, segments=4
+            ),
+            seen.append,
+            cancelled=lambda: len(seen) >= 2,
+        )
     assert engine.cached_attribution(key, "integrated_gradients", steps=8, segments=4) is None
     assert engine.attributions_run == 0 and engine.nbytes == 0
-    done = run_job(engine.iter_attributions({"a": model}, sample_image(48), "img", "integrated_gradients", size=32,
-                                            steps=8, segments=4), seen.append)
+    done = run_job(
+        engine.iter_attributions(
+            {"a": model}, sample_image(48), "img", "integrated_gradients", size=32, steps=8, segments=4
+        ),
+        seen.append,
+    )
     assert list(done) == ["a"] and seen[-1] == Progress(4, 4, "done")
 
 

@@ -13,9 +13,15 @@ import pytest
 
 from .conftest import REPO
 
-LAYERS = {"app": "fishspine.app", "analysis": "fishspine.analysis", "models": "fishspine.models",
-          "training": "fishspine.training", "cli": "fishspine.cli", "bench": "fishspine.bench",
-          "assets": "fishspine.assets"}
+LAYERS = {
+    "app": "fishspine.app",
+    "analysis": "fishspine.analysis",
+    "models": "fishspine.models",
+    "training": "fishspine.training",
+    "cli": "fishspine.cli",
+    "bench": "fishspine.bench",
+    "assets": "fishspine.assets",
+}
 
 
 def _source_packages() -> set[str]:
@@ -30,8 +36,12 @@ def _source_packages() -> set[str]:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(out), str(REPO)], check=True, capture_output=True, text=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(REPO)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     (whl,) = out.glob("fishspine-*.whl")
     return whl
 
@@ -56,12 +66,16 @@ def test_wheel_declares_both_commands(wheel):
 def test_import_linter_contracts_hold(wheel, tmp_path):
     # Lint the installed layout (fishspine.* as a user gets it), with the repo's contracts.
     site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
+        check=True,
+        capture_output=True,
+    )
     lint = Path(sys.executable).with_name("lint-imports")
     env = dict(os.environ, PYTHONPATH=str(site))
-    res = subprocess.run([str(lint), "--config", str(REPO / "pyproject.toml")], cwd=tmp_path,
-                         capture_output=True, text=True, env=env)
+    res = subprocess.run(
+        [str(lint), "--config", str(REPO / "pyproject.toml")], cwd=tmp_path, capture_output=True, text=True, env=env
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "Contracts: 4 kept, 0 broken" in res.stdout
 
@@ -84,6 +98,7 @@ def test_everything_but_the_widgets_imports_without_qt():
         "sys.meta_path.insert(0, Block())\n"
         f"for m in {modules!r}:\n"
         "    importlib.import_module(m)\n"
-        "print('ok', len(sys.modules))\n")
+        "print('ok', len(sys.modules))\n"
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr

@@ -70,6 +70,7 @@ def test_builder_facts_are_read_from_its_registration(monkeypatch):
     assert (spec.family, spec.input_size, spec.output_levels) == ("test-family", 320, (4, 5))
     assert spec.num_classes == 7 and spec.has_classifier and spec.defaults == {"num_classes": 7, "width": 1.0}
     with pytest.raises(TypeError, match=r"arguments \['depth'\] have no default"):
+
         @register_model("test-family", output_levels=(5,))
         def _test_only_positional(depth: int, width: float = 1.0):
             raise AssertionError
@@ -133,11 +134,13 @@ def _family_comparisons(tree: ast.AST, families: set[str]) -> list[int]:
 
 def test_the_family_scan_catches_each_kind_of_comparison():
     families = set(list_families())
-    src = ('a = m.family == "x"\nb = "spinenet" != name\nc = model_family(n) != "y"\nd = fam in ("resnet", "y")\n'
-           'match v:\n    case "scnet":\n        pass\n'
-           # not comparisons with a family name: other strings, validation against the registry, help texts
-           'e = entry.label == "fishnet99"\nf = args.family in list_families()\ng = "spinenet"\n'
-           'h = args.family is None\n')
+    src = (
+        'a = m.family == "x"\nb = "spinenet" != name\nc = model_family(n) != "y"\nd = fam in ("resnet", "y")\n'
+        'match v:\n    case "scnet":\n        pass\n'
+        # not comparisons with a family name: other strings, validation against the registry, help texts
+        'e = entry.label == "fishnet99"\nf = args.family in list_families()\ng = "spinenet"\n'
+        "h = args.family is None\n"
+    )
     assert _family_comparisons(ast.parse(src), families) == [1, 2, 3, 4, 6]
 
 
@@ -148,5 +151,6 @@ def test_no_code_outside_models_branches_on_a_family_name():
         for path in sorted((REPO / folder).rglob("*.py")):
             tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
             found += [f"{path.relative_to(REPO)}:{line}" for line in _family_comparisons(tree, families)]
-    assert not found, ("ask the model or the registry (model.spec, model_spec(name)) instead of comparing "
-                       f"family names: {found}")
+    assert not found, (
+        f"ask the model or the registry (model.spec, model_spec(name)) instead of comparing family names: {found}"
+    )

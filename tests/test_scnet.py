@@ -28,7 +28,7 @@ def test_odd_input_sizes(size):
     with torch.no_grad():
         feats = model.forward_features(torch.randn(1, 3, *size))
     for level, f in feats.items():
-        assert f.shape[-2:] == tuple(-(-s // 2 ** level) for s in size)
+        assert f.shape[-2:] == tuple(-(-s // 2**level) for s in size)
 
 
 def test_v1d_has_deep_stem_and_pooled_shortcut():

@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 from fishspine.analysis.options import (
     CACHE_MB_RANGE,
     CAM_METHODS,
-    INPUT_METHODS,
     GALLERY_ROWS_RANGE,
     GRADIENT_WHICH,
     GRAPH_COLOR_BY,
     IMAGE_SIZE_RANGE,
+    INPUT_METHODS,
     NORMALISATIONS,
     PRECISIONS,
     REDUCTIONS,
@@ -48,9 +48,21 @@ def bad_sessions(tmp_path_factory):
     return write_bad_sessions(tmp_path_factory.mktemp("sessions"))
 
 
-@pytest.mark.parametrize("case", [*SESSION_CHANGES, "session_nan_literal", "session_huge_integer",
-                                  "session_deep_nesting", "session_fifo", "session_folder", "session_dev_zero_link",
-                                  "session_empty", "session_missing", "session_binary"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        *SESSION_CHANGES,
+        "session_nan_literal",
+        "session_huge_integer",
+        "session_deep_nesting",
+        "session_fifo",
+        "session_folder",
+        "session_dev_zero_link",
+        "session_empty",
+        "session_missing",
+        "session_binary",
+    ],
+)
 def test_every_bad_session_file_is_refused_in_one_line(bad_sessions, case):
     with pytest.raises(ValueError) as info:
         read_session(bad_sessions[case])
@@ -58,17 +70,22 @@ def test_every_bad_session_file_is_refused_in_one_line(bad_sessions, case):
     assert bad_sessions[case].name in message and "\n" not in message and len(message) < 400
 
 
-@pytest.mark.parametrize("change,needle", [
-    (("settings", "device", "meta"),
-     "session key 'settings.device' is 'meta'; allowed: 'auto', 'cpu', 'cuda' or 'cuda:N'"),
-    (("settings", "image_size", "384"), "'settings.image_size' is '384'; allowed: an integer from 32 to 4096"),
-    (("settings", "image_size", True), "'settings.image_size' is True"),
-    (("settings", "precision", "fp8"), "allowed: 'float32', 'bf16'"),
-    (("settings", "class_index", -1), "null (the top prediction) or an integer from 0"),
-    (("settings", "gallery_rows", 0), "'settings.gallery_rows' is 0; allowed: an integer from 1 to 64"),
-    (("settings", "coco_results", {"a": 1}), "'settings.coco_results.a' is 1; allowed: a file path"),
-    (("selected_image", None, "0"), "'selected_image' is '0'"),
-])
+@pytest.mark.parametrize(
+    "change,needle",
+    [
+        (
+            ("settings", "device", "meta"),
+            "session key 'settings.device' is 'meta'; allowed: 'auto', 'cpu', 'cuda' or 'cuda:N'",
+        ),
+        (("settings", "image_size", "384"), "'settings.image_size' is '384'; allowed: an integer from 32 to 4096"),
+        (("settings", "image_size", True), "'settings.image_size' is True"),
+        (("settings", "precision", "fp8"), "allowed: 'float32', 'bf16'"),
+        (("settings", "class_index", -1), "null (the top prediction) or an integer from 0"),
+        (("settings", "gallery_rows", 0), "'settings.gallery_rows' is 0; allowed: an integer from 1 to 64"),
+        (("settings", "coco_results", {"a": 1}), "'settings.coco_results.a' is 1; allowed: a file path"),
+        (("selected_image", None, "0"), "'selected_image' is '0'"),
+    ],
+)
 def test_messages_name_the_key_the_value_and_what_is_allowed(change, needle):
     data = valid_session()
     key, sub, value = change
@@ -81,10 +98,18 @@ def test_messages_name_the_key_the_value_and_what_is_allowed(change, needle):
     assert needle in str(info.value)
 
 
-@pytest.mark.parametrize("source,needle", [
-    ("zoo:notamodel:1.0", "no zoo model 'notamodel'"), ("zoo:resnet50:0", "width '0' is not a number in (0, 8]"),
-    ("zoo:resnet50:nan", "width 'nan'"), ("zoo:resnet50:inf", "width 'inf'"), ("zoo:resnet50:9", "width '9'"),
-    ("zoo:resnet50", "not of the form zoo:NAME:WIDTH"), ("", "'models[0].source' is ''")])
+@pytest.mark.parametrize(
+    "source,needle",
+    [
+        ("zoo:notamodel:1.0", "no zoo model 'notamodel'"),
+        ("zoo:resnet50:0", "width '0' is not a number in (0, 8]"),
+        ("zoo:resnet50:nan", "width 'nan'"),
+        ("zoo:resnet50:inf", "width 'inf'"),
+        ("zoo:resnet50:9", "width '9'"),
+        ("zoo:resnet50", "not of the form zoo:NAME:WIDTH"),
+        ("", "'models[0].source' is ''"),
+    ],
+)
 def test_model_sources_are_checked(source, needle):
     data = valid_session()
     data["models"][0]["source"] = source
@@ -112,12 +137,14 @@ def test_a_session_cannot_set_attributes_that_are_not_settings(tmp_path):
 
 # ---------------------------------------------------------------------------------------- Hypothesis
 
+
 def _nested(inner: st.SearchStrategy) -> st.SearchStrategy:
     return st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=5)
 
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30), _nested,
-                    max_leaves=20)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30), _nested, max_leaves=20
+)
 
 
 def _check(data) -> None:
@@ -137,9 +164,23 @@ def test_any_json_value_is_a_session_or_a_value_error(data):
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(section=st.sampled_from(["top", "settings", "model"]), key=st.sampled_from(
-    [*SETTINGS_SCHEMA, "fishspine_session", "models", "images", "selected_image", "settings", "label", "source",
-     "__class__"]), value=JSON)
+@given(
+    section=st.sampled_from(["top", "settings", "model"]),
+    key=st.sampled_from(
+        [
+            *SETTINGS_SCHEMA,
+            "fishspine_session",
+            "models",
+            "images",
+            "selected_image",
+            "settings",
+            "label",
+            "source",
+            "__class__",
+        ]
+    ),
+    value=JSON,
+)
 def test_any_value_under_any_key_is_a_session_or_a_value_error(section, key, value):
     data = valid_session()
     target = {"top": data, "settings": data["settings"], "model": data["models"][0]}[section]
@@ -155,23 +196,37 @@ def _zoo_sources():
     return st.builds(lambda n, w: f"zoo:{n}:{w!r}", st.sampled_from(names), widths)
 
 
-PATHS = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), min_size=1,
-                max_size=60).filter(lambda s: s.strip())
+PATHS = st.text(
+    st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), min_size=1, max_size=60
+).filter(lambda s: s.strip())
 LABELS = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=MAX_LABEL)
-VALID_SETTINGS = st.fixed_dictionaries({
-    "device": st.sampled_from(["auto", "cpu", "cuda"]) | st.integers(0, 999).map(lambda i: f"cuda:{i}"),
-    "precision": st.sampled_from(PRECISIONS), "image_size": st.integers(*IMAGE_SIZE_RANGE),
-    "reduction": st.sampled_from(REDUCTIONS), "normalisation": st.sampled_from(NORMALISATIONS),
-    "cam_method": st.sampled_from(CAM_METHODS + INPUT_METHODS), "class_index": st.none() | st.integers(0, 100_000),
-    "gradient_which": st.sampled_from(GRADIENT_WHICH), "gallery_rows": st.integers(*GALLERY_ROWS_RANGE),
-    "graph_color_by": st.sampled_from(GRAPH_COLOR_BY), "coco_gt": PATHS | st.just(""),
-    "coco_results": st.dictionaries(LABELS, PATHS, max_size=4), "coco_baseline": LABELS,
-    "cache_mb": st.integers(*CACHE_MB_RANGE)})
+VALID_SETTINGS = st.fixed_dictionaries(
+    {
+        "device": st.sampled_from(["auto", "cpu", "cuda"]) | st.integers(0, 999).map(lambda i: f"cuda:{i}"),
+        "precision": st.sampled_from(PRECISIONS),
+        "image_size": st.integers(*IMAGE_SIZE_RANGE),
+        "reduction": st.sampled_from(REDUCTIONS),
+        "normalisation": st.sampled_from(NORMALISATIONS),
+        "cam_method": st.sampled_from(CAM_METHODS + INPUT_METHODS),
+        "class_index": st.none() | st.integers(0, 100_000),
+        "gradient_which": st.sampled_from(GRADIENT_WHICH),
+        "gallery_rows": st.integers(*GALLERY_ROWS_RANGE),
+        "graph_color_by": st.sampled_from(GRAPH_COLOR_BY),
+        "coco_gt": PATHS | st.just(""),
+        "coco_results": st.dictionaries(LABELS, PATHS, max_size=4),
+        "coco_baseline": LABELS,
+        "cache_mb": st.integers(*CACHE_MB_RANGE),
+    }
+)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(settings_=VALID_SETTINGS, models=st.lists(st.tuples(LABELS, _zoo_sources() | PATHS), max_size=5),
-       images=st.lists(PATHS, max_size=5), data=st.data())
+@given(
+    settings_=VALID_SETTINGS,
+    models=st.lists(st.tuples(LABELS, _zoo_sources() | PATHS), max_size=5),
+    images=st.lists(PATHS, max_size=5),
+    data=st.data(),
+)
 def test_every_valid_session_round_trips_through_save_and_read(tmp_path_factory, settings_, models, images, data):
     state = AppState()
     state.update_settings(**settings_)

@@ -42,7 +42,7 @@ def test_any_input_size_gives_p3_to_p7(size):
         outs = model(torch.randn(1, 3, *size))
     assert sorted(outs) == [3, 4, 5, 6, 7]
     for level, t in outs.items():
-        assert t.shape[-2:] == tuple(math.ceil(s / 2 ** level) for s in size)
+        assert t.shape[-2:] == tuple(math.ceil(s / 2**level) for s in size)
 
 
 def test_graph_is_the_searched_one():

@@ -20,8 +20,9 @@ def test_dataset_is_deterministic_and_pycocotools_loads_it(tmp_path):
         ja = (tmp_path / "a" / "annotations" / f"instances_{split}.json").read_bytes()
         jb = (tmp_path / "b" / "annotations" / f"instances_{split}.json").read_bytes()
         assert ja == jb
-        assert (tmp_path / "a" / split / f"{split}_000000.png").read_bytes() == \
-            (tmp_path / "b" / split / f"{split}_000000.png").read_bytes()
+        assert (tmp_path / "a" / split / f"{split}_000000.png").read_bytes() == (
+            tmp_path / "b" / split / f"{split}_000000.png"
+        ).read_bytes()
     coco = COCO(str(tmp_path / "a" / "annotations" / "instances_train.json"))
     assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == list(CATEGORIES)
     assert a["splits"]["train"]["objects"] == len(coco.getAnnIds()) > 0
@@ -31,8 +32,11 @@ def test_dataset_is_deterministic_and_pycocotools_loads_it(tmp_path):
         ys, xs = np.nonzero(m)
         assert ann["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
     other = synthesize(tmp_path / "c", SynthConfig(train=6, val=3, image_size=160, seed=4))
-    assert other["splits"]["train"]["objects"] != a["splits"]["train"]["objects"] or \
-        (tmp_path / "c" / "train" / "train_000000.png").read_bytes() != (tmp_path / "a" / "train" / "train_000000.png").read_bytes()
+    assert (
+        other["splits"]["train"]["objects"] != a["splits"]["train"]["objects"]
+        or (tmp_path / "c" / "train" / "train_000000.png").read_bytes()
+        != (tmp_path / "a" / "train" / "train_000000.png").read_bytes()
+    )
 
 
 def test_sizes_cover_the_three_coco_ranges_in_about_coco_proportions(tmp_path):

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from fishspine.training.synth import SynthConfig, synthesize
 from fishspine.analysis.jobs import run_job
-from fishspine.training.train import CocoDetectionData, TrainConfig, iter_train, load_detector, predict
 from fishspine.models.checkpoints import load_checkpoint
+from fishspine.training.synth import SynthConfig, synthesize
+from fishspine.training.train import CocoDetectionData, TrainConfig, iter_train, load_detector, predict
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ class FindsEveryObject:
 
     def __call__(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         out = []
-        for target in self.targets[self.seen:self.seen + len(images)]:
+        for target in self.targets[self.seen : self.seen + len(images)]:
             n = len(target["labels"])
             out.append({"boxes": target["boxes"], "labels": target["labels"], "scores": torch.linspace(1.0, 0.5, n)})
         self.seen += len(images)
@@ -153,8 +153,16 @@ def test_any_coco_layout_split_names_and_images_without_objects(tmp_path):
             for a in gt["annotations"]:
                 a["category_id"] += 100
         (root / "annotations" / f"instances_{new}.json").write_text(json.dumps(gt))
-    cfg = TrainConfig("scnet50", str(root), str(tmp_path / "run"), epochs=1, batch=2, image_size=96,
-                      train_split="train2017", val_split="val2017")
+    cfg = TrainConfig(
+        "scnet50",
+        str(root),
+        str(tmp_path / "run"),
+        epochs=1,
+        batch=2,
+        image_size=96,
+        train_split="train2017",
+        val_split="val2017",
+    )
     summary = run_job(iter_train(cfg))
     dets = json.loads(Path(summary["detections"]).read_text())
     assert dets and all(d["category_id"] > 100 for d in dets)

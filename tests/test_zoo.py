@@ -15,11 +15,21 @@ from .conftest import tiny_model
 
 # Exact parameter counts of the authors' code (ARCHITECTURES.md) and of torchvision.
 EXPECTED_PARAMS = {
-    "fishnet99": 16_628_904, "fishnet150": 24_959_400, "fishnet201": 44_584_552,
-    "scnet50": 25_564_584, "scnet50_v1d": 25_583_816, "scnet101": 44_565_416, "scnet101_v1d": 44_689_192,
-    "spinenet49S": 9_089_215, "spinenet49": 21_831_488, "spinenet96": 36_262_976,
-    "spinenet143": 60_247_616, "spinenet190": 126_587_664,
-    "resnet50": 25_557_032, "resnet101": 44_549_160, "resnext50_32x4d": 25_028_904,
+    "fishnet99": 16_628_904,
+    "fishnet150": 24_959_400,
+    "fishnet201": 44_584_552,
+    "scnet50": 25_564_584,
+    "scnet50_v1d": 25_583_816,
+    "scnet101": 44_565_416,
+    "scnet101_v1d": 44_689_192,
+    "spinenet49S": 9_089_215,
+    "spinenet49": 21_831_488,
+    "spinenet96": 36_262_976,
+    "spinenet143": 60_247_616,
+    "spinenet190": 126_587_664,
+    "resnet50": 25_557_032,
+    "resnet101": 44_549_160,
+    "resnext50_32x4d": 25_028_904,
 }
 ALL = list_models()
 TINY_SIZE = 96
@@ -46,9 +56,11 @@ def test_registry_rejects_duplicates_and_unknown_names():
     from fishspine.models import register_model
 
     with pytest.raises(ValueError, match="registered twice"):
+
         @register_model("resnet", output_levels=(2, 3, 4, 5))
         def resnet50():  # noqa: F811
             raise AssertionError
+
     with pytest.raises(KeyError, match="unknown model 'fishnet1000'"):
         create_model("fishnet1000")
     with pytest.raises(TypeError, match="does not take"):
@@ -90,13 +102,13 @@ def test_forward_shapes_match_metadata_and_backward_works(name):
     assert set(feats) == set(model.feature_levels)
     for level, f in feats.items():
         assert f.shape[1] == model.feature_levels[level]
-        assert f.shape[2] == math.ceil(TINY_SIZE / 2 ** level), f"P{level} has size {f.shape[2]}"
+        assert f.shape[2] == math.ceil(TINY_SIZE / 2**level), f"P{level} has size {f.shape[2]}"
         assert torch.isfinite(f).all()
     assert set(cap.outputs) == {b.name for b in model.blocks}, "every block output is captured once"
     for b in model.blocks:
         out = cap.outputs[b.name]
         assert out.shape[1] == b.channels, f"{b.name}: {out.shape[1]} channels, metadata says {b.channels}"
-        assert out.shape[2] == math.ceil(TINY_SIZE / 2 ** b.level), f"{b.name}: level {b.level} vs {out.shape}"
+        assert out.shape[2] == math.ceil(TINY_SIZE / 2**b.level), f"{b.name}: level {b.level} vs {out.shape}"
         assert b.name in cap.grads and cap.grads[b.name].shape == out.shape
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
@@ -118,8 +130,12 @@ def test_captured_outputs_are_not_overwritten_in_place(name):
     """A block output seen by a hook keeps its value through the rest of forward and backward."""
     model = tiny(name)
     snapshots = {}
-    handles = [model.taps[model._tap_key(b.name)].register_forward_hook(
-        lambda _m, _i, out, n=b.name: snapshots.__setitem__(n, out.detach().clone())) for b in model.blocks]
+    handles = [
+        model.taps[model._tap_key(b.name)].register_forward_hook(
+            lambda _m, _i, out, n=b.name: snapshots.__setitem__(n, out.detach().clone())
+        )
+        for b in model.blocks
+    ]
     try:
         with model.capture(grads=True) as cap:
             out = model(torch.randn(1, 3, TINY_SIZE, TINY_SIZE))

@@ -28,12 +28,13 @@ class BackboneFPN(nn.Module):
         self.in_levels = [lvl for lvl in sorted(backbone.feature_levels) if lvl in PYRAMID_LEVELS]
         if not self.in_levels or self.in_levels[0] != 3:
             raise ValueError(f"{backbone.variant}: needs a stride-8 output (level 3) for the pyramid")
-        missing = PYRAMID_LEVELS[len(self.in_levels):]
+        missing = PYRAMID_LEVELS[len(self.in_levels) :]
         extra = LastLevelP6P7(out_channels, out_channels) if missing else None
         if missing and len(missing) != 2:
             raise ValueError(f"{backbone.variant}: outputs {self.in_levels} cannot be completed to P3..P7")
-        self.fpn = FeaturePyramidNetwork([backbone.feature_levels[lvl] for lvl in self.in_levels], out_channels,
-                                         extra_blocks=extra)
+        self.fpn = FeaturePyramidNetwork(
+            [backbone.feature_levels[lvl] for lvl in self.in_levels], out_channels, extra_blocks=extra
+        )
         self.out_channels = out_channels
 
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
@@ -49,7 +50,15 @@ def build_detector(backbone: Backbone, num_classes: int, image_size: int, fpn_ch
 
     from fishspine.analysis.images import IMAGENET_MEAN, IMAGENET_STD
 
-    anchors = AnchorGenerator(sizes=tuple((8 * 2 ** i,) for i in range(5)), aspect_ratios=((1.0,),) * 5)
-    return FCOS(BackboneFPN(backbone, fpn_channels), num_classes, min_size=image_size, max_size=image_size,
-                image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD), anchor_generator=anchors,
-                score_thresh=0.05, detections_per_img=100)
+    anchors = AnchorGenerator(sizes=tuple((8 * 2**i,) for i in range(5)), aspect_ratios=((1.0,),) * 5)
+    return FCOS(
+        BackboneFPN(backbone, fpn_channels),
+        num_classes,
+        min_size=image_size,
+        max_size=image_size,
+        image_mean=list(IMAGENET_MEAN),
+        image_std=list(IMAGENET_STD),
+        anchor_generator=anchors,
+        score_thresh=0.05,
+        detections_per_img=100,
+    )

@@ -13,6 +13,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+
 import numpy as np
 
 from fishspine.analysis.jobs import Job, Progress, run_job
@@ -35,8 +36,13 @@ class SynthConfig:
 
 def _polygon(kind: str, cx: float, cy: float, r: float, angle: float) -> list[tuple[float, float]]:
     def ring(n: int, radii: list[float]) -> list[tuple[float, float]]:
-        return [(cx + radii[i % len(radii)] * math.cos(angle + 2 * math.pi * i / n),
-                 cy + radii[i % len(radii)] * math.sin(angle + 2 * math.pi * i / n)) for i in range(n)]
+        return [
+            (
+                cx + radii[i % len(radii)] * math.cos(angle + 2 * math.pi * i / n),
+                cy + radii[i % len(radii)] * math.sin(angle + 2 * math.pi * i / n),
+            )
+            for i in range(n)
+        ]
 
     if kind == "square":
         return ring(4, [r])
@@ -48,7 +54,20 @@ def _polygon(kind: str, cx: float, cy: float, r: float, angle: float) -> list[tu
         return ring(10, [r, 0.45 * r])
     if kind == "cross":
         w = 0.35 * r
-        pts = [(-w, -r), (w, -r), (w, -w), (r, -w), (r, w), (w, w), (w, r), (-w, r), (-w, w), (-r, w), (-r, -w), (-w, -w)]
+        pts = [
+            (-w, -r),
+            (w, -r),
+            (w, -w),
+            (r, -w),
+            (r, w),
+            (w, w),
+            (w, r),
+            (-w, r),
+            (-w, w),
+            (-r, w),
+            (-r, -w),
+            (-w, -w),
+        ]
         c, s = math.cos(angle), math.sin(angle)
         return [(cx + x * c - y * s, cy + x * s + y * c) for x, y in pts]
     raise ValueError(kind)
@@ -78,7 +97,9 @@ def _shape_mask(kind: str, size: int, cx: float, cy: float, r: float, angle: flo
 def _texture(size: int, rng, base: np.ndarray) -> np.ndarray:
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     f = rng.uniform(4, 30)
-    pattern = 0.5 + 0.5 * np.sin(2 * np.pi * f * (xx * math.cos(rng.uniform(0, 3.14)) + yy * math.sin(rng.uniform(0, 3.14))))
+    pattern = 0.5 + 0.5 * np.sin(
+        2 * np.pi * f * (xx * math.cos(rng.uniform(0, 3.14)) + yy * math.sin(rng.uniform(0, 3.14)))
+    )
     tex = base[None, None, :] * (0.75 + 0.25 * pattern[..., None])
     return np.clip(tex + rng.normal(0, 0.03, tex.shape), 0, 1)
 
@@ -110,8 +131,19 @@ def generate_image(size: int, objects: float, rng) -> tuple[np.ndarray, list[dic
         kind_index = int(rng.integers(len(CATEGORIES)))
         side = min(_side(rng), size * 0.8)
         # A shape's mask area is about side² when r is chosen per kind.
-        r = side / {"circle": 1.77, "ring": 1.49, "ellipse": 1.25, "square": 1.41, "triangle": 1.14,
-                    "star": 1.06, "cross": 1.37, "hexagon": 1.61}[CATEGORIES[kind_index]]
+        r = (
+            side
+            / {
+                "circle": 1.77,
+                "ring": 1.49,
+                "ellipse": 1.25,
+                "square": 1.41,
+                "triangle": 1.14,
+                "star": 1.06,
+                "cross": 1.37,
+                "hexagon": 1.61,
+            }[CATEGORIES[kind_index]]
+        )
         cx, cy = rng.uniform(r * 0.5, size - r * 0.5), rng.uniform(r * 0.5, size - r * 0.5)
         mask = _shape_mask(CATEGORIES[kind_index], size, cx, cy, r, rng.uniform(0, 2 * math.pi), rng)
         if mask.sum() < 12:
@@ -135,9 +167,15 @@ def _annotation(obj: dict, full_area: int | None, ann_id: int, image_id: int) ->
     rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
     rle["counts"] = rle["counts"].decode("ascii")
     x0, y0 = int(xs.min()), int(ys.min())
-    return {"id": ann_id, "image_id": image_id, "category_id": obj["category_id"], "segmentation": rle,
-            "area": float(area), "bbox": [float(x0), float(y0), float(xs.max() - x0 + 1), float(ys.max() - y0 + 1)],
-            "iscrowd": 0}
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": obj["category_id"],
+        "segmentation": rle,
+        "area": float(area),
+        "bbox": [float(x0), float(y0), float(xs.max() - x0 + 1), float(ys.max() - y0 + 1)],
+        "iscrowd": 0,
+    }
 
 
 def iter_synth(out: str | Path, config: SynthConfig = SynthConfig()) -> Job[dict]:
@@ -164,18 +202,24 @@ def iter_synth(out: str | Path, config: SynthConfig = SynthConfig()) -> Job[dict
                     anns.append(ann)
             done += 1
             yield Progress(done, total, f"{split} {i + 1}/{count}")
-        gt = {"info": {"description": "fishspine synthetic shapes", "seed": config.seed},
-              "images": images, "annotations": anns,
-              "categories": [{"id": k + 1, "name": n, "supercategory": "shape"} for k, n in enumerate(CATEGORIES)]}
+        gt = {
+            "info": {"description": "fishspine synthetic shapes", "seed": config.seed},
+            "images": images,
+            "annotations": anns,
+            "categories": [{"id": k + 1, "name": n, "supercategory": "shape"} for k, n in enumerate(CATEGORIES)],
+        }
         (out / "annotations").mkdir(exist_ok=True)
         path = out / "annotations" / f"instances_{split}.json"
         path.write_text(json.dumps(gt))
         areas = np.array([a["area"] for a in anns]) if anns else np.zeros(0)
         summary["splits"][split] = {
-            "images": count, "objects": len(anns), "annotations": str(path),
-            "small": float(np.mean(areas < 32 ** 2)) if len(areas) else 0.0,
-            "medium": float(np.mean((areas >= 32 ** 2) & (areas < 96 ** 2))) if len(areas) else 0.0,
-            "large": float(np.mean(areas >= 96 ** 2)) if len(areas) else 0.0}
+            "images": count,
+            "objects": len(anns),
+            "annotations": str(path),
+            "small": float(np.mean(areas < 32**2)) if len(areas) else 0.0,
+            "medium": float(np.mean((areas >= 32**2) & (areas < 96**2))) if len(areas) else 0.0,
+            "large": float(np.mean(areas >= 96**2)) if len(areas) else 0.0,
+        }
     return summary
 
 

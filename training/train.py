@@ -20,12 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from fishspine.models import create_model, model_spec
-from fishspine.models.checkpoints import save_checkpoint
-
-from fishspine.training.detection import build_detector
 from fishspine.analysis.device import resolve_device
 from fishspine.analysis.jobs import Job, Progress
+from fishspine.models import create_model, model_spec
+from fishspine.models.checkpoints import save_checkpoint
+from fishspine.training.detection import build_detector
 
 
 @dataclass
@@ -56,8 +55,10 @@ class CocoDetectionData:
         root = Path(root)
         ann = root / "annotations" / f"instances_{split}.json"
         if not ann.exists():
-            raise ValueError(f"{ann}: not found; a dataset folder holds annotations/instances_{split}.json "
-                             f"and the images in {split}/")
+            raise ValueError(
+                f"{ann}: not found; a dataset folder holds annotations/instances_{split}.json "
+                f"and the images in {split}/"
+            )
         gt = json.loads(ann.read_text())
         self.root, self.split, self.size, self.gt = root, split, image_size, gt
         self.categories = categories or sorted(c["id"] for c in gt["categories"])
@@ -87,9 +88,13 @@ class CocoDetectionData:
             if scale != 1:
                 img = img.resize((round(img.width * scale), round(img.height * scale)), Image.BILINEAR)
             x = torch.from_numpy(np.array(img)).permute(2, 0, 1).float() / 255
-        boxes = [[b[0] * scale, b[1] * scale, (b[0] + b[2]) * scale, (b[1] + b[3]) * scale] for b, _ in self.boxes[im["id"]]]
-        target = {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-                  "labels": torch.tensor([lbl for _, lbl in self.boxes[im["id"]]], dtype=torch.int64)}
+        boxes = [
+            [b[0] * scale, b[1] * scale, (b[0] + b[2]) * scale, (b[1] + b[3]) * scale] for b, _ in self.boxes[im["id"]]
+        ]
+        target = {
+            "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+            "labels": torch.tensor([lbl for _, lbl in self.boxes[im["id"]]], dtype=torch.int64),
+        }
         return x, target, scale
 
 
@@ -123,7 +128,8 @@ def iter_train(cfg: TrainConfig) -> Job[dict[str, Any]]:
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(s, total) / max(total, 1))))
+        optimizer, lambda s: min(1.0, (s + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(s, total) / max(total, 1)))
+    )
     use_bf16 = device.type == "cuda"
     rng = np.random.default_rng(cfg.seed)
     step, losses, t0 = start_epoch * steps_per_epoch, [], time.perf_counter()
@@ -133,7 +139,7 @@ def iter_train(cfg: TrainConfig) -> Job[dict[str, Any]]:
         for b in range(steps_per_epoch):
             if cfg.max_steps and step >= cfg.max_steps:
                 break
-            batch = [train.load(int(i)) for i in order[b * cfg.batch:(b + 1) * cfg.batch]]
+            batch = [train.load(int(i)) for i in order[b * cfg.batch : (b + 1) * cfg.batch]]
             images = [x.to(device) for x, _, _ in batch]
             targets = [{k: v.to(device) for k, v in t.items()} for _, t, _ in batch]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
@@ -153,18 +159,32 @@ def iter_train(cfg: TrainConfig) -> Job[dict[str, Any]]:
     result_path = out / "val_detections.json"
     detections = predict(detector, val, device)
     result_path.write_text(json.dumps(detections))
-    return {"backbone": cfg.backbone, "steps": step, "losses": losses, "seconds": time.perf_counter() - t0,
-           "checkpoint": str(out / f"backbone_epoch{epoch + 1}.safetensors"), "detections": str(result_path),
-           "device": str(device)}
+    return {
+        "backbone": cfg.backbone,
+        "steps": step,
+        "losses": losses,
+        "seconds": time.perf_counter() - t0,
+        "checkpoint": str(out / f"backbone_epoch{epoch + 1}.safetensors"),
+        "detections": str(result_path),
+        "device": str(device),
+    }
 
 
 def _save_epoch(cfg: TrainConfig, backbone, detector, optimizer, epoch: int, data: CocoDetectionData) -> None:
     out = Path(cfg.out)
-    save_checkpoint(backbone, out / f"backbone_epoch{epoch}.safetensors",
-                    trained_on=f"{Path(cfg.data).name}: FCOS detection, {epoch} epochs",
-                    train_config=asdict(cfg))
-    state = {"epoch": epoch, "detector": detector.state_dict(), "optimizer": optimizer.state_dict(),
-             "categories": data.categories, "config": asdict(cfg)}
+    save_checkpoint(
+        backbone,
+        out / f"backbone_epoch{epoch}.safetensors",
+        trained_on=f"{Path(cfg.data).name}: FCOS detection, {epoch} epochs",
+        train_config=asdict(cfg),
+    )
+    state = {
+        "epoch": epoch,
+        "detector": detector.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "categories": data.categories,
+        "config": asdict(cfg),
+    }
     from fishspine.models.atomic_files import atomic_path
 
     with atomic_path(out / "last.pt") as tmp:
@@ -179,12 +199,19 @@ def predict(detector, data: CocoDetectionData, device: torch.device, batch: int 
     for b in range(0, len(data), batch):
         items = [data.load(i) for i in range(b, min(b + batch, len(data)))]
         outs = detector([x.to(device) for x, _, _ in items])
-        for (x, _, scale), o, im in zip(items, outs, data.images[b:b + batch]):
-            for box, score, label in zip(o["boxes"].cpu().tolist(), o["scores"].cpu().tolist(), o["labels"].cpu().tolist()):
+        for (_image, _, scale), o, im in zip(items, outs, data.images[b : b + batch]):
+            for box, score, label in zip(
+                o["boxes"].cpu().tolist(), o["scores"].cpu().tolist(), o["labels"].cpu().tolist()
+            ):
                 x0, y0, x1, y1 = (v / scale for v in box)
-                results.append({"image_id": im["id"], "category_id": data.categories[label],
-                                "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
-                                "score": round(float(score), 5)})
+                results.append(
+                    {
+                        "image_id": im["id"],
+                        "category_id": data.categories[label],
+                        "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+                        "score": round(float(score), 5),
+                    }
+                )
     return results
 
 

@@ -19,17 +19,21 @@ so the matplotlib figure and any other view draw the same diagram.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
-
+from typing import Any
 
 from fishspine.analysis.architecture.macs import block_macs
 from fishspine.models import Backbone, BlockInfo
 
 EDGE_KINDS = ("sequential", "lateral", "down", "up")
 #: How the figure legend names each edge kind.
-EDGE_KIND_LABELS = {"sequential": "sequential", "lateral": "lateral (same scale)",
-                    "down": "cross-scale down", "up": "cross-scale up"}
+EDGE_KIND_LABELS = {
+    "sequential": "sequential",
+    "lateral": "lateral (same scale)",
+    "down": "cross-scale down",
+    "up": "cross-scale up",
+}
 
 Point = tuple[float, float]
 
@@ -105,7 +109,7 @@ class ArchitectureGraph:
 
     def feature_size(self, level: int) -> int:
         """Side of a level's feature map for a square input of `input_size` (ceil, like strided convs)."""
-        return math.ceil(self.input_size / 2 ** level)
+        return math.ceil(self.input_size / 2**level)
 
     def route(self, edge: GraphEdge) -> tuple[Point, Point, Point, Point]:
         """The edge's path as cubic Bezier control points in layout coordinates."""
@@ -120,33 +124,49 @@ class ArchitectureGraph:
     def to_json(self) -> dict[str, Any]:
         """Plain data for JSON export (and for views that draw the diagram themselves)."""
         rows = self._rows()
-        return {"model": self.model, "layout": self.layout, "input_size": self.input_size,
-                "levels": [{"level": lvl, "stride": 2 ** lvl, "feature_size": self.feature_size(lvl)}
-                           for lvl in self.levels],
-                "nodes": [asdict(n) | {"x": self.positions[n.name][0], "y": self.positions[n.name][1]}
-                          for n in self.nodes],
-                "edges": [asdict(e) | {"route": [list(p) for p in edge_route(self.positions, e, rows)]}
-                          for e in self.edges],
-                "bands": [asdict(b) for b in self.bands],
-                "stages": [asdict(s) | {"members": list(s.members)} for s in self.stages]}
+        return {
+            "model": self.model,
+            "layout": self.layout,
+            "input_size": self.input_size,
+            "levels": [{"level": lvl, "stride": 2**lvl, "feature_size": self.feature_size(lvl)} for lvl in self.levels],
+            "nodes": [asdict(n) | {"x": self.positions[n.name][0], "y": self.positions[n.name][1]} for n in self.nodes],
+            "edges": [
+                asdict(e) | {"route": [list(p) for p in edge_route(self.positions, e, rows)]} for e in self.edges
+            ],
+            "bands": [asdict(b) for b in self.bands],
+            "stages": [asdict(s) | {"members": list(s.members)} for s in self.stages],
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ArchitectureGraph:
         """The graph `to_json` wrote."""
         node_fields = GraphNode.__dataclass_fields__
         nodes = [GraphNode(**{k: v for k, v in n.items() if k in node_fields}) for n in data["nodes"]]
-        return cls(data["model"], data["layout"], int(data["input_size"]), nodes,
-                   [GraphEdge(e["source"], e["target"], e["kind"]) for e in data["edges"]],
-                   {n["name"]: (float(n["x"]), float(n["y"])) for n in data["nodes"]},
-                   [Band(**b) for b in data.get("bands", [])],
-                   [StageGroup(s["label"], s["level"], s["x_start"], s["x_end"], tuple(s["members"]))
-                    for s in data.get("stages", [])])
+        return cls(
+            data["model"],
+            data["layout"],
+            int(data["input_size"]),
+            nodes,
+            [GraphEdge(e["source"], e["target"], e["kind"]) for e in data["edges"]],
+            {n["name"]: (float(n["x"]), float(n["y"])) for n in data["nodes"]},
+            [Band(**b) for b in data.get("bands", [])],
+            [
+                StageGroup(s["label"], s["level"], s["x_start"], s["x_end"], tuple(s["members"]))
+                for s in data.get("stages", [])
+            ],
+        )
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per node (CSV export)."""
-        return [asdict(n) | {"x": self.positions[n.name][0], "y": self.positions[n.name][1],
-                             "parents": " ".join(e.source for e in self.edges if e.target == n.name)}
-                for n in self.nodes]
+        return [
+            asdict(n)
+            | {
+                "x": self.positions[n.name][0],
+                "y": self.positions[n.name][1],
+                "parents": " ".join(e.source for e in self.edges if e.target == n.name),
+            }
+            for n in self.nodes
+        ]
 
 
 # ------------------------------------------------------------------------------------------ edges
@@ -161,8 +181,9 @@ def edge_kind(parent: GraphNode, child: GraphNode) -> str:
     return "sequential" if child.index == parent.index + 1 else "lateral"
 
 
-def edge_route(positions: Mapping[str, Point], edge: GraphEdge,
-               rows: Mapping[float, Sequence[float]] | None = None) -> tuple[Point, Point, Point, Point]:
+def edge_route(
+    positions: Mapping[str, Point], edge: GraphEdge, rows: Mapping[float, Sequence[float]] | None = None
+) -> tuple[Point, Point, Point, Point]:
     """Cubic Bezier control points of an edge in layout coordinates.
 
     Cross-scale edges are S-curves that leave and enter horizontally. Same-row edges are straight
@@ -215,8 +236,9 @@ class Layout:
 LAYOUTS: dict[str, Layout] = {}
 
 
-def register_layout(name: str, roles: Iterable[str], band_of: Callable[[GraphNode], str],
-                    stage_bands: bool = False) -> Callable[[Placer], Placer]:
+def register_layout(
+    name: str, roles: Iterable[str], band_of: Callable[[GraphNode], str], stage_bands: bool = False
+) -> Callable[[Placer], Placer]:
     """Register a placement function as layout `name`, chosen for models having all of `roles`."""
 
     def decorator(place: Placer) -> Placer:
@@ -254,7 +276,7 @@ def _fish(nodes: Sequence[GraphNode], edges: Sequence[GraphEdge]) -> dict[str, P
 
 
 def _stride_band(n: GraphNode) -> str:
-    return n.role if n.role == "stem" else f"stride {2 ** n.level}"
+    return n.role if n.role == "stem" else f"stride {2**n.level}"
 
 
 @register_layout("staircase", {"stage"}, band_of=_stride_band, stage_bands=True)
@@ -329,8 +351,10 @@ def _stage_groups(nodes: Sequence[GraphNode], positions: Mapping[str, Point]) ->
     for level in sorted(by_row):
         run: list[GraphNode] = []
         for n in sorted(by_row[level], key=lambda n: positions[n.name][0]):
-            if run and (_stage_name(n.name) != _stage_name(run[-1].name)
-                        or positions[n.name][0] - positions[run[-1].name][0] > 1):
+            if run and (
+                _stage_name(n.name) != _stage_name(run[-1].name)
+                or positions[n.name][0] - positions[run[-1].name][0] > 1
+            ):
                 groups.append(_group(run, positions))
                 run = []
             run.append(n)
@@ -341,8 +365,9 @@ def _stage_groups(nodes: Sequence[GraphNode], positions: Mapping[str, Point]) ->
 
 def _group(run: list[GraphNode], positions: Mapping[str, Point]) -> StageGroup:
     label = run[0].name if len(run) == 1 else f"{_stage_name(run[0].name)} ×{len(run)}"
-    return StageGroup(label, run[0].level, positions[run[0].name][0], positions[run[-1].name][0],
-                      tuple(n.name for n in run))
+    return StageGroup(
+        label, run[0].level, positions[run[0].name][0], positions[run[-1].name][0], tuple(n.name for n in run)
+    )
 
 
 def block_param_counts(model: Backbone) -> dict[str, int]:
@@ -353,13 +378,20 @@ def block_param_counts(model: Backbone) -> dict[str, int]:
 # ------------------------------------------------------------------------------------- the graph
 
 
-def graph_from_blocks(blocks: Sequence[BlockInfo], params: Mapping[str, int] | None = None,
-                      macs: Mapping[str, int] | None = None, model: str = "", input_size: int = 224,
-                      layout: str | None = None) -> ArchitectureGraph:
+def graph_from_blocks(
+    blocks: Sequence[BlockInfo],
+    params: Mapping[str, int] | None = None,
+    macs: Mapping[str, int] | None = None,
+    model: str = "",
+    input_size: int = 224,
+    layout: str | None = None,
+) -> ArchitectureGraph:
     """The graph of a block list, laid out by `layout` or by the layout its roles select."""
     params, macs = params or {}, macs or {}
-    nodes = [GraphNode(b.name, b.role, b.level, b.channels, b.kind, int(params.get(b.name, 0)),
-                       int(macs.get(b.name, 0)), i) for i, b in enumerate(blocks)]
+    nodes = [
+        GraphNode(b.name, b.role, b.level, b.channels, b.kind, int(params.get(b.name, 0)), int(macs.get(b.name, 0)), i)
+        for i, b in enumerate(blocks)
+    ]
     by_name = {n.name: n for n in nodes}
     edges = [GraphEdge(p, b.name, edge_kind(by_name[p], by_name[b.name])) for b in blocks for p in b.parents]
     chosen = layout or choose_layout({n.role for n in nodes})
@@ -367,13 +399,23 @@ def graph_from_blocks(blocks: Sequence[BlockInfo], params: Mapping[str, int] | N
         raise ValueError(f"unknown layout {chosen!r}; use one of {', '.join(LAYOUTS)}")
     spec = LAYOUTS[chosen]
     positions = spec.place(nodes, edges)
-    return ArchitectureGraph(model, chosen, input_size, nodes, edges, positions,
-                             _bands(nodes, positions, spec), _stage_groups(nodes, positions))
+    return ArchitectureGraph(
+        model,
+        chosen,
+        input_size,
+        nodes,
+        edges,
+        positions,
+        _bands(nodes, positions, spec),
+        _stage_groups(nodes, positions),
+    )
 
 
-def architecture_graph(model: Backbone, input_size: int = 224, layout: str | None = None,
-                       with_macs: bool = True) -> ArchitectureGraph:
+def architecture_graph(
+    model: Backbone, input_size: int = 224, layout: str | None = None, with_macs: bool = True
+) -> ArchitectureGraph:
     """The model's block graph with parameters and MACs (at `input_size`²) per block, laid out for its kind."""
     macs = block_macs(model, input_size) if with_macs else {}
-    return graph_from_blocks(model.blocks, block_param_counts(model), macs,
-                             model.variant or type(model).__name__, input_size, layout)
+    return graph_from_blocks(
+        model.blocks, block_param_counts(model), macs, model.variant or type(model).__name__, input_size, layout
+    )

@@ -17,7 +17,6 @@ from torch import nn
 from fishspine.models import Backbone
 
 
-
 def block_macs(model: Backbone, input_size: int = 224) -> dict[str, int]:
     """Multiply-accumulates of convolutions and linear layers per block, for one square image.
 
@@ -57,6 +56,7 @@ def _count_macs(model: nn.Module, input_size: int, owner_of: Callable[[str], str
     def count(name: str):
         def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
             macs[name] = macs.get(name, 0) + _layer_macs(module, inputs[0], output)
+
         return hook
 
     handles = []

@@ -12,16 +12,15 @@ pass (analysis/attribution/engine.py), never by running the model here.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fishspine.models import BlockInfo
-
 from fishspine.analysis.options import NORMALISATIONS, REDUCTIONS
+from fishspine.models import BlockInfo
 
 
 class ReducedOutput:
@@ -139,10 +138,23 @@ class ActivationResult:
 
     def rows(self) -> list[dict]:
         """One row per block (CSV export)."""
-        return [{"model": self.model, "block": b.name, "role": b.role, "level": b.level,
-                 "channels": b.shape[0], "height": b.shape[1], "width": b.shape[2], "out_min": b.out_min,
-                 "out_max": b.out_max, "out_mean": b.out_mean, "map_min": b.map_min, "map_max": b.map_max}
-                for b in self.blocks]
+        return [
+            {
+                "model": self.model,
+                "block": b.name,
+                "role": b.role,
+                "level": b.level,
+                "channels": b.shape[0],
+                "height": b.shape[1],
+                "width": b.shape[2],
+                "out_min": b.out_min,
+                "out_max": b.out_max,
+                "out_mean": b.out_mean,
+                "map_min": b.map_min,
+                "map_max": b.map_max,
+            }
+            for b in self.blocks
+        ]
 
 
 def sample_rows(n_blocks: int, rows: int) -> list[int]:

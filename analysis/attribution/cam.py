@@ -16,8 +16,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-
-
 from fishspine.analysis.options import CAM_METHODS
 
 

@@ -101,8 +101,11 @@ class ModelPass:
         with self._lock:
             memo = self._derived.get((reduction, k))
             if memo is None:
-                memo = [block_map(b, self.outputs[b.name], reduction, self.image_size, k)
-                        for b in self.blocks if b.name in self.outputs]
+                memo = [
+                    block_map(b, self.outputs[b.name], reduction, self.image_size, k)
+                    for b in self.blocks
+                    if b.name in self.outputs
+                ]
                 self._derived[(reduction, k)] = memo
         return memo
 
@@ -118,19 +121,30 @@ class ModelPass:
     def trace(self, label: str = "") -> GradientTrace:
         """Gradient norms at every block's output and weights, deepest block first."""
         blocks = [b for b in reversed(self.blocks) if b.name in self.output_grad_norm]
-        return GradientTrace(label, self.loss, self.class_index, [b.name for b in blocks], [b.role for b in blocks],
-                             [b.level for b in blocks], [self.output_grad_norm[b.name] for b in blocks],
-                             [self.weight_grad_norm[b.name] for b in blocks])
+        return GradientTrace(
+            label,
+            self.loss,
+            self.class_index,
+            [b.name for b in blocks],
+            [b.role for b in blocks],
+            [b.level for b in blocks],
+            [self.output_grad_norm[b.name] for b in blocks],
+            [self.weight_grad_norm[b.name] for b in blocks],
+        )
 
 
-def activations(passes: Mapping[str, ModelPass], reduction: str = "mean_abs", normalisation: str = "block",
-                k: int = 8) -> dict[str, ActivationResult]:
+def activations(
+    passes: Mapping[str, ModelPass], reduction: str = "mean_abs", normalisation: str = "block", k: int = 8
+) -> dict[str, ActivationResult]:
     """Activation maps of every block of each labelled pass, normalised across them as asked."""
     if normalisation not in NORMALISATIONS:
         raise ValueError(f"unknown normalisation {normalisation!r}; use one of {', '.join(NORMALISATIONS)}")
-    results = {label: ActivationResult(label, p.image_size, reduction, "block",
-                                       [replace(b, _map=None) for b in p.block_maps(reduction, k)])
-               for label, p in passes.items()}
+    results = {
+        label: ActivationResult(
+            label, p.image_size, reduction, "block", [replace(b, _map=None) for b in p.block_maps(reduction, k)]
+        )
+        for label, p in passes.items()
+    }
     normalise(list(results.values()), normalisation)
     return results
 
@@ -159,10 +173,13 @@ def run_pass(model: Backbone, x: torch.Tensor, key: PassKey) -> ModelPass:
             names = list(cap.outputs)
             if class_index is not None and key.loss != "score":
                 # The CAMs take the class score's gradient, the trace the loss's: two backward passes.
-                grads = torch.autograd.grad(score, [cap.outputs[n] for n in names], retain_graph=True,
-                                            allow_unused=True)
-                target_grads = {n: (g if g is not None else torch.zeros_like(cap.outputs[n]))[0].detach()
-                                for n, g in zip(names, grads)}
+                grads = torch.autograd.grad(
+                    score, [cap.outputs[n] for n in names], retain_graph=True, allow_unused=True
+                )
+                target_grads = {
+                    n: (g if g is not None else torch.zeros_like(cap.outputs[n]))[0].detach()
+                    for n, g in zip(names, grads)
+                }
                 cap.grads.clear()
                 loss, _ = target_of(out, class_index, key.loss)
                 loss.backward()
@@ -173,15 +190,26 @@ def run_pass(model: Backbone, x: torch.Tensor, key: PassKey) -> ModelPass:
                 used = "score" if class_index is not None else "feature_energy"
         loss_grads = cap.grads
         if target_grads is None:
-            target_grads = {n: loss_grads[n][0].detach() if n in loss_grads else torch.zeros_like(cap.outputs[n][0])
-                            for n in names}
+            target_grads = {
+                n: loss_grads[n][0].detach() if n in loss_grads else torch.zeros_like(cap.outputs[n][0]) for n in names
+            }
         out_norms = {n: float(loss_grads[n].float().norm()) if n in loss_grads else 0.0 for n in names}
         weight_norms = _block_weight_norms(model)
         outputs = {n: cap.outputs[n][0].detach() for n in names}
     finally:
         model.zero_grad(set_to_none=True)
-    return ModelPass(key, model.blocks, tuple(x.shape[-2:]), outputs, target_grads, out_norms, weight_norms,
-                     class_index, used, time.perf_counter() - started)
+    return ModelPass(
+        key,
+        model.blocks,
+        tuple(x.shape[-2:]),
+        outputs,
+        target_grads,
+        out_norms,
+        weight_norms,
+        class_index,
+        used,
+        time.perf_counter() - started,
+    )
 
 
 # ------------------------------------------------------------------------------------- the cache
@@ -219,15 +247,20 @@ class AnalysisEngine:
     def nbytes(self) -> int:
         """Bytes held by every cached pass and input attribution."""
         with self._lock:
-            return (sum(p.nbytes for p in self._passes.values())
-                    + sum(a.cam.nbytes for a in self._attributions.values()))
+            return sum(p.nbytes for p in self._passes.values()) + sum(a.cam.nbytes for a in self._attributions.values())
 
     def __len__(self) -> int:
         return len(self._passes)
 
     @staticmethod
-    def key(model: Backbone, image: str, size: int = DEFAULT_INPUT_SIZE, precision: str = "float32",
-            class_index: int | None = None, loss: str = "cross_entropy") -> PassKey:
+    def key(
+        model: Backbone,
+        image: str,
+        size: int = DEFAULT_INPUT_SIZE,
+        precision: str = "float32",
+        class_index: int | None = None,
+        loss: str = "cross_entropy",
+    ) -> PassKey:
         """The cache key of a pass."""
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
@@ -295,9 +328,16 @@ class AnalysisEngine:
             _release_freed_memory()
         return len(gone)
 
-    def iter_passes(self, models: Mapping[str, Backbone], pixels: np.ndarray, image: str,
-                    size: int = DEFAULT_INPUT_SIZE, precision: str = "float32", class_index: int | None = None,
-                    loss: str = "cross_entropy") -> Job[dict[str, ModelPass]]:
+    def iter_passes(
+        self,
+        models: Mapping[str, Backbone],
+        pixels: np.ndarray,
+        image: str,
+        size: int = DEFAULT_INPUT_SIZE,
+        precision: str = "float32",
+        class_index: int | None = None,
+        loss: str = "cross_entropy",
+    ) -> Job[dict[str, ModelPass]]:
         """A job: the pass of every labelled model on one image (cached ones are not rerun)."""
         out: dict[str, ModelPass] = {}
         for i, (label, model) in enumerate(models.items()):
@@ -322,8 +362,9 @@ class AnalysisEngine:
                 self._attributions.move_to_end(akey)
             return hit
 
-    def attribution_job(self, model: Backbone, pixels: np.ndarray, key: PassKey, method: str, label: str = "",
-                        **options) -> Job[CamResult]:
+    def attribution_job(
+        self, model: Backbone, pixels: np.ndarray, key: PassKey, method: str, label: str = "", **options
+    ) -> Job[CamResult]:
         """A job: the input attribution of `method` (INPUT_METHODS) on `pixels` resized to key.size, for
         key's class and precision; a held one is returned at once. `options` go to `input_attribution_job`
         (steps, segments, window, stride) and are part of the cache key."""
@@ -357,9 +398,17 @@ class AnalysisEngine:
         finally:
             job.close()
 
-    def iter_attributions(self, models: Mapping[str, Backbone], pixels: np.ndarray, image: str, method: str,
-                          size: int = DEFAULT_INPUT_SIZE, precision: str = "float32",
-                          class_index: int | None = None, **options) -> Job[dict[str, CamResult]]:
+    def iter_attributions(
+        self,
+        models: Mapping[str, Backbone],
+        pixels: np.ndarray,
+        image: str,
+        method: str,
+        size: int = DEFAULT_INPUT_SIZE,
+        precision: str = "float32",
+        class_index: int | None = None,
+        **options,
+    ) -> Job[dict[str, CamResult]]:
         """A job: the input attribution of every labelled model on one image (held ones are not rerun).
 
         Progress counts every model's steps (the models share the image, so each has as many).
@@ -367,8 +416,9 @@ class AnalysisEngine:
         out: dict[str, CamResult] = {}
         n = total = len(models)
         for i, (label, model) in enumerate(models.items()):
-            job = self.attribution_job(model, pixels, self.key(model, image, size, precision, class_index), method,
-                                       label, **options)
+            job = self.attribution_job(
+                model, pixels, self.key(model, image, size, precision, class_index), method, label, **options
+            )
             for p in _relabelled(job, out, label):
                 total = n * p.total
                 yield Progress(i * p.total + p.done, total, f"{label}: {p.text}")
@@ -390,9 +440,15 @@ class ModelInsight:
     cam: CamResult
 
 
-def insights(passes: Mapping[str, ModelPass], reduction: str = "mean_abs", normalisation: str = "block",
-             cam_method: str = "gradcam", cam_blocks: Mapping[str, str] | None = None,
-             default_blocks: Mapping[str, str] | None = None, shown_rows: int = 0) -> dict[str, ModelInsight]:
+def insights(
+    passes: Mapping[str, ModelPass],
+    reduction: str = "mean_abs",
+    normalisation: str = "block",
+    cam_method: str = "gradcam",
+    cam_blocks: Mapping[str, str] | None = None,
+    default_blocks: Mapping[str, str] | None = None,
+    shown_rows: int = 0,
+) -> dict[str, ModelInsight]:
     """Every view's result for each labelled pass, derived without another pass.
 
     `cam_blocks` picks the CAM block per label; otherwise `default_blocks` (per label) or the last
@@ -411,4 +467,3 @@ def insights(passes: Mapping[str, ModelPass], reduction: str = "mean_abs", norma
         block = (cam_blocks or {}).get(label) or (default_blocks or {}).get(label) or default_cam_block(p.blocks)
         out[label] = ModelInsight(acts[label], p.trace(label), p.cam(block, cam_method, label))
     return out
-

@@ -62,15 +62,30 @@ class GradientTrace:
 
     def summary(self, which: str = "output") -> dict:
         """The trace as exported data: what was traced, the ratio of `which`, and every block."""
-        return {"which": which, "ratio": self.ratio_of(which), "loss": self.loss, "class_index": self.class_index,
-                "blocks": self.rows()}
+        return {
+            "which": which,
+            "ratio": self.ratio_of(which),
+            "loss": self.loss,
+            "class_index": self.class_index,
+            "blocks": self.rows(),
+        }
 
     def rows(self) -> list[dict]:
         """One row per block (CSV export)."""
-        return [{"model": self.model, "block": b, "role": r, "level": lvl, "depth": d, "output_grad_norm": o,
-                 "weight_grad_norm": w}
-                for b, r, lvl, d, o, w in zip(self.blocks, self.roles, self.levels, self.depth,
-                                              self.output_grad_norm, self.weight_grad_norm)]
+        return [
+            {
+                "model": self.model,
+                "block": b,
+                "role": r,
+                "level": lvl,
+                "depth": d,
+                "output_grad_norm": o,
+                "weight_grad_norm": w,
+            }
+            for b, r, lvl, d, o, w in zip(
+                self.blocks, self.roles, self.levels, self.depth, self.output_grad_norm, self.weight_grad_norm
+            )
+        ]
 
 
 def mean_trace(traces: Sequence[GradientTrace]) -> GradientTrace:
@@ -85,6 +100,13 @@ def mean_trace(traces: Sequence[GradientTrace]) -> GradientTrace:
         return [math.fsum(values) / len(values) for values in zip(*column)]
 
     classes = {t.class_index for t in traces}
-    return GradientTrace(first.model, first.loss, first.class_index if len(classes) == 1 else None,
-                         list(first.blocks), list(first.roles), list(first.levels),
-                         mean([t.output_grad_norm for t in traces]), mean([t.weight_grad_norm for t in traces]))
+    return GradientTrace(
+        first.model,
+        first.loss,
+        first.class_index if len(classes) == 1 else None,
+        list(first.blocks),
+        list(first.roles),
+        list(first.levels),
+        mean([t.output_grad_norm for t in traces]),
+        mean([t.weight_grad_norm for t in traces]),
+    )

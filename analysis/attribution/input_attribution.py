@@ -42,8 +42,9 @@ def black_baseline(x: torch.Tensor) -> torch.Tensor:
     return ((0 - mean) / std).expand_as(x).contiguous()
 
 
-def target_function(model: torch.nn.Module, x: torch.Tensor, class_index: int | None = None,
-                    precision: str = "float32") -> tuple[Callable[[torch.Tensor], torch.Tensor], int | None]:
+def target_function(
+    model: torch.nn.Module, x: torch.Tensor, class_index: int | None = None, precision: str = "float32"
+) -> tuple[Callable[[torch.Tensor], torch.Tensor], int | None]:
     """(f: batch -> target per image (N,), class used or None for feature energy), the class fixed on `x`."""
     autocast = torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     with torch.no_grad(), autocast:
@@ -59,10 +60,15 @@ def target_function(model: torch.nn.Module, x: torch.Tensor, class_index: int | 
     return f, class_index
 
 
-def integrated_gradients_segments(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-                                  baseline: torch.Tensor, steps: int = DEFAULT_IG_STEPS,
-                                  segments: int = DEFAULT_IG_SEGMENTS, rule: str = "riemann_middle",
-                                  batch: int | None = None) -> Job[torch.Tensor]:
+def integrated_gradients_segments(
+    f: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    baseline: torch.Tensor,
+    steps: int = DEFAULT_IG_STEPS,
+    segments: int = DEFAULT_IG_SEGMENTS,
+    rule: str = "riemann_middle",
+    batch: int | None = None,
+) -> Job[torch.Tensor]:
     """A job: captum's Integrated Gradients of `f` from `baseline` to `x`, one captum call per path segment.
 
     IG is additive along the path: IG(b -> x) = sum_j IG(p_j -> p_j+1) with p_j = b + j/J (x - b), so
@@ -80,8 +86,9 @@ def integrated_gradients_segments(f: Callable[[torch.Tensor], torch.Tensor], x: 
     for j in range(segments):
         start = baseline + (j / segments) * (x - baseline)
         end = baseline + ((j + 1) / segments) * (x - baseline)
-        total += ig.attribute(end, baselines=start, n_steps=steps // segments, method=rule,
-                              internal_batch_size=batch).detach()
+        total += ig.attribute(
+            end, baselines=start, n_steps=steps // segments, method=rule, internal_batch_size=batch
+        ).detach()
         yield Progress(j + 1, segments, f"integrated gradients: segment {j + 1} of {segments}")
     return total
 
@@ -92,8 +99,14 @@ def occlusion_window(size: tuple[int, int]) -> tuple[int, int]:
     return window, max(1, window // 2)
 
 
-def occlusion_bands(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, window: int, stride: int,
-                    baseline: float = 0.0, batch: int = OCCLUSION_BATCH) -> Job[torch.Tensor]:
+def occlusion_bands(
+    f: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    window: int,
+    stride: int,
+    baseline: float = 0.0,
+    batch: int = OCCLUSION_BATCH,
+) -> Job[torch.Tensor]:
     """A job: captum's Occlusion of `f` at `x` with square windows, one captum call per row of windows.
 
     Each call sees only the strip of rows one row of windows covers (pasted back into `x` before the
@@ -106,8 +119,10 @@ def occlusion_bands(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, 
 
     h, w = x.shape[-2:]
     if not (1 <= stride <= window <= min(h, w)):
-        raise ValueError(f"occlusion window {window} and stride {stride} do not fit a {h}x{w} image "
-                         "(need 1 <= stride <= window <= the shorter side)")
+        raise ValueError(
+            f"occlusion window {window} and stride {stride} do not fit a {h}x{w} image "
+            "(need 1 <= stride <= window <= the shorter side)"
+        )
     rows = math.ceil((h - window) / stride) + 1  # window positions down the image, the last one cut off
     summed = torch.zeros_like(x)
     covering = torch.zeros(h, device=x.device, dtype=x.dtype)
@@ -123,8 +138,13 @@ def occlusion_bands(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, 
 
         occ = Occlusion(strip_f)
         with torch.no_grad():
-            part = occ.attribute(x[:, :, top:bottom].contiguous(), sliding_window_shapes=(3, bottom - top, window),
-                                 strides=(3, stride, stride), baselines=baseline, perturbations_per_eval=batch)
+            part = occ.attribute(
+                x[:, :, top:bottom].contiguous(),
+                sliding_window_shapes=(3, bottom - top, window),
+                strides=(3, stride, stride),
+                baselines=baseline,
+                perturbations_per_eval=batch,
+            )
         summed[:, :, top:bottom] += part
         covering[top:bottom] += 1
         yield Progress(i + 1, rows, f"occlusion: row {i + 1} of {rows}")
@@ -144,10 +164,18 @@ def attribution_map(attributions: torch.Tensor) -> torch.Tensor:
     return attributions[0].float().sum(0).clamp(min=0)
 
 
-def input_attribution_job(model: torch.nn.Module, x: torch.Tensor, method: str, class_index: int | None = None,
-                          label: str = "", precision: str = "float32", steps: int = DEFAULT_IG_STEPS,
-                          segments: int = DEFAULT_IG_SEGMENTS, window: int | None = None,
-                          stride: int | None = None) -> Job[CamResult]:
+def input_attribution_job(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    method: str,
+    class_index: int | None = None,
+    label: str = "",
+    precision: str = "float32",
+    steps: int = DEFAULT_IG_STEPS,
+    segments: int = DEFAULT_IG_SEGMENTS,
+    window: int | None = None,
+    stride: int | None = None,
+) -> Job[CamResult]:
     """A job: the input attribution of `method` (INPUT_METHODS) for image x (1, 3, H, W) on the model's device.
 
     integrated_gradients: from the black image, `steps` steps in `segments` captum calls (a progress
@@ -167,4 +195,3 @@ def input_attribution_job(model: torch.nn.Module, x: torch.Tensor, method: str, 
         attributions = yield from occlusion_bands(f, x, window, stride or min(default_stride, window))
     cam, peak = finish_cam(attribution_map(attributions), tuple(x.shape[-2:]))
     return CamResult(label, INPUT_BLOCK, method, used, peak, cam)
-

@@ -18,8 +18,9 @@ def feature_energy(features: dict[int, torch.Tensor]) -> torch.Tensor:
     return sum(f.float().pow(2).mean(dim=(1, 2, 3)) for f in features.values())
 
 
-def objective(model: Backbone, x: torch.Tensor, class_index: int | None = None,
-              loss: str = "score") -> tuple[torch.Tensor, int | None]:
+def objective(
+    model: Backbone, x: torch.Tensor, class_index: int | None = None, loss: str = "score"
+) -> tuple[torch.Tensor, int | None]:
     """Run `model` on `x` and return (scalar to backpropagate, class used or None).
 
     With a classifier: the logit of `class_index` (the top prediction when None), or with
@@ -29,8 +30,9 @@ def objective(model: Backbone, x: torch.Tensor, class_index: int | None = None,
     return target_of(model(x), class_index, loss)
 
 
-def target_of(out: torch.Tensor | dict[int, torch.Tensor], class_index: int | None = None,
-              loss: str = "score") -> tuple[torch.Tensor, int | None]:
+def target_of(
+    out: torch.Tensor | dict[int, torch.Tensor], class_index: int | None = None, loss: str = "score"
+) -> tuple[torch.Tensor, int | None]:
     """`objective` for an output already computed (logits, or the feature dict)."""
     if not torch.is_tensor(out):
         return feature_energy(out).sum(), None

@@ -13,9 +13,10 @@ by their mask only for segm results without one.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +30,11 @@ from fishspine.analysis.coco.validation import (
 from fishspine.analysis.jobs import Job, Progress, run_job
 
 DEFAULT_AREA_RANGES: dict[str, tuple[float, float]] = {
-    "all": (0.0, 1e10), "small": (0.0, 32.0 ** 2), "medium": (32.0 ** 2, 96.0 ** 2), "large": (96.0 ** 2, 1e10)}
+    "all": (0.0, 1e10),
+    "small": (0.0, 32.0**2),
+    "medium": (32.0**2, 96.0**2),
+    "large": (96.0**2, 1e10),
+}
 DEFAULT_MAX_DETS = (1, 10, 100)
 STAT_NAMES = ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L", "AR1", "AR10", "AR100", "AR_S", "AR_M", "AR_L")
 AREA_SOURCE = "ground-truth `area` field (mask area in COCO), detections by {what}"
@@ -94,15 +99,16 @@ class CocoEvaluation:
             raise KeyError(f"IoU {iou} is not one of the thresholds {self.iou_thresholds.tolist()}")
         return int(hits[0])
 
-    def average_precision(self, area: str = "all", iou: float | None = None, max_dets: int | None = None,
-                          category: int | None = None) -> float:
+    def average_precision(
+        self, area: str = "all", iou: float | None = None, max_dets: int | None = None, category: int | None = None
+    ) -> float:
         """AP (in [0, 1], nan when undefined) as pycocotools' summarize computes it."""
         m = self.max_dets.index(max_dets or self.max_dets[-1])
         s = self.precision[:, :, :, self._a(area), m]
         if iou is not None:
-            s = s[self._t(iou):self._t(iou) + 1]
+            s = s[self._t(iou) : self._t(iou) + 1]
         if category is not None:
-            s = s[:, :, self.category_ids.index(category):self.category_ids.index(category) + 1]
+            s = s[:, :, self.category_ids.index(category) : self.category_ids.index(category) + 1]
         valid = s[s > -1]
         return float(valid.mean()) if valid.size else math.nan
 
@@ -119,23 +125,30 @@ class CocoEvaluation:
         """The 12 COCO numbers (AP, AP50, AP75, AP_S/M/L, AR1/10/100, AR_S/M/L) in [0, 1]."""
         top = self.max_dets[-1]
         size = {"S": "small", "M": "medium", "L": "large"}
-        out = {"AP": self.average_precision(), "AP50": self.average_precision(iou=0.5),
-               "AP75": self.average_precision(iou=0.75)}
-        out.update({f"AP_{k}": self.average_precision(v) if v in self.area_ranges else math.nan
-                    for k, v in size.items()})
+        out = {
+            "AP": self.average_precision(),
+            "AP50": self.average_precision(iou=0.5),
+            "AP75": self.average_precision(iou=0.75),
+        }
+        out.update(
+            {f"AP_{k}": self.average_precision(v) if v in self.area_ranges else math.nan for k, v in size.items()}
+        )
         out.update({f"AR{m}": self.average_recall(max_dets=m) for m in self.max_dets})
-        out.update({f"AR_{k}": self.average_recall(v, top) if v in self.area_ranges else math.nan
-                    for k, v in size.items()})
+        out.update(
+            {f"AR_{k}": self.average_recall(v, top) if v in self.area_ranges else math.nan for k, v in size.items()}
+        )
         return out
 
-    def pr_curve(self, area: str = "all", iou: float | None = 0.5, category: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def pr_curve(
+        self, area: str = "all", iou: float | None = 0.5, category: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(recall thresholds, precision) at one IoU (or averaged over all when None), classes averaged."""
         p = self.precision[:, :, :, self._a(area), -1].astype(float)
         if iou is not None:
-            p = p[self._t(iou):self._t(iou) + 1]
+            p = p[self._t(iou) : self._t(iou) + 1]
         if category is not None:
             k = self.category_ids.index(category)
-            p = p[:, :, k:k + 1]
+            p = p[:, :, k : k + 1]
         p = np.where(p > -1, p, np.nan)
         with np.errstate(invalid="ignore"), _quiet_nanmean():
             curve = np.nanmean(p, axis=(0, 2))
@@ -143,9 +156,14 @@ class CocoEvaluation:
 
     def per_class_table(self) -> list[dict[str, Any]]:
         """AP per class and size range."""
-        return [{"category_id": c, "category": n,
-                 **{f"AP_{a}": self.average_precision(a, category=c) for a in self.area_ranges}}
-                for c, n in zip(self.category_ids, self.category_names)]
+        return [
+            {
+                "category_id": c,
+                "category": n,
+                **{f"AP_{a}": self.average_precision(a, category=c) for a in self.area_ranges},
+            }
+            for c, n in zip(self.category_ids, self.category_names)
+        ]
 
 
 class _quiet_nanmean:
@@ -160,9 +178,14 @@ class _quiet_nanmean:
         self._ctx.__exit__(*exc)
 
 
-def evaluate_one(gt: dict, dets: list[dict], name: str, iou_type: str = "bbox",
-                 area_ranges: Mapping[str, tuple[float, float]] | None = None,
-                 max_dets: Sequence[int] = DEFAULT_MAX_DETS) -> CocoEvaluation:
+def evaluate_one(
+    gt: dict,
+    dets: list[dict],
+    name: str,
+    iou_type: str = "bbox",
+    area_ranges: Mapping[str, tuple[float, float]] | None = None,
+    max_dets: Sequence[int] = DEFAULT_MAX_DETS,
+) -> CocoEvaluation:
     """Evaluate one result list against `gt` (already loaded and checked)."""
     from faster_coco_eval import COCO, COCOeval_faster
 
@@ -185,15 +208,28 @@ def evaluate_one(gt: dict, dets: list[dict], name: str, iou_type: str = "bbox",
     ev.evaluate()
     ev.accumulate()
     cats = coco_gt.loadCats(ev.params.catIds)
-    return CocoEvaluation(name, iou_type, ranges, tuple(max_dets), np.asarray(ev.params.iouThrs),
-                          np.asarray(ev.params.recThrs), list(ev.params.catIds), [c["name"] for c in cats],
-                          np.asarray(ev.eval["precision"]), np.asarray(ev.eval["recall"]),
-                          sized_by)
+    return CocoEvaluation(
+        name,
+        iou_type,
+        ranges,
+        tuple(max_dets),
+        np.asarray(ev.params.iouThrs),
+        np.asarray(ev.params.recThrs),
+        list(ev.params.catIds),
+        [c["name"] for c in cats],
+        np.asarray(ev.eval["precision"]),
+        np.asarray(ev.eval["recall"]),
+        sized_by,
+    )
 
 
-def iter_evaluate(gt: str | Path | dict, results: Mapping[str, str | Path | list], iou_type: str = "bbox",
-                  area_ranges: Mapping[str, tuple[float, float]] | None = None,
-                  max_dets: Sequence[int] = DEFAULT_MAX_DETS) -> Job[dict[str, CocoEvaluation]]:
+def iter_evaluate(
+    gt: str | Path | dict,
+    results: Mapping[str, str | Path | list],
+    iou_type: str = "bbox",
+    area_ranges: Mapping[str, tuple[float, float]] | None = None,
+    max_dets: Sequence[int] = DEFAULT_MAX_DETS,
+) -> Job[dict[str, CocoEvaluation]]:
     """A job (analysis/jobs.py): progress per result file; returns {name: CocoEvaluation}."""
     gt_dict = load_ground_truth(gt)
     if iou_type == "segm":
@@ -206,9 +242,13 @@ def iter_evaluate(gt: str | Path | dict, results: Mapping[str, str | Path | list
     return out
 
 
-def evaluate(gt: str | Path | dict, results: Mapping[str, str | Path | list], iou_type: str = "bbox",
-             area_ranges: Mapping[str, tuple[float, float]] | None = None,
-             max_dets: Sequence[int] = DEFAULT_MAX_DETS) -> dict[str, CocoEvaluation]:
+def evaluate(
+    gt: str | Path | dict,
+    results: Mapping[str, str | Path | list],
+    iou_type: str = "bbox",
+    area_ranges: Mapping[str, tuple[float, float]] | None = None,
+    max_dets: Sequence[int] = DEFAULT_MAX_DETS,
+) -> dict[str, CocoEvaluation]:
     """Evaluate each named result file against the ground truth."""
     return run_job(iter_evaluate(gt, results, iou_type, area_ranges, max_dets))
 
@@ -229,16 +269,21 @@ def per_scale_table(evals: Mapping[str, CocoEvaluation], baseline: str | None = 
     return rows
 
 
-def format_table(evals: Mapping[str, CocoEvaluation], baseline: str | None = None,
-                 columns: Sequence[str] = ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L")) -> str:
+def format_table(
+    evals: Mapping[str, CocoEvaluation],
+    baseline: str | None = None,
+    columns: Sequence[str] = ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L"),
+) -> str:
     """A text table like the papers': values in %, deltas against the baseline in parentheses."""
     if not evals:
         return "(no results)"
     first = next(iter(evals.values()))
     rows = per_scale_table(evals, baseline)
     ranges = ", ".join(f"{k} [{_fmt_area(lo)}, {_fmt_area(hi)})" for k, (lo, hi) in first.area_ranges.items())
-    lines = [f"COCO {first.iou_type} evaluation; maxDets {list(first.max_dets)}; size ranges (px²): {ranges}",
-             f"object size from the {first.area_source}" + (f"; Δ against {baseline}" if baseline else "")]
+    lines = [
+        f"COCO {first.iou_type} evaluation; maxDets {list(first.max_dets)}; size ranges (px²): {ranges}",
+        f"object size from the {first.area_source}" + (f"; Δ against {baseline}" if baseline else ""),
+    ]
     width = max(len(r["backbone"]) for r in rows) + 2
     lines.append("backbone".ljust(width) + "".join(c.rjust(15) for c in columns))
     for r in rows:

@@ -22,7 +22,7 @@ import numpy as np
 
 MAX_JSON_BYTES = 2 << 30  # COCO train2017 instances are ~450 MB; a bigger file is refused unread
 MAX_INT_DIGITS = 20  # 2**63 has 19 digits; longer integer literals are refused before int() sees them
-MAX_ID = 2 ** 63 - 1  # the C++ engine keeps ids in int64
+MAX_ID = 2**63 - 1  # the C++ engine keeps ids in int64
 MAX_COORD = 1e7  # pixels; beyond this a box or polygon is garbage (and w*h loses precision)
 MAX_MASK_SIDE = 100_000
 MAX_RLE_TOKEN = 7  # chars per compressed count: 35 bits, more than any uint32 count needs
@@ -42,7 +42,7 @@ def short_repr(value: Any, limit: int = 60) -> str:
     if isinstance(value, bool) or value is None:
         return repr(value)
     if isinstance(value, int):
-        if abs(value) < 10 ** 30:
+        if abs(value) < 10**30:
             return repr(value)
         return f"an integer of about {value.bit_length() * 0.30103:.0f} digits"
     if isinstance(value, float):
@@ -50,8 +50,7 @@ def short_repr(value: Any, limit: int = 60) -> str:
     if isinstance(value, str):
         return repr(value[:limit]) + ("…" if len(value) > limit else "")
     if isinstance(value, (list, tuple)):
-        inner = ", ".join(short_repr(v, 12) if not isinstance(v, (list, dict)) else type(v).__name__
-                          for v in value[:4])
+        inner = ", ".join(short_repr(v, 12) if not isinstance(v, (list, dict)) else type(v).__name__ for v in value[:4])
         return f"[{inner}{', …' if len(value) > 4 else ''}] (a list of {len(value)})"
     if isinstance(value, dict):
         keys = ", ".join(short_repr(k, 20) for k in list(value)[:4])
@@ -161,15 +160,15 @@ def _bbox(v: Any) -> list[float]:
         x, y, w, h = (float(c) for c in v)
     except OverflowError:  # an int too large for a float
         x = y = w = h = math.inf
-    if not (-MAX_COORD <= x <= MAX_COORD and -MAX_COORD <= y <= MAX_COORD and 0 <= w <= MAX_COORD
-            and 0 <= h <= MAX_COORD):  # also false for NaN
+    if not (
+        -MAX_COORD <= x <= MAX_COORD and -MAX_COORD <= y <= MAX_COORD and 0 <= w <= MAX_COORD and 0 <= h <= MAX_COORD
+    ):  # also false for NaN
         raise _Bad(f"is {short_repr(v)}; expected {expected}, each within ±{MAX_COORD:g}")
     return [x, y, w, h]
 
 
 def _mask_size(v: Any) -> tuple[int, int]:
-    if (not isinstance(v, list) or len(v) != 2
-            or not all(_is_int(s) and 0 <= s <= MAX_MASK_SIDE for s in v)):
+    if not isinstance(v, list) or len(v) != 2 or not all(_is_int(s) and 0 <= s <= MAX_MASK_SIDE for s in v):
         raise _Bad(f"RLE 'size' is {short_repr(v)}; expected [height, width], integers in [0, {MAX_MASK_SIDE}]")
     return int(v[0]), int(v[1])
 
@@ -182,8 +181,7 @@ def _segmentation(v: Any, image_hw: tuple[int, int] | None) -> Any:
             raise _Bad(f"is {short_repr(v)}; expected {polygon}")
         out = []
         for poly in v:
-            if (not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2
-                    or not all(_is_number(c) for c in poly)):
+            if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2 or not all(_is_number(c) for c in poly):
                 raise _Bad(f"has a polygon {short_repr(poly)}; expected {polygon}")
             try:
                 coords = [float(c) for c in poly]
@@ -208,7 +206,7 @@ def _segmentation(v: Any, image_hw: tuple[int, int] | None) -> Any:
             except UnicodeDecodeError:
                 raise _Bad("RLE 'counts' is bytes that are not a compressed COCO RLE string") from None
         if isinstance(counts, list):
-            if not all(_is_int(c) and 0 <= c < 2 ** 32 for c in counts):
+            if not all(_is_int(c) and 0 <= c < 2**32 for c in counts):
                 raise _Bad(f"RLE 'counts' is {short_repr(counts)}; expected run lengths, integers >= 0")
             if sum(counts) != h * w:
                 raise _Bad(f"RLE 'counts' cover {sum(counts)} pixels but its size [{h}, {w}] has {h * w}")
@@ -276,9 +274,9 @@ def _rle_chunk(strings: list[str], lengths: np.ndarray) -> tuple[np.ndarray, np.
     counts = x.copy()
     for chain in (np.flatnonzero(m % 2 == 1), np.flatnonzero((m % 2 == 0) & (m >= 2))):
         counts[chain] = _segmented_cumsum(x[chain], tok_string[chain])
-    bad = (counts < 0) | (counts >= 2 ** 32)
+    bad = (counts < 0) | (counts >= 2**32)
     valid[np.unique(tok_string[bad])] = False
-    totals = np.bincount(tok_string, weights=np.clip(counts, 0, 2 ** 32).astype(float), minlength=n)
+    totals = np.bincount(tok_string, weights=np.clip(counts, 0, 2**32).astype(float), minlength=n)
     return totals.astype(np.int64), valid
 
 
@@ -287,8 +285,9 @@ def _rle_chunk(strings: list[str], lengths: np.ndarray) -> tuple[np.ndarray, np.
 
 def _entries(data: dict, key: str, label: str) -> list:
     if key not in data:
-        raise CocoError(f"{label}: not a COCO ground-truth file: no '{key}' list "
-                        "(needs 'images', 'annotations' and 'categories')")
+        raise CocoError(
+            f"{label}: not a COCO ground-truth file: no '{key}' list (needs 'images', 'annotations' and 'categories')"
+        )
     value = data[key]
     if not isinstance(value, list):
         raise CocoError(f"{label}: '{key}' is {short_repr(value)}; expected a list of objects")
@@ -309,13 +308,16 @@ def _check_each(entries: list, label: str, kind: str, check: Callable[[dict], di
 
 def _id_note(entry: dict) -> str:
     v = entry.get("id")
-    return f" (id {int(v)})" if _is_int(v) and abs(v) < 10 ** 30 else ""
+    return f" (id {int(v)})" if _is_int(v) and abs(v) < 10**30 else ""
 
 
 _EXPECTED = {
-    "id": "an integer id", "image_id": "the integer id of a ground-truth image",
-    "category_id": "the integer id of a ground-truth category", "name": "a string",
-    "bbox": "a list of 4 numbers [x, y, width, height]", "area": "a number >= 0 (the object's size in px²)",
+    "id": "an integer id",
+    "image_id": "the integer id of a ground-truth image",
+    "category_id": "the integer id of a ground-truth category",
+    "name": "a string",
+    "bbox": "a list of 4 numbers [x, y, width, height]",
+    "area": "a number >= 0 (the object's size in px²)",
     "score": "a number (the detection's confidence)",
     "segmentation": "polygons or an RLE {'size': [h, w], 'counts': ...} (segm evaluation needs one on each)",
 }
@@ -331,8 +333,11 @@ def _field(entry: dict, key: str, check: Callable[..., Any], *args: Any) -> Any:
 
 
 def _check_rle_strings(out: list[dict], label: str, kind: str) -> None:
-    where = [(i, d["segmentation"]) for i, d in enumerate(out)
-             if isinstance(d.get("segmentation"), dict) and isinstance(d["segmentation"]["counts"], str)]
+    where = [
+        (i, d["segmentation"])
+        for i, d in enumerate(out)
+        if isinstance(d.get("segmentation"), dict) and isinstance(d["segmentation"]["counts"], str)
+    ]
     if not where:
         return
     totals, valid = rle_string_totals([s["counts"] for _, s in where])
@@ -340,16 +345,20 @@ def _check_rle_strings(out: list[dict], label: str, kind: str) -> None:
         h, w = seg["size"]
         if not ok or total != h * w:
             what = "has a run that is negative or too long" if not ok else f"covers {total} pixels"
-            raise CocoError(f"{label}: {kind}[{i}]{_id_note(out[i])} 'segmentation' RLE 'counts' {what}; "
-                            f"expected runs covering its size [{h}, {w}] = {h * w} pixels exactly")
+            raise CocoError(
+                f"{label}: {kind}[{i}]{_id_note(out[i])} 'segmentation' RLE 'counts' {what}; "
+                f"expected runs covering its size [{h}, {w}] = {h * w} pixels exactly"
+            )
 
 
 def validate_ground_truth(data: Any, label: str) -> dict:
     """A normalised copy of a COCO ground-truth dict (images, annotations, categories with the fields
     evaluation reads), or CocoError naming the first entry that is wrong."""
     if not isinstance(data, dict):
-        raise CocoError(f"{label}: is {short_repr(data)}; a COCO ground-truth file is an object with "
-                        "'images', 'annotations' and 'categories'")
+        raise CocoError(
+            f"{label}: is {short_repr(data)}; a COCO ground-truth file is an object with "
+            "'images', 'annotations' and 'categories'"
+        )
     images_in, anns_in, cats_in = (_entries(data, k, label) for k in ("images", "annotations", "categories"))
 
     def image(e: dict) -> dict:
@@ -377,10 +386,13 @@ def validate_ground_truth(data: Any, label: str) -> dict:
     cat_ids = {c["id"] for c in categories}
 
     def annotation(e: dict) -> dict:
-        out = {"id": _field(e, "id", _id), "image_id": _field(e, "image_id", _known, sizes, "image"),
-               "category_id": _field(e, "category_id", _known, cat_ids, "category"),
-               "bbox": _field(e, "bbox", _bbox),
-               "area": _field(e, "area", _number, 0.0, MAX_COORD ** 2, "a number (px²)")}
+        out = {
+            "id": _field(e, "id", _id),
+            "image_id": _field(e, "image_id", _known, sizes, "image"),
+            "category_id": _field(e, "category_id", _known, cat_ids, "category"),
+            "bbox": _field(e, "bbox", _bbox),
+            "area": _field(e, "area", _number, 0.0, MAX_COORD**2, "a number (px²)"),
+        }
         out["iscrowd"] = _field(e, "iscrowd", _crowd) if "iscrowd" in e else 0
         if "segmentation" in e:
             out["segmentation"] = _field(e, "segmentation", _segmentation, sizes[out["image_id"]])
@@ -407,8 +419,11 @@ def _crowd(v: Any) -> int:
 def _known(v: Any, known: Any, what: str) -> int:
     i = _id(v)
     if i not in known:
-        raise _Bad(f"is {i}, which is not an image id of the ground truth (was it produced on another split?)"
-                   if what == "image" else f"is {i}, which is not a {what} id of the ground truth")
+        raise _Bad(
+            f"is {i}, which is not an image id of the ground truth (was it produced on another split?)"
+            if what == "image"
+            else f"is {i}, which is not a {what} id of the ground truth"
+        )
     return i
 
 
@@ -427,26 +442,31 @@ def validate_results(data: Any, gt: dict, iou_type: str, label: str) -> list[dic
         data = data["annotations"]
     if not isinstance(data, list):
         raise CocoError(f"{label}: is {short_repr(data)}; a COCO result file is a JSON list of detections")
-    sizes = {im["id"]: (im["height"], im["width"]) if "height" in im and "width" in im else None
-             for im in gt["images"]}
+    sizes = {im["id"]: (im["height"], im["width"]) if "height" in im and "width" in im else None for im in gt["images"]}
     cat_ids = {c["id"] for c in gt["categories"]}
     # faster-coco-eval and pycocotools size every detection by the first one's kind: a box when it has one
     with_box = bool(data) and isinstance(data[0], dict) and "bbox" in data[0]
 
     def detection(e: dict) -> dict:
-        out = {"image_id": _field(e, "image_id", _known, sizes, "image"),
-               "category_id": _field(e, "category_id", _known, cat_ids, "category"),
-               "score": _field(e, "score", _number, -1e30, 1e30, "a finite number")}
+        out = {
+            "image_id": _field(e, "image_id", _known, sizes, "image"),
+            "category_id": _field(e, "category_id", _known, cat_ids, "category"),
+            "score": _field(e, "score", _number, -1e30, 1e30, "a finite number"),
+        }
         if iou_type == "bbox" or with_box:
             if "bbox" not in e and iou_type == "segm":
-                raise _Bad("lacks 'bbox' while the first detection has one (the evaluators then size every "
-                           "detection by its box); give all or none a 'bbox'")
+                raise _Bad(
+                    "lacks 'bbox' while the first detection has one (the evaluators then size every "
+                    "detection by its box); give all or none a 'bbox'"
+                )
             out["bbox"] = _field(e, "bbox", _bbox)
         if iou_type == "segm":
             out["segmentation"] = _field(e, "segmentation", _segmentation, sizes[out["image_id"]])
             if isinstance(out["segmentation"], list) and "bbox" not in out:
-                raise _Bad("'segmentation' is a polygon and there is no 'bbox'; segm results are RLEs, "
-                           "or polygons with a 'bbox'")
+                raise _Bad(
+                    "'segmentation' is a polygon and there is no 'bbox'; segm results are RLEs, "
+                    "or polygons with a 'bbox'"
+                )
         return out
 
     out = _check_each(data, label, "detection", detection)
@@ -458,5 +478,7 @@ def require_segmentation(gt: dict, label: str) -> None:
     """CocoError unless every ground-truth annotation has a 'segmentation' (segm evaluation needs it)."""
     for i, a in enumerate(gt["annotations"]):
         if "segmentation" not in a:
-            raise CocoError(f"{label}: annotations[{i}] (id {a['id']}) lacks 'segmentation'; "
-                            "segm evaluation needs a polygon or RLE for every ground-truth object")
+            raise CocoError(
+                f"{label}: annotations[{i}] (id {a['id']}) lacks 'segmentation'; "
+                "segm evaluation needs a polygon or RLE for every ground-truth object"
+            )

@@ -10,7 +10,7 @@ when the names fit side by side; otherwise each stage's run of blocks is named o
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib as mpl
 import numpy as np
@@ -23,15 +23,26 @@ from matplotlib.path import Path
 from matplotlib.textpath import TextToPath
 from matplotlib.transforms import Bbox, blended_transform_factory
 
-from fishspine.analysis.figures.base import new_figure, style_context
 from fishspine.analysis.architecture.graph import EDGE_KIND_LABELS, EDGE_KINDS, ArchitectureGraph
+from fishspine.analysis.figures.base import new_figure, style_context
 
 #: Node colour per role (Okabe-Ito, the house palette).
-ROLE_COLORS = {"stem": "#7f7f7f", "tail": "#0072B2", "body": "#009E73", "head": "#D55E00",
-               "stage": "#0072B2", "permuted": "#56B4E9", "output": "#D55E00"}
+ROLE_COLORS = {
+    "stem": "#7f7f7f",
+    "tail": "#0072B2",
+    "body": "#009E73",
+    "head": "#D55E00",
+    "stage": "#0072B2",
+    "permuted": "#56B4E9",
+    "output": "#D55E00",
+}
 #: Edge colour and line width per kind.
-EDGE_STYLE = {"sequential": ("#4d4d4d", 0.7), "lateral": ("#009E73", 0.9),
-              "down": ("#0072B2", 0.9), "up": ("#D55E00", 0.9)}
+EDGE_STYLE = {
+    "sequential": ("#4d4d4d", 0.7),
+    "lateral": ("#009E73", 0.9),
+    "down": ("#0072B2", 0.9),
+    "up": ("#D55E00", 0.9),
+}
 BAND_SHADES = ("#f0f0f0", "#ffffff")
 NO_VALUE_COLOR = "#ffffff"
 LABEL_MODES = ("auto", "nodes", "groups", "none")
@@ -61,17 +72,21 @@ def figure_size(graph: ArchitectureGraph, with_colorbar: bool = False) -> tuple[
 
 def y_limits(graph: ArchitectureGraph) -> tuple[float, float]:
     """The finest and coarsest y the axes show: the rows, room for names, and every edge's bulge."""
-    ys = np.concatenate([_bezier_points(graph.route(e), 24)[:, 1] for e in graph.edges]) \
-        if graph.edges else np.zeros(0)
+    ys = np.concatenate([_bezier_points(graph.route(e), 24)[:, 1] for e in graph.edges]) if graph.edges else np.zeros(0)
     levels = graph.levels
     top = min([levels[0] - 0.45, *(ys - 0.15)])
     bottom = max([levels[-1] + 0.5, *(ys + 0.15)])
     return float(top), float(bottom)
 
 
-def graph_figure(graph: ArchitectureGraph, values: Mapping[str, float] | None = None,
-                 value_label: str = "", cmap: str = "viridis", log_values: bool = False,
-                 labels: str = "auto") -> Figure:
+def graph_figure(
+    graph: ArchitectureGraph,
+    values: Mapping[str, float] | None = None,
+    value_label: str = "",
+    cmap: str = "viridis",
+    log_values: bool = False,
+    labels: str = "auto",
+) -> Figure:
     """The diagram of `graph`; with `values` (block name -> number) nodes are coloured by it.
 
     `labels`: "nodes" names every block, "groups" each stage's run of blocks, "auto" the first
@@ -93,7 +108,7 @@ def graph_figure(graph: ArchitectureGraph, values: Mapping[str, float] | None = 
         ax.set_ylim(bottom, top)  # fine resolutions on top
         for lvl in levels:
             ax.axhline(lvl, color="#e3e3e3", lw=0.5, zorder=0.5)
-        ax.set_yticks(levels, [f"1/{2 ** lvl}\n{graph.feature_size(lvl)}²" for lvl in levels])
+        ax.set_yticks(levels, [f"1/{2**lvl}\n{graph.feature_size(lvl)}²" for lvl in levels])
         ax.tick_params(axis="y", length=0, pad=4)
         ax.set_ylabel(f"resolution: 1/stride, feature side at {graph.input_size}² input")
         ax.set_xticks([])
@@ -104,9 +119,15 @@ def graph_figure(graph: ArchitectureGraph, values: Mapping[str, float] | None = 
         _draw_edges(ax, graph, radius)
         mappable, has_missing = _draw_nodes(ax, graph, radius, values, cmap, log_values)
         ax.set_title(_title(graph), loc="left", pad=16)
-        ax.legend(handles=_legend_handles(graph, radius, values is None, has_missing, log_values),
-                  loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, borderaxespad=0.0,
-                  handlelength=1.8, labelspacing=0.7)
+        ax.legend(
+            handles=_legend_handles(graph, radius, values is None, has_missing, log_values),
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            frameon=False,
+            borderaxespad=0.0,
+            handlelength=1.8,
+            labelspacing=0.7,
+        )
         if mappable is not None:
             cb = fig.colorbar(mappable, ax=ax, location="bottom", shrink=0.35, aspect=30, pad=0.02)
             cb.set_label(value_label)
@@ -130,16 +151,26 @@ def _node_radii(graph: ArchitectureGraph, max_diameter: float) -> dict[str, floa
     """Marker radius in points per node; area grows with channels."""
     widest = max(n.channels for n in graph.nodes) or 1
     min_diameter = 0.42 * max_diameter
-    return {n.name: (min_diameter + (max_diameter - min_diameter) * math.sqrt(max(n.channels, 0) / widest)) / 2
-            for n in graph.nodes}
+    return {
+        n.name: (min_diameter + (max_diameter - min_diameter) * math.sqrt(max(n.channels, 0) / widest)) / 2
+        for n in graph.nodes
+    }
 
 
 def _draw_bands(ax, graph: ArchitectureGraph) -> None:
     above = blended_transform_factory(ax.transData, ax.transAxes)
     for i, band in enumerate(graph.bands):
         ax.axvspan(band.x_start - 0.5, band.x_end + 0.5, color=BAND_SHADES[i % 2], zorder=0, lw=0)
-        ax.text((band.x_start + band.x_end) / 2, 1.005, band.label, transform=above, ha="center",
-                va="bottom", fontsize=7, color="#333333")
+        ax.text(
+            (band.x_start + band.x_end) / 2,
+            1.005,
+            band.label,
+            transform=above,
+            ha="center",
+            va="bottom",
+            fontsize=7,
+            color="#333333",
+        )
 
 
 class _BezierConnector:
@@ -168,38 +199,75 @@ def _draw_edges(ax, graph: ArchitectureGraph, radius: Mapping[str, float]) -> No
     order = {k: i for i, k in enumerate(EDGE_KINDS)}
     for e in sorted(graph.edges, key=lambda e: order[e.kind]):
         color, lw = EDGE_STYLE[e.kind]
-        arrow = FancyArrowPatch(graph.positions[e.source], graph.positions[e.target],
-                                connectionstyle=_BezierConnector(graph.route(e), ax.transData),
-                                arrowstyle="-|>", mutation_scale=5.5, lw=lw, color=color, alpha=0.9,
-                                zorder=1 + order[e.kind] * 0.1, shrinkA=radius[e.source] + 0.5,
-                                shrinkB=radius[e.target] + 0.8, joinstyle="round", capstyle="round")
+        arrow = FancyArrowPatch(
+            graph.positions[e.source],
+            graph.positions[e.target],
+            connectionstyle=_BezierConnector(graph.route(e), ax.transData),
+            arrowstyle="-|>",
+            mutation_scale=5.5,
+            lw=lw,
+            color=color,
+            alpha=0.9,
+            zorder=1 + order[e.kind] * 0.1,
+            shrinkA=radius[e.source] + 0.5,
+            shrinkB=radius[e.target] + 0.8,
+            joinstyle="round",
+            capstyle="round",
+        )
         ax.add_patch(arrow)
 
 
-def _draw_nodes(ax, graph: ArchitectureGraph, radius: Mapping[str, float], values: Mapping[str, float] | None,
-                cmap: str, log_values: bool):
+def _draw_nodes(
+    ax,
+    graph: ArchitectureGraph,
+    radius: Mapping[str, float],
+    values: Mapping[str, float] | None,
+    cmap: str,
+    log_values: bool,
+):
     """Scatter the nodes; returns (the colour mappable or None, whether some node has no value)."""
     xy = [graph.positions[n.name] for n in graph.nodes]
     sizes = [(2 * radius[n.name]) ** 2 for n in graph.nodes]
     if values is None:
-        ax.scatter(*zip(*xy), s=sizes, c=[ROLE_COLORS.get(n.role, "#333333") for n in graph.nodes],
-                   edgecolors="white", linewidths=0.6, zorder=3)
+        ax.scatter(
+            *zip(*xy),
+            s=sizes,
+            c=[ROLE_COLORS.get(n.role, "#333333") for n in graph.nodes],
+            edgecolors="white",
+            linewidths=0.6,
+            zorder=3,
+        )
         return None, False
     vals = [_usable(values.get(n.name), log_values) for n in graph.nodes]
     known = [i for i, v in enumerate(vals) if v is not None]
     missing = [i for i, v in enumerate(vals) if v is None]
     if missing:
-        ax.scatter([xy[i][0] for i in missing], [xy[i][1] for i in missing], s=[sizes[i] for i in missing],
-                   c=NO_VALUE_COLOR, edgecolors="#777777", linewidths=0.6, zorder=3)
+        ax.scatter(
+            [xy[i][0] for i in missing],
+            [xy[i][1] for i in missing],
+            s=[sizes[i] for i in missing],
+            c=NO_VALUE_COLOR,
+            edgecolors="#777777",
+            linewidths=0.6,
+            zorder=3,
+        )
     if not known:
         return None, True
     lo, hi = min(vals[i] for i in known), max(vals[i] for i in known)
     if lo == hi:  # one value: a colour bar still needs a range
         lo, hi = (lo / 2, hi * 2) if log_values else (lo - 0.5, hi + 0.5)
     norm = mpl.colors.LogNorm(lo, hi) if log_values else mpl.colors.Normalize(lo, hi)
-    sc = ax.scatter([xy[i][0] for i in known], [xy[i][1] for i in known], s=[sizes[i] for i in known],
-                    c=[vals[i] for i in known], cmap=cmap, norm=norm, edgecolors="#333333", linewidths=0.4,
-                    zorder=3)
+    sc = ax.scatter(
+        [xy[i][0] for i in known],
+        [xy[i][1] for i in known],
+        s=[sizes[i] for i in known],
+        c=[vals[i] for i in known],
+        cmap=cmap,
+        norm=norm,
+        edgecolors="#333333",
+        linewidths=0.4,
+        zorder=3,
+    )
     return sc, bool(missing)
 
 
@@ -209,24 +277,56 @@ def _usable(value: float | None, log_values: bool) -> float | None:
     return float(value)
 
 
-def _legend_handles(graph: ArchitectureGraph, radius: Mapping[str, float], by_role: bool, has_missing: bool,
-                    log_values: bool) -> list:
+def _legend_handles(
+    graph: ArchitectureGraph, radius: Mapping[str, float], by_role: bool, has_missing: bool, log_values: bool
+) -> list:
     kinds = {e.kind for e in graph.edges}
-    handles: list = [Line2D([], [], color=EDGE_STYLE[k][0], lw=1.4, label=EDGE_KIND_LABELS[k])
-                     for k in EDGE_KINDS if k in kinds]
+    handles: list = [
+        Line2D([], [], color=EDGE_STYLE[k][0], lw=1.4, label=EDGE_KIND_LABELS[k]) for k in EDGE_KINDS if k in kinds
+    ]
     if by_role:
         for role in dict.fromkeys(n.role for n in graph.nodes):
-            handles.append(Line2D([], [], marker="o", ls="", markersize=6, markeredgecolor="white",
-                                  color=ROLE_COLORS.get(role, "#333333"), label=role))
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    marker="o",
+                    ls="",
+                    markersize=6,
+                    markeredgecolor="white",
+                    color=ROLE_COLORS.get(role, "#333333"),
+                    label=role,
+                )
+            )
     if has_missing:
-        handles.append(Line2D([], [], marker="o", ls="", markersize=6, markerfacecolor=NO_VALUE_COLOR,
-                              markeredgecolor="#777777", label="no value" + (" or ≤ 0" if log_values else "")))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                marker="o",
+                ls="",
+                markersize=6,
+                markerfacecolor=NO_VALUE_COLOR,
+                markeredgecolor="#777777",
+                label="no value" + (" or ≤ 0" if log_values else ""),
+            )
+        )
     # Marker size is channels: show the narrowest and the widest block.
     narrow = min(graph.nodes, key=lambda n: n.channels)
     wide = max(graph.nodes, key=lambda n: n.channels)
     for n in dict.fromkeys((narrow, wide)):
-        handles.append(Line2D([], [], marker="o", ls="", color="#bbbbbb", markeredgecolor="white",
-                              markersize=2 * radius[n.name], label=f"{n.channels} channels"))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                marker="o",
+                ls="",
+                color="#bbbbbb",
+                markeredgecolor="white",
+                markersize=2 * radius[n.name],
+                label=f"{n.channels} channels",
+            )
+        )
     return handles
 
 
@@ -243,7 +343,7 @@ def _bezier_points(route, n: int) -> np.ndarray:
     """`n` points along a cubic Bezier given by its four control points."""
     p = np.asarray(route, dtype=float)
     t = np.linspace(0.0, 1.0, n)[:, None]
-    return ((1 - t) ** 3) * p[0] + 3 * ((1 - t) ** 2) * t * p[1] + 3 * (1 - t) * t ** 2 * p[2] + t ** 3 * p[3]
+    return ((1 - t) ** 3) * p[0] + 3 * ((1 - t) ** 2) * t * p[1] + 3 * (1 - t) * t**2 * p[2] + t**3 * p[3]
 
 
 def _draw_labels(ax, graph: ArchitectureGraph, radius: Mapping[str, float], mode: str) -> None:
@@ -260,13 +360,25 @@ def _draw_labels(ax, graph: ArchitectureGraph, radius: Mapping[str, float], mode
         cx, cy = to_px(graph.positions[n.name])
         r = radius[n.name] * px_per_pt
         markers.append(Bbox([[cx - r, cy - r], [cx + r, cy + r]]))
-    edge_px = np.concatenate([to_px(_bezier_points(graph.route(e), 12 + 4 * int(abs(
-        graph.positions[e.target][0] - graph.positions[e.source][0])))) for e in graph.edges]) \
-        if graph.edges else np.zeros((0, 2))
+    edge_px = (
+        np.concatenate(
+            [
+                to_px(
+                    _bezier_points(
+                        graph.route(e), 12 + 4 * int(abs(graph.positions[e.target][0] - graph.positions[e.source][0]))
+                    )
+                )
+                for e in graph.edges
+            ]
+        )
+        if graph.edges
+        else np.zeros((0, 2))
+    )
 
     def crossings(box: Bbox) -> int:
-        inside = ((edge_px[:, 0] > box.x0) & (edge_px[:, 0] < box.x1)
-                  & (edge_px[:, 1] > box.y0) & (edge_px[:, 1] < box.y1))
+        inside = (
+            (edge_px[:, 0] > box.x0) & (edge_px[:, 0] < box.x1) & (edge_px[:, 1] > box.y0) & (edge_px[:, 1] < box.y1)
+        )
         return int(np.count_nonzero(inside))
 
     def place(names: Sequence[str], text: str, fontsize: float, kept: list[Bbox]) -> tuple[Bbox, float] | None:
@@ -285,13 +397,20 @@ def _draw_labels(ax, graph: ArchitectureGraph, radius: Mapping[str, float], mode
 
     def draw(names: Sequence[str], text: str, fontsize: float, offset: float) -> None:
         xs = [graph.positions[k][0] for k in names]
-        t = ax.annotate(text, ((min(xs) + max(xs)) / 2, graph.positions[names[0]][1]), xytext=(0, offset),
-                        textcoords="offset points", ha="center", va="top" if offset < 0 else "bottom",
-                        fontsize=fontsize, color="#222222", zorder=4,
-                        # A light backing keeps a name readable where an edge passes under it (a
-                        # stroke halo would turn the text into outlines in SVG and PDF).
-                        bbox={"boxstyle": "square,pad=0.08", "facecolor": "white", "edgecolor": "none",
-                              "alpha": 0.8})
+        t = ax.annotate(
+            text,
+            ((min(xs) + max(xs)) / 2, graph.positions[names[0]][1]),
+            xytext=(0, offset),
+            textcoords="offset points",
+            ha="center",
+            va="top" if offset < 0 else "bottom",
+            fontsize=fontsize,
+            color="#222222",
+            zorder=4,
+            # A light backing keeps a name readable where an edge passes under it (a
+            # stroke halo would turn the text into outlines in SVG and PDF).
+            bbox={"boxstyle": "square,pad=0.08", "facecolor": "white", "edgecolor": "none", "alpha": 0.8},
+        )
         t.set_in_layout(False)  # placed after the layout was fixed; must not move it
 
     if mode in ("auto", "nodes"):

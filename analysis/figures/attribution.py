@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from fishspine.analysis.attribution.activations import ActivationResult, sample_rows
 from fishspine.analysis.attribution.cam import CamResult, overlay
-from fishspine.analysis.figures.base import ViewExport, model_color, new_figure, style_context
 from fishspine.analysis.attribution.gradients import GradientTrace
+from fishspine.analysis.figures.base import ViewExport, model_color, new_figure, style_context
 
 
-def activation_gallery_figure(image: np.ndarray, results: Mapping[str, ActivationResult], rows: int = 8,
-                              cmap: str = "inferno") -> Figure:
+def activation_gallery_figure(
+    image: np.ndarray, results: Mapping[str, ActivationResult], rows: int = 8, cmap: str = "inferno"
+) -> Figure:
     """Rows = blocks at matching relative depth (shallow at the top), columns = models."""
     labels = list(results)
     picks = {m: sample_rows(len(r.blocks), rows) for m, r in results.items()}
@@ -38,11 +39,10 @@ def activation_gallery_figure(image: np.ndarray, results: Mapping[str, Activatio
                 ax.set_yticks([])
                 for s in ax.spines.values():
                     s.set_visible(False)
-                ax.set_xlabel(f"{b.name} · {b.role} · 1/{2 ** b.level}", fontsize=5.5, labelpad=1)
+                ax.set_xlabel(f"{b.name} · {b.role} · 1/{2**b.level}", fontsize=5.5, labelpad=1)
         norm = next(iter(results.values())).normalisation if results else ""
         red = next(iter(results.values())).reduction if results else ""
-        fig.suptitle(f"Block activations ({red}, normalised per {norm})\nrows at matching relative depth",
-                     fontsize=8)
+        fig.suptitle(f"Block activations ({red}, normalised per {norm})\nrows at matching relative depth", fontsize=8)
     return fig
 
 
@@ -85,33 +85,51 @@ def gradient_trace_figure(traces: Mapping[str, GradientTrace], which: str = "out
     return fig
 
 
-
 # ---------------------------------------------------------------------- exports (the app's and the CLI's)
 
 
-def activations_export(image_label: str, shown: np.ndarray, results: Mapping[str, ActivationResult],
-                       rows: int = 8) -> ViewExport:
+def activations_export(
+    image_label: str, shown: np.ndarray, results: Mapping[str, ActivationResult], rows: int = 8
+) -> ViewExport:
     """The activation gallery of one image as exported: figure, one CSV row per block, JSON."""
     data = [row for r in results.values() for row in r.rows()]
     first = next(iter(results.values()), None)
-    payload = {"image": image_label, "input_size": list(shown.shape[:2]),
-               "reduction": first.reduction if first else "", "normalisation": first.normalisation if first else "",
-               "blocks": data}
+    payload = {
+        "image": image_label,
+        "input_size": list(shown.shape[:2]),
+        "reduction": first.reduction if first else "",
+        "normalisation": first.normalisation if first else "",
+        "blocks": data,
+    }
     return ViewExport(lambda: activation_gallery_figure(shown, results, rows=rows), data, payload)
 
 
 def cam_export(image_label: str, shown: np.ndarray, cams: Mapping[str, CamResult], alpha: float = 0.5) -> ViewExport:
     """The CAM overlays of one image as exported."""
-    data = [{"model": m, "block": c.block, "method": c.method, "target": c.target_label,
-             "class_index": c.class_index, "raw_max": c.raw_max} for m, c in cams.items()]
+    data = [
+        {
+            "model": m,
+            "block": c.block,
+            "method": c.method,
+            "target": c.target_label,
+            "class_index": c.class_index,
+            "raw_max": c.raw_max,
+        }
+        for m, c in cams.items()
+    ]
     payload = {"image": image_label, "input_size": list(shown.shape[:2]), "alpha": alpha, "cams": data}
     return ViewExport(lambda: cam_figure(shown, cams, alpha=alpha), data, payload)
 
 
-def gradients_export(images: list[str], input_size: int, traces: Mapping[str, GradientTrace],
-                     which: str = "output") -> ViewExport:
+def gradients_export(
+    images: list[str], input_size: int, traces: Mapping[str, GradientTrace], which: str = "output"
+) -> ViewExport:
     """The gradient traces as exported: the ratio and the loss of the plotted norms (`which`)."""
     data = [row for t in traces.values() for row in t.rows()]
-    payload = {"images": images, "input_size": input_size, "which": which,
-               "models": {m: t.summary(which) for m, t in traces.items()}}
+    payload = {
+        "images": images,
+        "input_size": input_size,
+        "which": which,
+        "models": {m: t.summary(which) for m, t in traces.items()},
+    }
     return ViewExport(lambda: gradient_trace_figure(traces, which), data, payload)

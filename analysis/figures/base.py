@@ -75,8 +75,11 @@ def figure_bytes(fig: Figure, fmt: str) -> bytes:
         raise ValueError(f"unknown figure format {fmt!r}; use one of {', '.join(FIGURE_FORMATS)}")
     buf = io.BytesIO()
     # No dates in the files: the same figure gives the same bytes, from the app or the command line.
-    metadata = {"png": None, "svg": {"Creator": "fishspine", "Date": None},
-                "pdf": {"Creator": "fishspine", "CreationDate": None}}[fmt]
+    metadata = {
+        "png": None,
+        "svg": {"Creator": "fishspine", "Date": None},
+        "pdf": {"Creator": "fishspine", "CreationDate": None},
+    }[fmt]
     with matplotlib.rc_context(STYLE):
         fig.savefig(buf, format=fmt, dpi=PNG_DPI if fmt == "png" else None, metadata=metadata)
     return buf.getvalue()
@@ -89,8 +92,7 @@ def save_figure(fig: Figure, path: str | os.PathLike, formats: Iterable[str] | N
     if formats is None:
         fmt = path.suffix.lstrip(".").lower()
         if fmt not in FIGURE_FORMATS:
-            raise ValueError(f"{path}: unknown figure format {fmt or '(none)'!r}; "
-                             f"use a .png, .svg or .pdf file name")
+            raise ValueError(f"{path}: unknown figure format {fmt or '(none)'!r}; use a .png, .svg or .pdf file name")
         targets = [(path, fmt)]
     else:
         targets = [(path.with_suffix(f".{f}"), f) for f in formats]
@@ -144,8 +146,7 @@ class ViewExport:
         return written
 
 
-def write_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]],
-              columns: Sequence[str] | None = None) -> Path:
+def write_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> Path:
     """Write `rows` (dicts) as CSV with a header, atomically."""
     path = Path(path)
     columns = list(columns) if columns is not None else list(dict.fromkeys(k for r in rows for k in r))

@@ -4,7 +4,7 @@ per-class x per-size heat map, and the table itself."""
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -26,13 +26,21 @@ def size_bars_figure(evals: Mapping[str, CocoEvaluation], baseline: str | None =
         for j, r in enumerate(rows):
             xs = np.arange(len(SIZES)) + (j - (n - 1) / 2) * width
             vals = [r[key] for _, key in SIZES]
-            bars = ax.bar(xs, [0 if math.isnan(v) else v for v in vals], width * 0.92, color=model_color(j),
-                          label=r["backbone"])
+            bars = ax.bar(
+                xs, [0 if math.isnan(v) else v for v in vals], width * 0.92, color=model_color(j), label=r["backbone"]
+            )
             for bar, (_, key) in zip(bars, SIZES):
                 d = r.get(f"Δ{key}")
                 text = f"{r[key]:.1f}" if d is None or math.isnan(d) else f"{d:+.1f}"
-                ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), xytext=(0, 2),
-                            textcoords="offset points", ha="center", va="bottom", fontsize=6)
+                ax.annotate(
+                    text,
+                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                    ha="center",
+                    va="bottom",
+                    fontsize=6,
+                )
         ax.set_xticks(range(len(SIZES)), [f"{s}\n{k}" for s, k in SIZES])
         ax.set_ylabel("AP (%)")
         first = next(iter(evals.values()))
@@ -61,8 +69,10 @@ def pr_curves_figure(evals: Mapping[str, CocoEvaluation], iou: float | None = 0.
             ax.set_ylim(0, 1.02)
             ax.legend(frameon=False, fontsize=5.5, loc="lower left")
         np.atleast_1d(axes)[0].set_ylabel("precision")
-        fig.suptitle(f"Precision-recall per size range, IoU {'0.50:0.95' if iou is None else f'{iou:.2f}'} "
-                     "(AP in the legend)", fontsize=8)
+        fig.suptitle(
+            f"Precision-recall per size range, IoU {'0.50:0.95' if iou is None else f'{iou:.2f}'} (AP in the legend)",
+            fontsize=8,
+        )
     return fig
 
 
@@ -81,8 +91,15 @@ def per_class_figure(ev: CocoEvaluation) -> Figure:
         for i in range(data.shape[0]):
             for j in range(data.shape[1]):
                 v = data[i, j]
-                ax.text(j, i, "-" if math.isnan(v) else f"{v:.0f}", ha="center", va="center", fontsize=5.5,
-                        color="white" if not math.isnan(v) and v < 55 else "black")
+                ax.text(
+                    j,
+                    i,
+                    "-" if math.isnan(v) else f"{v:.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=5.5,
+                    color="white" if not math.isnan(v) and v < 55 else "black",
+                )
         fig.colorbar(im, ax=ax, label="AP (%)", fraction=0.05)
         ax.set_title(f"{ev.name}: AP per class and size")
     return fig
@@ -104,11 +121,18 @@ def table_figure(evals: Mapping[str, CocoEvaluation], baseline: str | None = Non
     with style_context():
         ax = fig.add_subplot()
         ax.axis("off")
-        t = ax.table(cellText=cells, rowLabels=[r["backbone"] for r in rows], colLabels=list(cols), loc="center",
-                     cellLoc="center")
+        t = ax.table(
+            cellText=cells,
+            rowLabels=[r["backbone"] for r in rows],
+            colLabels=list(cols),
+            loc="center",
+            cellLoc="center",
+        )
         t.auto_set_font_size(False)
         t.set_fontsize(7)
         first = next(iter(evals.values()))
-        ax.set_title(f"COCO {first.iou_type}, maxDets {first.max_dets[-1]}"
-                     + (f", Δ vs {baseline}" if baseline else ""), fontsize=8)
+        ax.set_title(
+            f"COCO {first.iou_type}, maxDets {first.max_dets[-1]}" + (f", Δ vs {baseline}" if baseline else ""),
+            fontsize=8,
+        )
     return fig

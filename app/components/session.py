@@ -57,10 +57,13 @@ class ValidSession:
 
     def to_json(self) -> dict[str, Any]:
         """The session as the file stores it."""
-        return {"fishspine_session": SESSION_VERSION,
-                "models": [{"label": m.label, "source": m.source} for m in self.models],
-                "images": list(self.images), "selected_image": self.selected_image,
-                "settings": dict(self.settings)}
+        return {
+            "fishspine_session": SESSION_VERSION,
+            "models": [{"label": m.label, "source": m.source} for m in self.models],
+            "images": list(self.images),
+            "selected_image": self.selected_image,
+            "settings": dict(self.settings),
+        }
 
 
 def _show(value: Any) -> str:
@@ -70,7 +73,7 @@ def _show(value: Any) -> str:
     if isinstance(value, bool) or value is None or isinstance(value, float):
         return repr(value)
     if isinstance(value, int):
-        return repr(value) if abs(value) < 10 ** 20 else "a very large integer"
+        return repr(value) if abs(value) < 10**20 else "a very large integer"
     if isinstance(value, list):
         return f"a list of {len(value)}"
     if isinstance(value, dict):
@@ -87,6 +90,7 @@ def _int(lo: int, hi: int) -> Callable[[str, Any], int]:
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
             raise _bad(key, value, f"an integer from {lo} to {hi}")
         return value
+
     return check
 
 
@@ -95,12 +99,12 @@ def _choice(options: tuple[str, ...]) -> Callable[[str, Any], str]:
         if not isinstance(value, str) or value not in options:
             raise _bad(key, value, ", ".join(repr(o) for o in options))
         return value
+
     return check
 
 
 def _path(key: str, value: Any, empty: bool = True) -> str:
-    if (not isinstance(value, str) or len(value) > MAX_PATH or "\x00" in value
-            or (not empty and not value.strip())):
+    if not isinstance(value, str) or len(value) > MAX_PATH or "\x00" in value or (not empty and not value.strip()):
         raise _bad(key, value, f"a file path (a string of {'0' if empty else '1'} to {MAX_PATH} characters, no NUL)")
     return value
 
@@ -168,8 +172,9 @@ def zoo_source(source: str) -> tuple[str, float]:
     except ValueError:
         width = math.nan
     if not (math.isfinite(width) and 0 < width <= ZOO_WIDTH_MAX):
-        raise ValueError(f"model source {source[:80]!r}: width {width_text[:32]!r} is not a number in "
-                         f"(0, {ZOO_WIDTH_MAX:g}]")
+        raise ValueError(
+            f"model source {source[:80]!r}: width {width_text[:32]!r} is not a number in (0, {ZOO_WIDTH_MAX:g}]"
+        )
     return name, width
 
 
@@ -179,8 +184,11 @@ def _models(value: Any) -> list[SessionModel]:
     out = []
     for i, m in enumerate(value):
         if not isinstance(m, dict) or "source" not in m or "label" not in m:
-            raise _bad(f"models[{i}]", m, "an object with 'label' (a string) and 'source' (a checkpoint path "
-                                          "or zoo:NAME:WIDTH)")
+            raise _bad(
+                f"models[{i}]",
+                m,
+                "an object with 'label' (a string) and 'source' (a checkpoint path or zoo:NAME:WIDTH)",
+            )
         label = _label(f"models[{i}].label", m["label"])
         source = _path(f"models[{i}].source", m["source"], empty=False)
         if source.startswith("zoo:"):
@@ -209,8 +217,13 @@ def validate_session(data: Any) -> tuple[ValidSession, list[str]]:
     version = data.get("fishspine_session")
     if isinstance(version, bool) or version != SESSION_VERSION:
         raise _bad("fishspine_session", version, f"{SESSION_VERSION} (this app's session format)")
-    warnings = [f"session key {k[:60]!r} is not one this app knows; ignored" if isinstance(k, str)
-                else "a session key that is not a string was ignored" for k in data if k not in TOP_LEVEL]
+    warnings = [
+        f"session key {k[:60]!r} is not one this app knows; ignored"
+        if isinstance(k, str)
+        else "a session key that is not a string was ignored"
+        for k in data
+        if k not in TOP_LEVEL
+    ]
     session = ValidSession()
     if "models" in data:
         session.models = _models(data["models"])
@@ -228,4 +241,3 @@ def validate_session(data: Any) -> tuple[ValidSession, list[str]]:
             continue
         session.settings[key] = SETTINGS_SCHEMA[key](f"settings.{key}", value)
     return session, warnings
-

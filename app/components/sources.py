@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import fishspine.assets
-
 from fishspine.app.components.state import ImageEntry, ModelEntry
 
 CHECKPOINT_SUFFIXES = {".pth", ".pt", ".tar", ".safetensors", ".bin", ".ckpt"}
@@ -48,12 +47,28 @@ def _load_model_source(source: str, device: str) -> ModelEntry:
         _, name, width = source.split(":")
         model = create_model(name, width=float(width)).to(device).eval()
         label = name if float(width) == 1.0 else f"{name}×{float(width):g}"
-        return ModelEntry(label, model, name, model_family(name), sum(p.numel() for p in model.parameters()),
-                          source, trained=False, device=str(device))
+        return ModelEntry(
+            label,
+            model,
+            name,
+            model_family(name),
+            sum(p.numel() for p in model.parameters()),
+            source,
+            trained=False,
+            device=str(device),
+        )
     ckpt = load_checkpoint(source, device)
     trained = ckpt.format != "fishspine" or bool(ckpt.meta.get("trained_on"))
-    return ModelEntry(Path(source).stem, ckpt.model, ckpt.variant, ckpt.family, ckpt.num_params, str(source),
-                      trained=trained, device=str(device))
+    return ModelEntry(
+        Path(source).stem,
+        ckpt.model,
+        ckpt.variant,
+        ckpt.family,
+        ckpt.num_params,
+        str(source),
+        trained=trained,
+        device=str(device),
+    )
 
 
 def load_image_path(path: str | Path) -> ImageEntry:
@@ -83,11 +98,13 @@ def demo_sources() -> dict:
     """
     checkpoints = sorted(DEMO_DIR.glob("checkpoints/*.safetensors"), key=baseline_first) if DEMO_DIR.is_dir() else []
     if not checkpoints:
-        return {"models": [f"zoo:{n}:{DEMO_WIDTH}" for n in DEMO_ZOO], "images": [], "coco_gt": "",
-                "coco_results": {}}
+        return {"models": [f"zoo:{n}:{DEMO_WIDTH}" for n in DEMO_ZOO], "images": [], "coco_gt": "", "coco_results": {}}
     coco = DEMO_DIR / "coco"
     gt = coco / "instances_val.json"
     results = {p.stem: str(p) for p in sorted(coco.glob("*.json"), key=baseline_first) if p != gt}
-    return {"models": [str(p) for p in checkpoints],
-            "images": [str(p) for p in images_in(DEMO_DIR / "images")] if (DEMO_DIR / "images").is_dir() else [],
-            "coco_gt": str(gt) if gt.exists() else "", "coco_results": results}
+    return {
+        "models": [str(p) for p in checkpoints],
+        "images": [str(p) for p in images_in(DEMO_DIR / "images")] if (DEMO_DIR / "images").is_dir() else [],
+        "coco_gt": str(gt) if gt.exists() else "",
+        "coco_results": results,
+    }

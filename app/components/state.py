@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from fishspine.analysis.options import DEFAULT_INPUT_SIZE
 
@@ -260,11 +261,13 @@ class AppState:
     # -- sessions
     def session(self) -> dict[str, Any]:
         """The session as plain data: sources, images, settings."""
-        return {"fishspine_session": SESSION_VERSION,
-                "models": [{"label": m.label, "source": m.source} for m in self.models],
-                "images": [im.path for im in self.images if im.path],
-                "selected_image": self.selected_image,
-                "settings": asdict(self.settings)}
+        return {
+            "fishspine_session": SESSION_VERSION,
+            "models": [{"label": m.label, "source": m.source} for m in self.models],
+            "images": [im.path for im in self.images if im.path],
+            "selected_image": self.selected_image,
+            "settings": asdict(self.settings),
+        }
 
     def save_session(self, path: str | Path) -> Path:
         from fishspine.models.atomic_files import atomic_write_bytes

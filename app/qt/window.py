@@ -12,25 +12,42 @@ import argparse
 import sys
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QIcon, QImage, QPixmap
-from PySide6.QtWidgets import (QApplication, QComboBox, QFileDialog, QHBoxLayout, QInputDialog, QLabel, QListWidget,
-                               QListWidgetItem, QMainWindow, QMenu, QPlainTextEdit, QProgressBar, QPushButton,
-                               QSpinBox, QSplitter, QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QApplication,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QMenu,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from fishspine.analysis.jobs import Progress
 from fishspine.analysis.options import CAM_METHODS, IMAGE_SIZE_RANGE, NORMALISATIONS, PRECISIONS, REDUCTIONS
-
+from fishspine.app.components.sources import classify, demo_sources, images_in, load_image_path, load_model_source
+from fishspine.app.components.state import AppState, ImageEntry, read_session
 from fishspine.app.qt.views.architecture import ArchitectureView
+from fishspine.app.qt.views.base import View, bind_setting
 from fishspine.app.qt.views.coco import CocoView
 from fishspine.app.qt.views.gradients import GradientView
 from fishspine.app.qt.views.images import ActivationsView, CamView
-from fishspine.app.components.sources import classify, demo_sources, images_in, load_image_path, load_model_source
-from fishspine.app.components.state import AppState, ImageEntry, read_session
-from fishspine.app.qt.views.base import View, bind_setting
 from fishspine.app.qt.workers import GeneratorWorker, start
 
 THUMB_PX = 96  # longer side of an image in the strip
@@ -41,6 +58,8 @@ def thumbnail(pixels):
     from fishspine.analysis.images import resize_longer_side
 
     return resize_longer_side(pixels, THUMB_PX).copy()
+
+
 VIEWS = ("activations", "cam", "gradients", "architecture", "coco")
 # Settings whose change the views must see re-derived (a pass runs only when the engine lacks one).
 ANALYSIS_SETTINGS = {"reduction", "normalisation", "cam_method", "image_size", "class_index", "precision"}
@@ -107,8 +126,9 @@ class MainWindow(QMainWindow):
         self.size_box.setSingleStep(32)
         self.size_box.setSuffix(" px")
         self.size_box.setKeyboardTracking(False)  # typing 512 must not analyse at 5 and 51 on the way
-        self.size_box.setToolTip("input size: the longer side of the image as the models see it "
-                                 "(the command line's --size)")
+        self.size_box.setToolTip(
+            "input size: the longer side of the image as the models see it (the command line's --size)"
+        )
         for label, box in (("device", self.device_box), ("precision", self.precision_box)):
             row.addWidget(QLabel(label))
             row.addWidget(box)
@@ -130,10 +150,14 @@ class MainWindow(QMainWindow):
         lv.addWidget(self.messages, 1)
 
         self.tabs = QTabWidget()
-        self.views = {"activations": ActivationsView(self.state), "cam": CamView(self.state, self.run_job, self.engine),
-                      "gradients": GradientView(self.state), "architecture": ArchitectureView(self.state, self.run_job),
-                      "coco": CocoView(self.state, self.run_job)}
-        for name, view in self.views.items():
+        self.views = {
+            "activations": ActivationsView(self.state),
+            "cam": CamView(self.state, self.run_job, self.engine),
+            "gradients": GradientView(self.state),
+            "architecture": ArchitectureView(self.state, self.run_job),
+            "coco": CocoView(self.state, self.run_job),
+        }
+        for view in self.views.values():
             self.tabs.addTab(view, view.title)
         splitter = QSplitter()
         splitter.addWidget(left)
@@ -150,12 +174,14 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.cancel_button)
 
         menu = self.menuBar().addMenu("&File")
-        for text, slot, key in (("Open checkpoint…", self.open_checkpoint_dialog, "Ctrl+O"),
-                                ("Add zoo model…", self.add_zoo_dialog, None),
-                                ("Add images…", self.open_images_dialog, "Ctrl+I"),
-                                ("Save session…", self.save_session_dialog, "Ctrl+S"),
-                                ("Open session…", self.open_session_dialog, None),
-                                ("Quit", self.close, "Ctrl+Q")):
+        for text, slot, key in (
+            ("Open checkpoint…", self.open_checkpoint_dialog, "Ctrl+O"),
+            ("Add zoo model…", self.add_zoo_dialog, None),
+            ("Add images…", self.open_images_dialog, "Ctrl+I"),
+            ("Save session…", self.save_session_dialog, "Ctrl+S"),
+            ("Open session…", self.open_session_dialog, None),
+            ("Quit", self.close, "Ctrl+Q"),
+        ):
             act = QAction(text, self)
             if key:
                 act.setShortcut(key)
@@ -174,9 +200,13 @@ class MainWindow(QMainWindow):
         s.image_removed.connect(lambda entry: self.engine.forget(image=entry.key))
         self.tabs.currentChanged.connect(lambda _i: self.current_view().refresh())
         # Each control writes its setting and follows it (a session, the GPU fallback, another view).
-        for name, box in (("device", self.device_box), ("precision", self.precision_box),
-                          ("reduction", self.reduction_box), ("normalisation", self.norm_box),
-                          ("image_size", self.size_box)):
+        for name, box in (
+            ("device", self.device_box),
+            ("precision", self.precision_box),
+            ("reduction", self.reduction_box),
+            ("normalisation", self.norm_box),
+            ("image_size", self.size_box),
+        ):
             bind_setting(s, box, name)
 
     def current_view(self) -> View:
@@ -194,8 +224,10 @@ class MainWindow(QMainWindow):
         self.model_list.clear()
         for m in self.state.models:
             badge = "" if m.trained else "  [untrained]"
-            item = QListWidgetItem(f"{m.label}{badge}\n  {m.variant} · {m.params / 1e6:.2f} M params · "
-                                   f"{m.macs / 1e9:.2f} GMACs@{m.model.spec.input_size} · {m.device}")
+            item = QListWidgetItem(
+                f"{m.label}{badge}\n  {m.variant} · {m.params / 1e6:.2f} M params · "
+                f"{m.macs / 1e9:.2f} GMACs@{m.model.spec.input_size} · {m.device}"
+            )
             item.setData(Qt.UserRole, m.label)
             if not m.trained:
                 item.setForeground(Qt.darkRed)
@@ -239,8 +271,9 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(text.splitlines()[0], 8000)
 
     # ------------------------------------------------------------------ jobs
-    def run_job(self, title: str, job: Callable, on_result: Callable[[Any], None],
-                on_end: Callable[[], None] | None = None) -> GeneratorWorker:
+    def run_job(
+        self, title: str, job: Callable, on_result: Callable[[Any], None], on_end: Callable[[], None] | None = None
+    ) -> GeneratorWorker:
         """Run `job` in a worker; `on_result` gets its result, `on_end` runs however it ended."""
         worker = GeneratorWorker(job)
         self._workers.add(worker)
@@ -261,8 +294,15 @@ class MainWindow(QMainWindow):
                 self.state.notify("info", f"{title} cancelled")
 
         live = self._while_open
-        worker.signals.progress.connect(live(lambda d, t, text: (
-            self.progress.setMaximum(t), self.progress.setValue(d), self.progress.setFormat(f"{title}: {text} (%p%)"))))
+        worker.signals.progress.connect(
+            live(
+                lambda d, t, text: (
+                    self.progress.setMaximum(t),
+                    self.progress.setValue(d),
+                    self.progress.setFormat(f"{title}: {text} (%p%)"),
+                )
+            )
+        )
         worker.signals.finished.connect(live(lambda r: (done(), on_result(r))))
         worker.signals.failed.connect(live(lambda msg: (done(), self.state.notify("error", f"{title}: {msg}"))))
         worker.signals.cancelled.connect(live(cancelled))
@@ -338,14 +378,20 @@ class MainWindow(QMainWindow):
         image = self.state.image
         # The block selected in any view drives the CAM of every model that has it.
         chosen = self.state.selected_block
-        cam_blocks = {m.label: chosen for m in self.state.models if chosen and any(
-            b.name == chosen for b in m.model.blocks)}
+        cam_blocks = {
+            m.label: chosen for m in self.state.models if chosen and any(b.name == chosen for b in m.model.blocks)
+        }
         engine = self.engine
         pass_args = (image.pixels, image.key, s.image_size, s.precision, s.class_index)
         # An input attribution is no CAM of the pass: the CAM view asks the engine for it on request.
         cam_method = s.cam_method if s.cam_method in CAM_METHODS else CAM_METHODS[0]
-        derive_args = {"reduction": s.reduction, "normalisation": s.normalisation, "cam_method": cam_method,
-                       "cam_blocks": cam_blocks, "shown_rows": s.gallery_rows}
+        derive_args = {
+            "reduction": s.reduction,
+            "normalisation": s.normalisation,
+            "cam_method": cam_method,
+            "cam_blocks": cam_blocks,
+            "shown_rows": s.gallery_rows,
+        }
         fell_back = self._gpu_fallback  # the job notes here that the GPU ran out of memory
         started = time.perf_counter()
         ran_before = engine.passes_run
@@ -373,19 +419,25 @@ class MainWindow(QMainWindow):
                 self.state.set_insights(result)
                 devices = sorted({e.device for e in self.state.models})
                 passes = engine.passes_run - ran_before
-                what = (f"{passes} passes on {', '.join(devices)}" if passes else "from the cache")
-                self.statusBar().showMessage(f"{len(result)} models analysed ({what}) in "
-                                             f"{time.perf_counter() - started:.2f} s · cache "
-                                             f"{engine.nbytes / 2 ** 20:.0f} MB", 10_000)
+                what = f"{passes} passes on {', '.join(devices)}" if passes else "from the cache"
+                self.statusBar().showMessage(
+                    f"{len(result)} models analysed ({what}) in "
+                    f"{time.perf_counter() - started:.2f} s · cache "
+                    f"{engine.nbytes / 2**20:.0f} MB",
+                    10_000,
+                )
 
         def ended() -> None:
             self._analysis_worker = None
             if fell_back:  # said however the pass ended: a superseded one moved the models all the same
                 for e in self.state.models:
                     e.device = str(next(e.model.parameters()).device)
-                self.state.notify("warning", f"the GPU ran out of memory ({fell_back[0]}): the models moved "
-                                             "to the CPU and the analysis was redone there; choose a smaller "
-                                             "image size or fewer models to use the GPU again")
+                self.state.notify(
+                    "warning",
+                    f"the GPU ran out of memory ({fell_back[0]}): the models moved "
+                    "to the CPU and the analysis was redone there; choose a smaller "
+                    "image size or fewer models to use the GPU again",
+                )
                 fell_back.clear()
                 self.state.update_settings(device="cpu")  # the device box follows the setting
                 self._show_models()
@@ -427,8 +479,11 @@ class MainWindow(QMainWindow):
             elif kind == "session":
                 self.open_session(p)
             else:
-                self.state.notify("error", f"{p}: not an image, checkpoint or session file; "
-                                           "drop PNG/JPEG images, .pth/.tar/.safetensors checkpoints or folders")
+                self.state.notify(
+                    "error",
+                    f"{p}: not an image, checkpoint or session file; "
+                    "drop PNG/JPEG images, .pth/.tar/.safetensors checkpoints or folders",
+                )
         self.add_images(images)
 
     def add_images(self, paths, select: int | None = None) -> None:
@@ -462,8 +517,7 @@ class MainWindow(QMainWindow):
             if select is not None and 0 <= select < len(loaded) and not isinstance(loaded[select], str):
                 self.state.select_image(first + sum(not isinstance(x, str) for x in loaded[:select]))
 
-        self.run_job(f"loading {Path(paths[0]).name}" if len(paths) == 1 else f"loading {len(paths)} images",
-                     job, done)
+        self.run_job(f"loading {Path(paths[0]).name}" if len(paths) == 1 else f"loading {len(paths)} images", job, done)
 
     def add_model_source(self, source: str, label: str | None = None) -> None:
         """Load a checkpoint or zoo model in a worker; `label` names its column (a session's rename)."""
@@ -489,12 +543,15 @@ class MainWindow(QMainWindow):
         self.run_job(f"loading {Path(source).name}", job, loaded)
 
     def open_checkpoint_dialog(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(self, "Open checkpoints", "",
-                                                "Checkpoints (*.pth *.pt *.tar *.safetensors *.ckpt *.bin)")
+        paths, _ = QFileDialog.getOpenFileNames(
+            self, "Open checkpoints", "", "Checkpoints (*.pth *.pt *.tar *.safetensors *.ckpt *.bin)"
+        )
         self.open_paths(paths)
 
     def open_images_dialog(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(self, "Add images", "", "Images (*.png *.jpg *.jpeg *.bmp *.tif *.webp)")
+        paths, _ = QFileDialog.getOpenFileNames(
+            self, "Add images", "", "Images (*.png *.jpg *.jpeg *.bmp *.tif *.webp)"
+        )
         self.open_paths(paths)
 
     def add_zoo_dialog(self) -> None:
@@ -539,8 +596,9 @@ class MainWindow(QMainWindow):
             self.state.add_image(ImageEntry("sample (generated)", "", sample_image(384)))
         if demo["coco_gt"] and demo["coco_results"]:
             baseline = next((n for n in demo["coco_results"] if "ResNet" in n), "")
-            self.state.update_settings(coco_gt=demo["coco_gt"], coco_results=dict(demo["coco_results"]),
-                                       coco_baseline=baseline)
+            self.state.update_settings(
+                coco_gt=demo["coco_gt"], coco_results=dict(demo["coco_results"]), coco_baseline=baseline
+            )
             self.views["coco"].evaluate()
 
     # ------------------------------------------------------------------ drag and drop, menus

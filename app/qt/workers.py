@@ -8,7 +8,8 @@ or the error on the main thread through Qt signals. Cancelling stops it at its n
 from __future__ import annotations
 
 import traceback
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
@@ -49,8 +50,9 @@ class GeneratorWorker(QRunnable):
             self.signals.cancelled.emit()
             return
         try:
-            result = run_job(self.job(), lambda p: self.signals.progress.emit(p.done, p.total, p.text),
-                             lambda: self._cancelled)
+            result = run_job(
+                self.job(), lambda p: self.signals.progress.emit(p.done, p.total, p.text), lambda: self._cancelled
+            )
         except JobCancelled:
             self.signals.cancelled.emit()
             return

@@ -11,7 +11,8 @@ export is the command line's matplotlib figure of the same graph.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyqtgraph as pg
@@ -30,8 +31,7 @@ if TYPE_CHECKING:
 RunJob = Callable[[str, Callable[[], Iterator[Any]], Callable[[Any], None]], Any]
 
 COLOR_BY = GRAPH_COLOR_BY
-VALUE_LABEL = {"params": "parameters per block", "macs": "MACs per block",
-               "gradient": "‖∂L/∂ block output‖₂"}
+VALUE_LABEL = {"params": "parameters per block", "macs": "MACs per block", "gradient": "‖∂L/∂ block output‖₂"}
 LEVEL_SHADES = ("#eef1f5", "#fafbfc")
 LABEL_PT = 8.0  # block and stage names
 LABEL_GAP_PX = 2.0  # between a marker and its name
@@ -44,7 +44,7 @@ def _bezier(routes: np.ndarray, n: int) -> np.ndarray:
     """(edges, n, 2) points along cubic Beziers given as (edges, 4, 2) control points."""
     t = np.linspace(0.0, 1.0, n)[None, :, None]
     p0, p1, p2, p3 = (routes[:, i, None, :] for i in range(4))
-    return (1 - t) ** 3 * p0 + 3 * (1 - t) ** 2 * t * p1 + 3 * (1 - t) * t ** 2 * p2 + t ** 3 * p3
+    return (1 - t) ** 3 * p0 + 3 * (1 - t) ** 2 * t * p1 + 3 * (1 - t) * t**2 * p2 + t**3 * p3
 
 
 def _short_number(v: float) -> str:
@@ -68,11 +68,17 @@ class ArchitectureView(View):
         self.model_box.setMinimumContentsLength(14)
         self.color_box = QComboBox()
         self.color_box.addItems(COLOR_BY)
-        self.color_box.setToolTip("node colour: block role, or a per-block number on a log scale "
-                                  "(gradient: after an image was analysed)")
+        self.color_box.setToolTip(
+            "node colour: block role, or a per-block number on a log scale (gradient: after an image was analysed)"
+        )
         # "" (never chosen) shows the first choice, role.
-        bind_setting(state, self.color_box, "graph_color_by", self._recolor_shown,
-                     from_setting=lambda how: how if how in COLOR_BY else COLOR_BY[0])
+        bind_setting(
+            state,
+            self.color_box,
+            "graph_color_by",
+            self._recolor_shown,
+            from_setting=lambda how: how if how in COLOR_BY else COLOR_BY[0],
+        )
         self.controls.addWidget(QLabel("model"))
         self.controls.addWidget(self.model_box)
         self.controls.addWidget(QLabel("colour by"))
@@ -96,8 +102,12 @@ class ArchitectureView(View):
         self.legend.setMaximumWidth(220)
         self.canvas.addItem(self.legend, row=0, col=1)
         self.canvas.ci.layout.setAlignment(self.legend, Qt.AlignTop)
-        self.colorbar = pg.ColorBarItem(orientation="horizontal", interactive=False, width=12,
-                                        colorMap=pg.colormap.get("viridis", source="matplotlib"))
+        self.colorbar = pg.ColorBarItem(
+            orientation="horizontal",
+            interactive=False,
+            width=12,
+            colorMap=pg.colormap.get("viridis", source="matplotlib"),
+        )
         self.colorbar.setMaximumWidth(420)
         self._colorbar_shown = False
         # Items kept for every graph (new data, not new items, when the model changes).
@@ -112,8 +122,9 @@ class ArchitectureView(View):
         self.nodes.setZValue(3)
         self.ring = pg.ScatterPlotItem(symbol="o", pen=SELECTED_PEN, brush=None, pxMode=True)
         self.ring.setZValue(4)
-        self.hover_label = pg.TextItem("", color="#000000", anchor=(0.5, 1.0),
-                                       fill=pg.mkBrush(255, 255, 224, 235), border=pg.mkPen("#999999"))
+        self.hover_label = pg.TextItem(
+            "", color="#000000", anchor=(0.5, 1.0), fill=pg.mkBrush(255, 255, 224, 235), border=pg.mkPen("#999999")
+        )
         self.hover_label.setZValue(20)
         self.hover_label.hide()
         for item in (*self.shades, self.cuts, self.nodes, self.ring, self.hover_label):
@@ -317,15 +328,20 @@ class ArchitectureView(View):
         lo, hi = span
         self.colorbar.setLevels((lo, hi))
         decades = range(math.ceil(lo - 1e-9), math.floor(hi + 1e-9) + 1)
-        major = [(float(d), _short_number(10.0 ** d)) for d in decades]
+        major = [(float(d), _short_number(10.0**d)) for d in decades]
         if len(major) < 2:  # a narrow range: name its ends
-            major = [(lo, _short_number(10 ** lo)), (hi, _short_number(10 ** hi))]
-        minor = [(d + math.log10(k), "") for d in range(math.floor(lo), math.ceil(hi) + 1) for k in range(2, 10)
-                 if lo <= d + math.log10(k) <= hi]
+            major = [(lo, _short_number(10**lo)), (hi, _short_number(10**hi))]
+        minor = [
+            (d + math.log10(k), "")
+            for d in range(math.floor(lo), math.ceil(hi) + 1)
+            for k in range(2, 10)
+            if lo <= d + math.log10(k) <= hi
+        ]
         self.colorbar.axis.setTicks([major, minor])
         how = self.color_box.currentText()
         self.colorbar.getAxis("bottom").setLabel(
-            f"{VALUE_LABEL.get(how, how)}, log scale: {_short_number(10 ** lo)} to {_short_number(10 ** hi)}")
+            f"{VALUE_LABEL.get(how, how)}, log scale: {_short_number(10**lo)} to {_short_number(10**hi)}"
+        )
 
     def _fill_legend(self, by_role: bool, has_missing: bool, log_values: bool) -> None:
         """Edge kinds, node colours and marker sizes, as one rich-text label (cheap to redo on a recolour)."""
@@ -334,14 +350,20 @@ class ArchitectureView(View):
 
         graph = self.graph
         kinds = {e.kind for e in graph.edges}
-        lines = [f'<span style="color:{EDGE_STYLE[k][0]}; font-size:13pt">━━</span>&nbsp;{EDGE_KIND_LABELS[k]}'
-                 for k in EDGE_KINDS if k in kinds]
+        lines = [
+            f'<span style="color:{EDGE_STYLE[k][0]}; font-size:13pt">━━</span>&nbsp;{EDGE_KIND_LABELS[k]}'
+            for k in EDGE_KINDS
+            if k in kinds
+        ]
         dot = '<span style="color:{}; font-size:{}pt">●</span>&nbsp;{}'
         if by_role:
-            lines += [dot.format(ROLE_COLORS.get(r, "#333333"), 12, r) for r in dict.fromkeys(n.role for n in graph.nodes)]
+            lines += [
+                dot.format(ROLE_COLORS.get(r, "#333333"), 12, r) for r in dict.fromkeys(n.role for n in graph.nodes)
+            ]
         if has_missing:
-            lines.append('<span style="color:#777777; font-size:12pt">○</span>&nbsp;no value'
-                         + (" or ≤ 0" if log_values else ""))
+            lines.append(
+                '<span style="color:#777777; font-size:12pt">○</span>&nbsp;no value' + (" or ≤ 0" if log_values else "")
+            )
         narrow = min(graph.nodes, key=lambda n: n.channels)
         wide = max(graph.nodes, key=lambda n: n.channels)
         for n in dict.fromkeys((narrow, wide)):
@@ -373,7 +395,7 @@ class ArchitectureView(View):
             paths[i % 2].addRect(QRectF(x0, lvl - 0.5, x1 - x0, 1.0))
         for item, path in zip(self.shades, paths):
             item.setPath(path)
-        self.plot.getAxis("left").setTicks([[(lvl, f"1/{2 ** lvl} · {graph.feature_size(lvl)}²") for lvl in levels]])
+        self.plot.getAxis("left").setTicks([[(lvl, f"1/{2**lvl} · {graph.feature_size(lvl)}²") for lvl in levels]])
         self.plot.setLabel("left", f"resolution: 1/stride · feature side at {graph.input_size}² input")
         # Segments of the layout (roles, stages) named along the top, split by faint lines.
         self.plot.getAxis("top").setTicks([[((b.x_start + b.x_end) / 2, b.label) for b in graph.bands]])
@@ -419,8 +441,11 @@ class ArchitectureView(View):
             self._spare_labels.append(t)
         self.node_labels = {}
         band_spans = {(b.label, b.x_start, b.x_end) for b in graph.bands}
-        self.group_labels = [(g, None) for g in sorted(graph.stages, key=lambda g: (-len(g.members), g.x_start, g.level))
-                             if (g.members[0].split(".", 1)[0], g.x_start, g.x_end) not in band_spans]
+        self.group_labels = [
+            (g, None)
+            for g in sorted(graph.stages, key=lambda g: (-len(g.members), g.x_start, g.level))
+            if (g.members[0].split(".", 1)[0], g.x_start, g.x_end) not in band_spans
+        ]
         self.hover_label.hide()
 
         params = sum(n.params for n in graph.nodes)
@@ -494,8 +519,12 @@ class ArchitectureView(View):
             for k in kept:
                 if b[0] - pad < k[2] and k[0] < b[2] + pad and b[1] < k[3] and k[1] < b[3]:
                     return False
-            hit = ((markers[:, 0] < b[2] - 0.5) & (b[0] + 0.5 < markers[:, 2])
-                   & (markers[:, 1] < b[3] - 0.5) & (b[1] + 0.5 < markers[:, 3]))
+            hit = (
+                (markers[:, 0] < b[2] - 0.5)
+                & (b[0] + 0.5 < markers[:, 2])
+                & (markers[:, 1] < b[3] - 0.5)
+                & (b[1] + 0.5 < markers[:, 3])
+            )
             return not hit.any()
 
         def spot(indices: list[int], text: str, kept: list[np.ndarray]) -> tuple[np.ndarray, bool] | None:
@@ -578,8 +607,10 @@ class ArchitectureView(View):
             self.hover_label.hide()
             return
         n = self.graph.node(name)
-        self.info.setText(f"{n.name} · {n.role} · stride {2 ** n.level} · {n.channels} ch · "
-                          f"{n.params / 1e6:.2f} M params · {n.macs / 1e9:.2f} GMACs")
+        self.info.setText(
+            f"{n.name} · {n.role} · stride {2**n.level} · {n.channels} ch · "
+            f"{n.params / 1e6:.2f} M params · {n.macs / 1e9:.2f} GMACs"
+        )
         if name in self.node_labels and self.node_labels[name].isVisible():
             self.hover_label.hide()
             return
@@ -609,8 +640,9 @@ class ArchitectureView(View):
             show_block_map(label, block)
 
     def highlight(self, model: str, block: str) -> None:
-        self.selected = block if self.graph is not None and block in self._index and \
-            model in ("", self.shown_model) else ""
+        self.selected = (
+            block if self.graph is not None and block in self._index and model in ("", self.shown_model) else ""
+        )
         self._update_ring()
 
     def _update_ring(self) -> None:

@@ -8,16 +8,25 @@ matplotlib while results stream in.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication, QImage
-from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QStackedWidget,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from fishspine.app.components.state import AppState
 
@@ -28,7 +37,7 @@ FIGURE_FILTER = "Figures (*.pdf *.svg *.png);;Data (*.csv *.json)"
 SELECTED_PEN = pg.mkPen("#00b4ff", width=3)
 
 
-@lru_cache(maxsize=None)
+@cache
 def lookup_table(cmap: str) -> np.ndarray:
     """A matplotlib colormap as a 256x4 uint8 table for pyqtgraph's ImageItem (same colours as the figures)."""
     from matplotlib import colormaps
@@ -46,8 +55,14 @@ def model_qcolor(index: int) -> str:
 _open_windows: list[QWidget] = []  # enlarged maps stay open until the user closes them
 
 
-def bind_setting(state: AppState, box: QWidget, name: str, on_change: Callable[[], None] | None = None,
-                 to_setting: Callable[[Any], Any] = lambda v: v, from_setting: Callable[[Any], Any] = lambda v: v) -> None:
+def bind_setting(
+    state: AppState,
+    box: QWidget,
+    name: str,
+    on_change: Callable[[], None] | None = None,
+    to_setting: Callable[[Any], Any] = lambda v: v,
+    from_setting: Callable[[Any], Any] = lambda v: v,
+) -> None:
     """Tie a control to setting `name`: the control writes the setting, and follows it wherever it changes
     (a restored session, the GPU fallback, another view), calling `on_change` after either.
 
@@ -86,8 +101,7 @@ def show_block_map(model: str, block: Any, cmap: str = "inferno") -> QWidget:
     The map is shown in the input image's pixel grid with a histogram to adjust the levels.
     """
     view = pg.ImageView()
-    view.setWindowTitle(f"{model} · {block.name} ({block.role}, stride {2 ** block.level}) · "
-                        f"output {list(block.shape)}")
+    view.setWindowTitle(f"{model} · {block.name} ({block.role}, stride {2**block.level}) · output {list(block.shape)}")
     view.setImage(block.map.astype(np.float32), levels=(0.0, 1.0), autoRange=True)
     view.getImageItem().setLookupTable(lookup_table(cmap))
     view.ui.roiBtn.hide()

@@ -9,32 +9,50 @@ is shown stays. Export writes the command line's figure chosen in the "export" b
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QBrush, QColor, QFont
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QHeaderView, QLabel, QPushButton, QSplitter,
-                               QTableWidget, QTableWidgetItem)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFileDialog,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+)
 
 from fishspine.analysis.jobs import Job, Progress
 from fishspine.app.components.state import AppState
 from fishspine.app.qt.views.base import View, model_qcolor
 
 COLUMNS = ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L", "AR100")
-COLUMN_TIPS = {"AP": "AP at IoU 0.50:0.95, every object size", "AP50": "AP at IoU 0.50", "AP75": "AP at IoU 0.75",
-               "AP_S": "AP of small objects (area < 32²)", "AP_M": "AP of medium objects (32² ≤ area < 96²)",
-               "AP_L": "AP of large objects (area ≥ 96²)", "AR100": "recall, 100 detections per image"}
+COLUMN_TIPS = {
+    "AP": "AP at IoU 0.50:0.95, every object size",
+    "AP50": "AP at IoU 0.50",
+    "AP75": "AP at IoU 0.75",
+    "AP_S": "AP of small objects (area < 32²)",
+    "AP_M": "AP of medium objects (32² ≤ area < 96²)",
+    "AP_L": "AP of large objects (area ≥ 96²)",
+    "AR100": "recall, 100 detections per image",
+}
 SIZES = (("small", "AP_S"), ("medium", "AP_M"), ("large", "AP_L"))
 PR_IOU = 0.5
 GAIN, LOSS = QColor("#1a7f37"), QColor("#c62828")
 BASELINE_TINT = QColor("#eef3fb")
-RESULT_HINT = ("A result file is the JSON list of detections {image_id, category_id, bbox, score} "
-               "that a detector wrote for this ground truth's images")
+RESULT_HINT = (
+    "A result file is the JSON list of detections {image_id, category_id, bbox, score} "
+    "that a detector wrote for this ground truth's images"
+)
 
 
 def file_key(path: str | Path) -> tuple:
@@ -61,8 +79,9 @@ class CocoOutcome:
     failed: dict[str, str] = field(default_factory=dict)  # name -> why
 
 
-def evaluation_job(gt: str, results: Mapping[str, str], reuse: Mapping[str, tuple[tuple, Any]],
-                   generation: int = 0) -> Job[CocoOutcome]:
+def evaluation_job(
+    gt: str, results: Mapping[str, str], reuse: Mapping[str, tuple[tuple, Any]], generation: int = 0
+) -> Job[CocoOutcome]:
     """Evaluate each result file against `gt` on its own, so one bad file costs only itself.
 
     A job (analysis/jobs.py): progress per file; returns a CocoOutcome. `reuse` maps a name to (file_key,
@@ -78,8 +97,10 @@ def evaluation_job(gt: str, results: Mapping[str, str], reuse: Mapping[str, tupl
         if looks_like_results(gt):
             out.gt_error += "; it looks like a result file (a list of detections): add it with Add results…"
         return out
-    out.gt_summary = (f"{len(gt_dict['images'])} images, {len(gt_dict['annotations'])} objects, "
-                      f"{len(gt_dict['categories'])} categories")
+    out.gt_summary = (
+        f"{len(gt_dict['images'])} images, {len(gt_dict['annotations'])} objects, "
+        f"{len(gt_dict['categories'])} categories"
+    )
     for i, (name, path) in enumerate(results.items()):
         key = file_key(path)
         earlier = reuse.get(name)
@@ -116,6 +137,7 @@ def sentence(text: str) -> str:
 
 def size_range_title(area: str, bounds: tuple[float, float]) -> str:
     """'small (&lt; 32²)', 'medium (32²–96²)', 'large (≥ 96²)', 'all' (rich text, as pyqtgraph titles are)."""
+
     def side(v: float) -> str:
         root = math.sqrt(v)
         return f"{root:g}²" if root == int(root) else f"{v:g}"
@@ -144,9 +166,10 @@ class CocoView(View):
         self._cache: dict[str, tuple[tuple, Any]] = {}  # name -> (file_key, evaluation) against _good_gt
         self._summary = ""
         for text, slot, tip in (
-                ("Ground truth…", self.open_gt, "the COCO annotation json (instances_*.json)"),
-                ("Add results…", self.add_results, "one detection json per backbone (named after the file)"),
-                ("Remove", self.remove_result, "remove the results of the backbone chosen in the table")):
+            ("Ground truth…", self.open_gt, "the COCO annotation json (instances_*.json)"),
+            ("Add results…", self.add_results, "one detection json per backbone (named after the file)"),
+            ("Remove", self.remove_result, "remove the results of the backbone chosen in the table"),
+        ):
             b = QPushButton(text)
             b.setToolTip(tip)
             b.clicked.connect(slot)
@@ -162,8 +185,10 @@ class CocoView(View):
         for text, w in (("baseline", self.baseline), ("export", self.kind)):
             self.controls.addWidget(QLabel(text))
             self.controls.addWidget(w)
-        self.placeholder.setText("Open a COCO ground-truth json (Ground truth…) and one result json per backbone "
-                                 "(Add results…), or load the demo")
+        self.placeholder.setText(
+            "Open a COCO ground-truth json (Ground truth…) and one result json per backbone "
+            "(Add results…), or load the demo"
+        )
 
         self.table = QTableWidget()
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
@@ -250,14 +275,19 @@ class CocoView(View):
         s = self.state.settings
         if not s.coco_gt:
             if s.coco_results:
-                self.state.notify("warning", f"COCO: {len(s.coco_results)} result file(s) wait for the ground "
-                                             "truth: open its json with Ground truth…")
+                self.state.notify(
+                    "warning",
+                    f"COCO: {len(s.coco_results)} result file(s) wait for the ground "
+                    "truth: open its json with Ground truth…",
+                )
             return
         self._generation += 1
         reuse = self._cache if s.coco_gt == self._good_gt and file_key(s.coco_gt) == self._good_gt_key else {}
-        self.run_job("COCO evaluation",
-                     partial(evaluation_job, s.coco_gt, dict(s.coco_results), dict(reuse), self._generation),
-                     self._evaluated)
+        self.run_job(
+            "COCO evaluation",
+            partial(evaluation_job, s.coco_gt, dict(s.coco_results), dict(reuse), self._generation),
+            self._evaluated,
+        )
 
     def _evaluated(self, out: CocoOutcome) -> None:
         if not isinstance(out, CocoOutcome) or out.generation != self._generation:
@@ -266,16 +296,22 @@ class CocoView(View):
         kept = "the evaluation shown is kept" if shown else "nothing was evaluated"
         if out.gt_error:
             self.state.update_settings(coco_gt=self._good_gt)
-            self.state.notify("error", f"COCO: {sentence(out.gt_error)} Open the dataset's annotation file "
-                                       f"(instances_*.json) with Ground truth…; {kept}.")
+            self.state.notify(
+                "error",
+                f"COCO: {sentence(out.gt_error)} Open the dataset's annotation file "
+                f"(instances_*.json) with Ground truth…; {kept}.",
+            )
             return
         changed_gt = bool(self._good_gt) and out.gt != self._good_gt
         broken = [n for n in out.failed if n in shown]
         if changed_gt and broken:  # a new ground truth that the loaded results do not fit: keep everything
             self.state.update_settings(coco_gt=self._good_gt)
-            self.state.notify("error", f"COCO: ground truth {out.gt} does not fit the loaded results "
-                                       f"({out.failed[broken[0]]}); kept {self._good_gt}. Remove those results "
-                                       "before switching to another dataset's ground truth.")
+            self.state.notify(
+                "error",
+                f"COCO: ground truth {out.gt} does not fit the loaded results "
+                f"({out.failed[broken[0]]}); kept {self._good_gt}. Remove those results "
+                "before switching to another dataset's ground truth.",
+            )
             return
         for name, why in out.failed.items():
             s.coco_results.pop(name, None)
@@ -284,8 +320,11 @@ class CocoView(View):
         self._good_gt, self._good_gt_key = out.gt, out.gt_key
         self._cache = {n: (out.keys[n], ev) for n, ev in out.evals.items()}
         if not out.evals and not out.failed:
-            self.state.notify("info", f"COCO: ground truth {Path(out.gt).name} ({out.gt_summary}); "
-                                      "now add one result json per backbone (Add results…)")
+            self.state.notify(
+                "info",
+                f"COCO: ground truth {Path(out.gt).name} ({out.gt_summary}); "
+                "now add one result json per backbone (Add results…)",
+            )
         if list(out.evals) != list(shown) or any(out.evals[n] is not shown[n] for n in out.evals):
             self.state.set_coco(out.evals)
 
@@ -328,11 +367,13 @@ class CocoView(View):
         self._draw_bars(rows, base)
         self._draw_pr(evals)
         first = next(iter(evals.values()))
-        self._summary = (f"{first.iou_type} · {len(evals)} backbone{'s' * (len(evals) != 1)}"
-                         + (f" · Δ vs {base}" if base else " · choose a baseline for deltas"))
+        self._summary = f"{first.iou_type} · {len(evals)} backbone{'s' * (len(evals) != 1)}" + (
+            f" · Δ vs {base}" if base else " · choose a baseline for deltas"
+        )
         self.info.setText(self._summary)
-        self.info.setToolTip(f"ground truth: {self._good_gt or self.state.settings.coco_gt}\n"
-                             f"object size from the {first.area_source}")
+        self.info.setToolTip(
+            f"ground truth: {self._good_gt or self.state.settings.coco_gt}\nobject size from the {first.area_source}"
+        )
         return True
 
     def _fill_table(self, rows: list[dict], base: str | None) -> None:
@@ -352,8 +393,9 @@ class CocoView(View):
             item.setData(Qt.UserRole, name)
             item.setForeground(QBrush(QColor(model_qcolor(i))))
             item.setFont(bold)
-            extra = " · ".join(f"{k} {r[k]:.1f}" for k in ("AR1", "AR10", "AR_S", "AR_M", "AR_L")
-                               if k in r and not math.isnan(r[k]))
+            extra = " · ".join(
+                f"{k} {r[k]:.1f}" for k in ("AR1", "AR10", "AR_S", "AR_M", "AR_L") if k in r and not math.isnan(r[k])
+            )
             item.setToolTip(f"{files.get(name, name)}\n{extra}")
             self.table.setItem(i, 0, item)
             for j, c in enumerate(COLUMNS, start=1):
@@ -376,8 +418,12 @@ class CocoView(View):
         header.setSectionResizeMode(0, QHeaderView.ResizeToContents)
         if self._table_rows_fitted != len(rows):  # as tall as its rows (up to 12), the plots get the rest
             self._table_rows_fitted = len(rows)
-            height = (header.sizeHint().height() + self.table.verticalHeader().defaultSectionSize() * min(len(rows), 12)
-                      + 2 * self.table.frameWidth() + 2)
+            height = (
+                header.sizeHint().height()
+                + self.table.verticalHeader().defaultSectionSize() * min(len(rows), 12)
+                + 2 * self.table.frameWidth()
+                + 2
+            )
             self.table.setMaximumHeight(height)
             self.body.setSizes([height, max(sum(self.body.sizes()) - height, 400)])
 
@@ -394,15 +440,21 @@ class CocoView(View):
             top = max(top, *vals)
             color = model_qcolor(j)
             is_base = r["backbone"] == base
-            bars = pg.BarGraphItem(x=xs, height=vals, width=width * 0.9, brush=color,
-                                   pen=pg.mkPen("#222", width=1.5) if is_base else None,
-                                   name=f"{r['backbone']} (baseline)" if is_base else r["backbone"])
+            bars = pg.BarGraphItem(
+                x=xs,
+                height=vals,
+                width=width * 0.9,
+                brush=color,
+                pen=pg.mkPen("#222", width=1.5) if is_base else None,
+                name=f"{r['backbone']} (baseline)" if is_base else r["backbone"],
+            )
             self.bars.addItem(bars)  # named: the legend lists it
             for x, v, (size, k) in zip(xs, vals, SIZES):
                 d = r.get(f"Δ{k}")
                 label = f"{v:.1f}" if d is None or math.isnan(d) else f"{d:+.1f}"
-                color_text = "#333" if d is None or math.isnan(d) or abs(d) < 0.05 else (
-                    GAIN.name() if d > 0 else LOSS.name())
+                color_text = (
+                    "#333" if d is None or math.isnan(d) or abs(d) < 0.05 else (GAIN.name() if d > 0 else LOSS.name())
+                )
                 text = pg.TextItem(label, color=color_text, anchor=(0.5, 1.0))
                 text.setFont(self._label_font)
                 text.setPos(x, v)
@@ -410,16 +462,20 @@ class CocoView(View):
                 self._bar_spots.append((x, width, v, r["backbone"], size, k))
             if is_base:  # the baseline's level across each group, what the deltas are measured from
                 for i, v in enumerate(vals):
-                    line = pg.PlotCurveItem([i - 0.42, i + 0.42], [v, v],
-                                            pen=pg.mkPen(color, width=1.5, style=Qt.DashLine))
+                    line = pg.PlotCurveItem(
+                        [i - 0.42, i + 0.42], [v, v], pen=pg.mkPen(color, width=1.5, style=Qt.DashLine)
+                    )
                     self.bars.addItem(line)
         axis = self.bars.getAxis("bottom")
         axis.setTicks([[(i, f"{s} ({k})") for i, (s, k) in enumerate(SIZES)]])
         self.bars.setXRange(-0.5, len(SIZES) - 0.5, padding=0)
         self.bars.setYRange(0, max(top * 1.35, 1.0), padding=0)
         # Two short lines: a long one would widen the plot past its splitter pane and clip the bars.
-        self.bars.setTitle("AP by object size (%)" + (f"<br><span style='font-size:8.5pt; color:#555'>labels: Δ "
-                                                      f"against {base}</span>" if base else ""), size="10pt")
+        self.bars.setTitle(
+            "AP by object size (%)"
+            + (f"<br><span style='font-size:8.5pt; color:#555'>labels: Δ against {base}</span>" if base else ""),
+            size="10pt",
+        )
 
     def _draw_pr(self, evals: Mapping[str, Any]) -> None:
         ranges = next(iter(evals.values())).area_ranges
@@ -429,8 +485,13 @@ class CocoView(View):
             self.pr.clear()
             self.pr_plots = {}
             cols = 2 if len(areas) > 2 else len(areas)
-            self.pr.addLabel(f"Precision–recall per object size, IoU {PR_IOU:.2f} (AP{int(100 * PR_IOU)} in the "
-                             "legends)", row=0, col=0, colspan=cols, size="10pt")
+            self.pr.addLabel(
+                f"Precision–recall per object size, IoU {PR_IOU:.2f} (AP{int(100 * PR_IOU)} in the legends)",
+                row=0,
+                col=0,
+                colspan=cols,
+                size="10pt",
+            )
             for i, area in enumerate(areas):
                 row, col = divmod(i, cols)
                 row += 1
@@ -457,8 +518,12 @@ class CocoView(View):
                 rec, prec = ev.pr_curve(area, PR_IOU)
                 ap = 100 * ev.average_precision(area, iou=PR_IOU)
                 ok = np.isfinite(prec)
-                curve = p.plot(rec[ok], prec[ok], pen=pg.mkPen(model_qcolor(j), width=2),
-                               name=f"{name} ({'-' if math.isnan(ap) else f'{ap:.1f}'})")
+                curve = p.plot(
+                    rec[ok],
+                    prec[ok],
+                    pen=pg.mkPen(model_qcolor(j), width=2),
+                    name=f"{name} ({'-' if math.isnan(ap) else f'{ap:.1f}'})",
+                )
                 self._pr_curves[area].append((name, curve, rec[ok], prec[ok], ap))
 
     # -- hover
@@ -467,8 +532,7 @@ class CocoView(View):
         if not box.sceneBoundingRect().contains(pos) or not self._bar_spots:
             return
         p = box.mapSceneToView(pos)
-        hit = next((s for s in self._bar_spots if abs(p.x() - s[0]) <= s[1] / 2 and 0 <= p.y() <= max(s[2], 0.5)),
-                   None)
+        hit = next((s for s in self._bar_spots if abs(p.x() - s[0]) <= s[1] / 2 and 0 <= p.y() <= max(s[2], 0.5)), None)
         if hit is None:
             self.info.setText(self._summary)
             return
@@ -510,8 +574,10 @@ class CocoView(View):
                 self.info.setText(self._summary)
                 return
             (name, _, rec, prec, ap), k = best
-            self.info.setText(f"{name} · {area} objects, IoU {PR_IOU:.2f}: precision {prec[k]:.2f} at recall "
-                              f"{rec[k]:.2f} · AP{int(PR_IOU * 100)} {'-' if math.isnan(ap) else f'{ap:.1f}'}")
+            self.info.setText(
+                f"{name} · {area} objects, IoU {PR_IOU:.2f}: precision {prec[k]:.2f} at recall "
+                f"{rec[k]:.2f} · AP{int(PR_IOU * 100)} {'-' if math.isnan(ap) else f'{ap:.1f}'}"
+            )
             return
 
     def _emphasise(self, model: str | None) -> None:
@@ -532,8 +598,11 @@ class CocoView(View):
         from fishspine.analysis.figures.coco import pr_curves_figure, size_bars_figure, table_figure
 
         evals, base = self.state.coco, self.base()
-        return {"table": lambda: table_figure(evals, base), "sizes": lambda: size_bars_figure(evals, base),
-                "pr": lambda: pr_curves_figure(evals, PR_IOU)}[self.kind.currentText()]()
+        return {
+            "table": lambda: table_figure(evals, base),
+            "sizes": lambda: size_bars_figure(evals, base),
+            "pr": lambda: pr_curves_figure(evals, PR_IOU),
+        }[self.kind.currentText()]()
 
     def export_data(self):
         from fishspine.analysis.coco.evaluation import per_scale_table

@@ -37,7 +37,9 @@ class GradientView(View):
         self.plot.showGrid(x=True, y=True, alpha=0.2)
         self.plot.setLabel("bottom", "normalised depth (0 = deepest block, 1 = shallowest)")
         self.plot.getPlotItem().setMenuEnabled(False)
-        self.legend = self.plot.addLegend(offset=(10, 10), labelTextSize="9pt")  # top left: deep blocks have small gradients
+        self.legend = self.plot.addLegend(
+            offset=(10, 10), labelTextSize="9pt"
+        )  # top left: deep blocks have small gradients
         self.selected = pg.ScatterPlotItem(size=15, pen=SELECTED_PEN, brush=None, symbol="o")
         self.selected.setZValue(10)
         self.set_display(self.plot)
@@ -63,9 +65,16 @@ class GradientView(View):
                 continue
             color = model_qcolor(j)
             ratio = "n/a" if not math.isfinite(t.ratio_of(which)) else f"{t.ratio_of(which):.3g}"
-            curve = pg.PlotDataItem([p[0] for p in pts], [p[1] for p in pts], pen=pg.mkPen(color, width=2),
-                                    symbol="o", symbolSize=6, symbolBrush=color, symbolPen=None,
-                                    name=f"{m} (shallowest/deepest = {ratio})")
+            curve = pg.PlotDataItem(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                pen=pg.mkPen(color, width=2),
+                symbol="o",
+                symbolSize=6,
+                symbolBrush=color,
+                symbolPen=None,
+                name=f"{m} (shallowest/deepest = {ratio})",
+            )
             curve.sigPointsClicked.connect(lambda _item, spots, _ev, m=m: self._spot_clicked(m, spots))
             self.plot.addItem(curve)
             self._curves.append(curve)

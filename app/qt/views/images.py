@@ -9,8 +9,9 @@ results change.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
@@ -72,8 +73,15 @@ class ImageGrid(pg.GraphicsLayoutWidget):
         self.ci.layout.setSpacing(2)
         self.setMinimumHeight(CELL_PX)
 
-    def ensure(self, rows: int, cols: int, overlay: bool = False, row_labels: list[str] | None = None,
-               fill: bool = False, on_ready: Callable[[], None] | None = None) -> bool:
+    def ensure(
+        self,
+        rows: int,
+        cols: int,
+        overlay: bool = False,
+        row_labels: list[str] | None = None,
+        fill: bool = False,
+        on_ready: Callable[[], None] | None = None,
+    ) -> bool:
         """Lay out `rows` x `cols` cells; True once they all exist (the layout is kept while the shape is).
 
         A new layout is built a few rows per turn of the event loop (BUILD_SLICE_S each), so a big
@@ -245,8 +253,10 @@ class ActivationsView(ImageGridView):
         if not self.state.insights or self.state.image is None:
             return False
         results = self.results()
-        picks = {m: self._with_selected(m, r, sample_rows(len(r.blocks), self.state.settings.gallery_rows))
-                 for m, r in results.items()}
+        picks = {
+            m: self._with_selected(m, r, sample_rows(len(r.blocks), self.state.settings.gallery_rows))
+            for m, r in results.items()
+        }
         n_rows = max(len(p) for p in picks.values()) + 1
         labels = ["input"] + [f"depth {i / max(n_rows - 2, 1):.0%}" for i in range(n_rows - 1)]
         if not self.grid.ensure(n_rows, len(results), row_labels=labels, on_ready=self.refresh):
@@ -269,7 +279,7 @@ class ActivationsView(ImageGridView):
                 b = res.blocks[picks[m][r - 1]]
                 values = b.map.astype(np.float32)
                 _set_map(cell.image, values, "inferno")
-                cell.caption.setText(f"{b.name} · {b.role} · 1/{2 ** b.level}", size="7pt")
+                cell.caption.setText(f"{b.name} · {b.role} · 1/{2**b.level}", size="7pt")
                 cell.model, cell.block, cell.values = m, b, values
         self.frame_once(image)
         return True
@@ -282,12 +292,11 @@ class ActivationsView(ImageGridView):
             return picks
         i = names.index(block)
         nearest = min(range(len(picks)), key=lambda k: abs(picks[k] - i))
-        return sorted(picks[:nearest] + [i] + picks[nearest + 1:])
+        return sorted(picks[:nearest] + [i] + picks[nearest + 1 :])
 
     def highlight(self, model: str, block: str) -> None:
         shown = any(getattr(c.block, "name", None) == block for c in self.grid.cells.values())
-        exists = any(block in {b.name for b in r.blocks} for m, r in self.results().items()
-                     if model in ("", m))
+        exists = any(block in {b.name for b in r.blocks} for m, r in self.results().items() if model in ("", m))
         if block and exists and not shown and self.has_content:
             self.refresh()  # bring the block into the gallery; refresh highlights it
             return
@@ -297,8 +306,10 @@ class ActivationsView(ImageGridView):
         if cell.block is None:
             return f"{cell.model} · input image"
         b = cell.block
-        text = (f"{cell.model} · {b.name} ({b.role}, stride {2 ** b.level}) · output {list(b.shape)} · "
-                f"range [{b.out_min:.3g}, {b.out_max:.3g}]")
+        text = (
+            f"{cell.model} · {b.name} ({b.role}, stride {2**b.level}) · output {list(b.shape)} · "
+            f"range [{b.out_min:.3g}, {b.out_max:.3g}]"
+        )
         if x >= 0:
             text += f" · map at ({x}, {y}): {cell.values[y, x]:.2f}"
         return text
@@ -310,8 +321,9 @@ class ActivationsView(ImageGridView):
     def export_result(self):
         from fishspine.analysis.figures.attribution import activations_export
 
-        return activations_export(self.image_name(), self.shown_image(), self.results(),
-                                  self.state.settings.gallery_rows)
+        return activations_export(
+            self.image_name(), self.shown_image(), self.results(), self.state.settings.gallery_rows
+        )
 
 
 class CamView(ImageGridView):
@@ -343,17 +355,27 @@ class CamView(ImageGridView):
         self.klass.setRange(-1, 100_000)
         self.klass.setSpecialValueText("top class")
         self.klass.setKeyboardTracking(False)
-        self.klass.setToolTip("target class (top class = each model's top prediction; "
-                              "backbones without a classifier use feature energy)")
-        bind_setting(state, self.klass, "class_index", to_setting=lambda v: None if v < 0 else v,
-                     from_setting=lambda c: -1 if c is None else c)
+        self.klass.setToolTip(
+            "target class (top class = each model's top prediction; backbones without a classifier use feature energy)"
+        )
+        bind_setting(
+            state,
+            self.klass,
+            "class_index",
+            to_setting=lambda v: None if v < 0 else v,
+            from_setting=lambda c: -1 if c is None else c,
+        )
         self.alpha = QSlider(Qt.Horizontal)
         self.alpha.setRange(0, 100)
         self.alpha.setValue(50)
         self.alpha.setMaximumWidth(90)
         self.alpha.valueChanged.connect(lambda _v: self._set_opacity())
-        for text, w in (("method", self.method), ("block", self.block_box), ("class", self.klass),
-                        ("overlay", self.alpha)):
+        for text, w in (
+            ("method", self.method),
+            ("block", self.block_box),
+            ("class", self.klass),
+            ("overlay", self.alpha),
+        ):
             self.controls.addWidget(QLabel(text))
             self.controls.addWidget(w)
             if w is self.method:
@@ -362,20 +384,20 @@ class CamView(ImageGridView):
     def _attribution_keys(self) -> dict:
         """label -> the engine's pass key of each model for the image and settings shown."""
         s, image = self.state.settings, self.state.image
-        return {m.label: self.engine.key(m.model, image.key, s.image_size, s.precision, s.class_index)
-                for m in self.state.models}
+        return {
+            m.label: self.engine.key(m.model, image.key, s.image_size, s.precision, s.class_index)
+            for m in self.state.models
+        }
 
     def attributions(self) -> dict:
         """label -> the engine's input attribution of the chosen method for each model (None: not computed)."""
         method = self.state.settings.cam_method
-        return {label: self.engine.cached_attribution(key, method)
-                for label, key in self._attribution_keys().items()}
+        return {label: self.engine.cached_attribution(key, method) for label, key in self._attribution_keys().items()}
 
     def compute(self) -> None:
         """Start the chosen input attribution for every model that lacks it (one job, progress, Cancel)."""
         s, image = self.state.settings, self.state.image
-        if (s.cam_method not in INPUT_METHODS or image is None or not self.state.models
-                or self._computing is not None):
+        if s.cam_method not in INPUT_METHODS or image is None or not self.state.models or self._computing is not None:
             return
         models = {m.label: m.model for m in self.state.models}
         args = (models, image.pixels, image.key, s.cam_method, s.image_size, s.precision, s.class_index)
@@ -385,8 +407,9 @@ class CamView(ImageGridView):
             self.refresh()
 
         self.compute_button.setEnabled(False)
-        self._computing = self.run_job(s.cam_method.replace("_", " "), lambda: self.engine.iter_attributions(*args),
-                                       lambda _cams: None, ended)
+        self._computing = self.run_job(
+            s.cam_method.replace("_", " "), lambda: self.engine.iter_attributions(*args), lambda _cams: None, ended
+        )
 
     def _block_chosen(self) -> None:
         name = self.block_box.currentData()
@@ -403,7 +426,7 @@ class CamView(ImageGridView):
         seen: dict[str, str] = {}
         for m in self.state.models:
             for b in m.model.blocks:
-                seen.setdefault(b.name, f"{b.name} ({b.role}, 1/{2 ** b.level})")
+                seen.setdefault(b.name, f"{b.name} ({b.role}, 1/{2**b.level})")
         current = self.state.selected_block
         self.block_box.blockSignals(True)
         self.block_box.clear()
@@ -435,14 +458,18 @@ class CamView(ImageGridView):
             cell.image.setImage(image, autoLevels=False, levels=(0, 255))
             if cam is None:  # an input attribution not computed for these settings
                 cell.overlay.clear()
-                self.grid.headers[c].setText(f"<b>{m}</b><br>{self.state.settings.cam_method}<br>"
-                                             "not computed: press Compute", color=model_qcolor(c - 1), size="8pt")
+                self.grid.headers[c].setText(
+                    f"<b>{m}</b><br>{self.state.settings.cam_method}<br>not computed: press Compute",
+                    color=model_qcolor(c - 1),
+                    size="8pt",
+                )
                 cell.model, cell.block, cell.values = "", None, None
                 continue
             values = cam.cam.astype(np.float32)
             _set_map(cell.overlay, values, "jet")
-            self.grid.headers[c].setText(f"<b>{m}</b><br>{cam.method} @ {cam.block}<br>{cam.target_label}",
-                                         color=model_qcolor(c - 1), size="8pt")
+            self.grid.headers[c].setText(
+                f"<b>{m}</b><br>{cam.method} @ {cam.block}<br>{cam.target_label}", color=model_qcolor(c - 1), size="8pt"
+            )
             cell.model, cell.block, cell.values = m, cam, values
         self._set_opacity()
         self.frame_once(image)
