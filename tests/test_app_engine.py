@@ -176,7 +176,8 @@ def test_an_input_attribution_runs_on_request_with_progress_cancel_and_cache(qtb
     view.method.setCurrentText("occlusion")
     wait_idle(qtbot, window)
     gate = threading.Event()
-    hold = state.models[0].model.register_forward_pre_hook(lambda *_: gate.wait(120))
+    # A pre-hook that returns something replaces the input: wait, then return None.
+    hold = state.models[0].model.register_forward_pre_hook(lambda *_: gate.wait(120) and None)
     try:
         view.compute_button.click()
         assert window.cancel_button.isVisible()
