@@ -198,3 +198,12 @@ def test_an_input_attribution_runs_on_request_with_progress_cancel_and_cache(qtb
     assert shown_method() == {"integrated_gradients"} and engine.attributions_run == 2
     exported = view.export_result().payload["cams"]
     assert {c["method"] for c in exported} == {"integrated_gradients"} and len(exported) == 2
+
+
+def test_a_message_is_one_line_and_its_traceback_waits_behind_details(qtbot, window):
+    window.state.notify("error", "analysis: RuntimeError: boom\nTraceback (most recent call last):\n  File x")
+    assert "Traceback" not in window.messages.toPlainText()
+    assert "ERROR: analysis: RuntimeError: boom" in window.messages.toPlainText()
+    assert window.details_button.isEnabled() and not window.details.isVisible()
+    window.details_button.click()
+    assert window.details.isVisible() and "Traceback (most recent call last)" in window.details.toPlainText()

@@ -148,6 +148,17 @@ class MainWindow(QMainWindow):
         self.messages.setMaximumHeight(120)
         self.messages.setPlaceholderText("Messages")
         lv.addWidget(self.messages, 1)
+        # A message is one sentence; what came with it (a traceback, a long list) waits behind Details.
+        self.details_button = QPushButton("Details")
+        self.details_button.setCheckable(True)
+        self.details_button.setEnabled(False)
+        self.details_button.setToolTip("the full text of the messages that had more to say (tracebacks)")
+        self.details = QPlainTextEdit()
+        self.details.setReadOnly(True)
+        self.details.hide()
+        self.details_button.toggled.connect(self.details.setVisible)
+        lv.addWidget(self.details_button)
+        lv.addWidget(self.details, 1)
 
         self.tabs = QTabWidget()
         self.views = {
@@ -267,8 +278,12 @@ class MainWindow(QMainWindow):
             self.engine.trim()
 
     def _message(self, level: str, text: str) -> None:
-        self.messages.appendPlainText(f"{level.upper()}: {text}" if level != "info" else text)
-        self.statusBar().showMessage(text.splitlines()[0], 8000)
+        first, _, rest = text.strip().partition("\n")
+        self.messages.appendPlainText(f"{level.upper()}: {first}" if level != "info" else first)
+        if rest.strip():
+            self.details.appendPlainText(f"{level.upper()}: {text.strip()}\n")
+            self.details_button.setEnabled(True)
+        self.statusBar().showMessage(first, 8000)
 
     # ------------------------------------------------------------------ jobs
     def run_job(
