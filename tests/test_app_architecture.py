@@ -32,6 +32,9 @@ def entry(label: str, variant: str, width: float = 0.25) -> ModelEntry:
     )
 
 
+KEPT: list = []  # every worker started by Jobs, for the life of the process
+
+
 class Jobs:
     """run_job as the window does it: generators in GeneratorWorkers, results on the UI thread."""
 
@@ -44,6 +47,7 @@ class Jobs:
         self.titles.append(title)
         worker = GeneratorWorker(job)
         self.workers.add(worker)
+        KEPT.append(worker)  # never collected under a pool thread still inside its run()
         worker.signals.finished.connect(lambda r, w=worker: (self.workers.discard(w), on_result(r)))
         worker.signals.failed.connect(lambda msg, w=worker: (self.workers.discard(w), self.errors.append(msg)))
         start(worker)

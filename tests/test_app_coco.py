@@ -32,6 +32,9 @@ if not DEMO["coco_gt"] or set(DEMO["coco_results"]) != set(NAMES):
     pytest.skip("the shipped demo's COCO files (assets/demo/coco) are missing", allow_module_level=True)
 
 
+KEPT: list = []  # every worker started by Jobs, for the life of the process
+
+
 class Jobs:
     """run_job as the window does it: the generator in a GeneratorWorker, the result on the UI thread."""
 
@@ -43,6 +46,7 @@ class Jobs:
     def __call__(self, title, job, on_result):
         worker = GeneratorWorker(job)
         self.running.add(worker)
+        KEPT.append(worker)  # never collected under a pool thread still inside its run()
         self.titles.append(title)
         worker.signals.finished.connect(lambda r, w=worker: (self.running.discard(w), on_result(r)))
         worker.signals.failed.connect(

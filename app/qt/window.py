@@ -79,6 +79,7 @@ class MainWindow(QMainWindow):
         # One engine for every view: a pass per (model, image, size, precision, class); the rest derived.
         self.engine = AnalysisEngine(self.state.settings.cache_mb << 20)
         self._workers: set[GeneratorWorker] = set()
+        self._retired: list[GeneratorWorker] = []  # finished jobs whose run() may not have returned yet
         self._closed = False
         self._gpu_fallback: list[str] = []  # an analysis that ran out of GPU memory says so here
         self._analysis_worker: GeneratorWorker | None = None  # the one analysis pass running, if any
@@ -299,6 +300,11 @@ class MainWindow(QMainWindow):
 
         def done(result=None, w=worker):
             self._workers.discard(w)
+            # Its signals arrive before its run() has returned: the pool thread is still inside it, so it must
+            # outlive this call (collected there, the C++ QRunnable was freed under the running thread: an abort
+            # seen in CI-like runs). Kept until a later job ends, by when run() has long returned.
+            self._retired = [r for r in self._retired if not r.done]
+            self._retired.append(w)
             if not self._workers:
                 self.progress.hide()
                 self.cancel_button.hide()
@@ -374,6 +380,7 @@ class MainWindow(QMainWindow):
 
         QThreadPool.globalInstance().waitForDone(60_000)
         self._workers.clear()
+        self._retired.clear()
         super().closeEvent(event)
 
     def schedule_analysis(self) -> None:
