@@ -617,9 +617,8 @@ class MainWindow(QMainWindow):
 
             self.state.add_image(ImageEntry("sample (generated)", "", sample_image(384)))
         if demo["coco_gt"] and demo["coco_results"]:
-            baseline = next((n for n in demo["coco_results"] if "ResNet" in n), "")
             self.state.update_settings(
-                coco_gt=demo["coco_gt"], coco_results=dict(demo["coco_results"]), coco_baseline=baseline
+                coco_gt=demo["coco_gt"], coco_results=dict(demo["coco_results"]), coco_baseline=demo["coco_baseline"]
             )
             self.views["coco"].evaluate()
 
