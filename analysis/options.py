@@ -13,3 +13,4 @@ IMAGE_SIZE_RANGE = (32, 4096)  # input sizes the app, the command line and sessi
 GALLERY_ROWS_RANGE = (1, 64)
 GRAPH_COLOR_BY = ("role", "params", "macs", "gradient")
 CACHE_MB_RANGE = (16, 1 << 20)  # the analysis engine's cache bound
+STUDY_METRICS = ("traces", "erf", "activations", "faithfulness", "cka")  # what `fishspine study` computes
