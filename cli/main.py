@@ -11,7 +11,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from fishspine.analysis.options import DEFAULT_INPUT_SIZE, IMAGE_SIZE_RANGE, PRECISIONS  # torch-free: fast --help
+from fishspine.analysis.options import (  # torch-free: fast --help
+    DEFAULT_INPUT_SIZE,
+    IMAGE_SIZE_RANGE,
+    PRECISIONS,
+    STUDY_METRICS,
+)
 from fishspine.cli.arguments import (
     Increasing,
     bounded_float,
@@ -565,7 +570,28 @@ def cmd_coco(args: argparse.Namespace) -> int:
         for w in written:
             print(w, file=sys.stderr)
     bar.close()
+    if args.errors:
+        _coco_errors(args, results, ranges, out)
     return 0
+
+
+def _coco_errors(args: argparse.Namespace, results: dict, ranges: dict | None, out: Path) -> None:
+    """`coco --errors`: TIDE's error breakdown of each result file's boxes, per size range."""
+    from fishspine.analysis.coco.errors import error_breakdown
+    from fishspine.analysis.coco.evaluation import CocoError, load_ground_truth, load_results
+    from fishspine.analysis.figures.coco_errors import errors_export, format_errors
+
+    try:
+        gt = load_ground_truth(args.gt)
+        breakdowns = {
+            name: error_breakdown(gt, load_results(path, gt, "bbox", name), name, ranges, args.max_dets[-1])
+            for name, path in results.items()
+        }
+    except CocoError as exc:
+        raise UserError(str(exc)) from exc
+    print(format_errors(breakdowns, args.baseline))
+    for w in errors_export(breakdowns, args.baseline).write(out / "coco_bbox_errors", args.formats):
+        print(w, file=sys.stderr)
 
 
 def _add_coco(sub) -> None:
@@ -598,9 +624,55 @@ def _add_coco(sub) -> None:
         metavar=("SMALL", "LARGE"),
         help="side lengths splitting small/medium/large, increasing (default 32 96)",
     )
+    p.add_argument(
+        "--errors",
+        action="store_true",
+        help="also TIDE's error breakdown of the boxes (classification, localisation, both, duplicate, background, "
+        "missed) per size range: coco_bbox_errors.*",
+    )
     p.add_argument("-o", "--output", required=True, type=output_folder, help="output folder")
     p.add_argument("--formats", nargs="+", default=["png", "svg", "pdf"], choices=["png", "svg", "pdf"])
     p.set_defaults(func=cmd_coco)
+
+
+# ------------------------------------------------------------------------------------------ study
+
+
+def _input_folder(text: str) -> Path:
+    """An existing folder to read from."""
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text[:120]}: no such folder; allowed: a folder of images")
+    return path
+
+
+def _add_study(sub) -> None:
+    from fishspine.cli.study import cmd_study
+
+    p = sub.add_parser(
+        "study",
+        help="traces, receptive fields, activation statistics, CAM faithfulness and CKA over a dataset",
+        description=cmd_study.__doc__,
+        epilog="data-parallel: torchrun --nproc_per_node=N -m fishspine.cli.main study ... (see the README)",
+    )
+    _add_model_args(p, images=False)
+    p.add_argument("folder", nargs="?", type=_input_folder, metavar="IMAGES", help="a folder of images (recursive)")
+    p.add_argument("--coco", type=input_file(), metavar="ANN.json", help="a COCO split's annotations instead")
+    p.add_argument("--images", type=_input_folder, metavar="DIR", help="with --coco: the split's image folder")
+    p.add_argument("--limit", type=bounded_int(1), help="only the first N images (in sorted order / by image id)")
+    p.add_argument(
+        "--size",
+        type=IMAGE_SIDE,
+        default=DEFAULT_INPUT_SIZE,
+        help=f"square input side: shorter side scaled to it, centre crop (default {DEFAULT_INPUT_SIZE})",
+    )
+    p.add_argument("--batch", type=bounded_int(1, 4096), default=8, help="images per chunk (and CKA minibatch, >= 4)")
+    p.add_argument("--metrics", nargs="+", default=list(STUDY_METRICS), choices=STUDY_METRICS)
+    p.add_argument(
+        "--deletion-steps", type=bounded_int(2, 1000), default=16, help="points of the deletion/insertion curves - 1"
+    )
+    p.add_argument("--resume", action="store_true", help="continue a stopped study in the same -o folder")
+    p.set_defaults(func=cmd_study)
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -714,6 +786,7 @@ SUBCOMMANDS: list[Callable] = [
     _add_graph,
     _add_activations,
     _add_coco,
+    _add_study,
     _add_data,
     _add_train,
     _add_bench,
@@ -750,4 +823,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # Run the package's copy of this module, not __main__'s: the commands in other modules (cli/study.py)
+    # import this one, and their UserError must be the one main() catches (torchrun -m fishspine.cli.main).
+    from fishspine.cli.main import main as package_main
+
+    sys.exit(package_main())

@@ -314,10 +314,14 @@ def erf_figure(study: Study) -> Figure:
                 top = np.nanmax(a) if np.isfinite(a).any() else 0.0
                 im = ax.imshow(a / top if top > 0 else np.zeros_like(a), cmap=MAP_CMAP, vmin=0, vmax=1)
                 cy, cx = (_f(v) for v in e["centre"])
+                # the radii are measured about the field's centre of mass (the runner's choice), not the unit
+                my, mx = (_f(v) for v in (e.get("centre_of_mass") or [None, None]))
+                if not math.isfinite(my + mx):
+                    my, mx = cy, cx
                 for key, style in (("radius_50", "-"), ("radius_90", "--")):
                     rad = _f(e[key])
-                    if math.isfinite(rad) and math.isfinite(cx + cy):
-                        ax.add_patch(Circle((cx, cy), rad, fill=False, ec="#56B4E9", ls=style, lw=1.0))
+                    if math.isfinite(rad) and math.isfinite(mx + my):
+                        ax.add_patch(Circle((mx, my), rad, fill=False, ec="#56B4E9", ls=style, lw=1.0))
                 ax.plot([cx], [cy], marker="+", color="#56B4E9", ms=5)
                 ax.set_xlim(-0.5, a.shape[1] - 0.5)
                 ax.set_ylim(a.shape[0] - 0.5, -0.5)
@@ -328,7 +332,7 @@ def erf_figure(study: Study) -> Figure:
         n = study.summary.get("config", {}).get("images")
         fig.suptitle(
             f"Effective receptive field of each level's centre unit (+), mean over {n} images\n"
-            "circles: radius holding 50% (solid) and 90% (dashed) of the gradient mass",
+            "circles about its centre of mass: the radius holding 50% (solid) and 90% (dashed) of the gradient mass",
             fontsize=8,
         )
     return fig

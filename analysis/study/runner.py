@@ -485,13 +485,16 @@ def _erf_summary(state: StudyState, i: int, info: ModelInfo, size: int) -> dict:
     for level, hw in info.levels.items():
         erf = _mean_erf(state, i, level)
         centre = unit_centre((size, size), hw)
+        # Radii about where the field really is: a strided 3x3 convolution centres its unit up to half a
+        # stride before the nominal (i + 1/2) * stride - 1/2, i.e. 15.5 px at stride 32 in a ResNet.
+        mass = centre_of_mass(erf) if erf.any() else centre
         out[str(level)] = {
             "stride": 2**level,
             "map_hw": list(hw),
             "centre": list(centre),
-            "centre_of_mass": list(centre_of_mass(erf)) if erf.any() else [math.nan, math.nan],
-            "radius_50": mass_radius(erf, centre, 0.5),
-            "radius_90": mass_radius(erf, centre, 0.9),
+            "centre_of_mass": list(mass) if erf.any() else [math.nan, math.nan],
+            "radius_50": mass_radius(erf, mass, 0.5),
+            "radius_90": mass_radius(erf, mass, 0.9),
             "npz_key": f"m{i}_level{level}",
         }
     return out
