@@ -47,9 +47,9 @@ BATCH_RANGE = (4, 64)  # CKA's minibatch estimator needs at least 4 images a chu
 
 
 def _fmt(value: Any) -> str:
-    """A summary number (None is NaN in summary.json) in 3 significant digits, or '-'."""
+    """A summary number (None is NaN in summary.json) in 3 significant digits, or 'n/a' as the figures say."""
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-        return "-"
+        return "n/a"
     return f"{value:.3g}"
 
 
