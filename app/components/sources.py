@@ -14,12 +14,15 @@ DEMO_WIDTH = 0.25
 
 
 def classify(path: str | Path) -> str:
-    """'image', 'checkpoint', 'session', 'folder' or 'unknown', from the path alone."""
+    """'image', 'checkpoint', 'session', 'study', 'folder' or 'unknown', from the path alone.
+
+    A folder holding summary.json is a study (`fishspine study` writes its figures beside it, which
+    are images, but not ones to analyse)."""
     from fishspine.analysis.images import IMAGE_SUFFIXES
 
     p = Path(path)
     if p.is_dir():
-        return "folder"
+        return "study" if (p / "summary.json").is_file() else "folder"
     suffix = p.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
         return "image"

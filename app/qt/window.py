@@ -48,6 +48,7 @@ from fishspine.app.qt.views.base import View, bind_setting
 from fishspine.app.qt.views.coco import CocoView
 from fishspine.app.qt.views.gradients import GradientView
 from fishspine.app.qt.views.images import ActivationsView, CamView
+from fishspine.app.qt.views.study import StudyView
 from fishspine.app.qt.workers import GeneratorWorker, start
 
 THUMB_PX = 96  # longer side of an image in the strip
@@ -60,7 +61,8 @@ def thumbnail(pixels):
     return resize_longer_side(pixels, THUMB_PX).copy()
 
 
-VIEWS = ("activations", "cam", "gradients", "architecture", "coco")
+VIEWS = ("activations", "cam", "gradients", "architecture", "coco")  # the views the analysis and the demo fill
+TABS = (*VIEWS, "study")  # every tab (the study tab shows a study folder, opened or run)
 # Settings whose change the views must see re-derived (a pass runs only when the engine lacks one).
 ANALYSIS_SETTINGS = {"reduction", "normalisation", "cam_method", "image_size", "class_index", "precision"}
 
@@ -84,6 +86,7 @@ class MainWindow(QMainWindow):
         self._gpu_fallback: list[str] = []  # an analysis that ran out of GPU memory says so here
         self._analysis_worker: GeneratorWorker | None = None  # the one analysis pass running, if any
         self._analysis_again = False  # the settings changed while it ran: run again when it ends
+        self._model_jobs = 0  # jobs (a study) using the models: no analysis pass may run beside them
         # model -> when it was asked for (loads finish in any order); weak, so a removed model leaves
         self._model_order: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._model_order_next = 0
@@ -168,6 +171,7 @@ class MainWindow(QMainWindow):
             "gradients": GradientView(self.state),
             "architecture": ArchitectureView(self.state, self.run_job),
             "coco": CocoView(self.state, self.run_job),
+            "study": StudyView(self.state, self.run_model_job),
         }
         for view in self.views.values():
             self.tabs.addTab(view, view.title)
@@ -334,6 +338,33 @@ class MainWindow(QMainWindow):
         start(worker)
         return worker
 
+    def run_model_job(
+        self, title: str, job: Callable, on_result: Callable[[Any], None], on_end: Callable[[], None] | None = None
+    ) -> None:
+        """`run_job` for a job that runs the loaded models (a study): it shares them with the analysis
+        (hooks, parameters' .grad), so it starts once a running analysis has stopped, and no analysis
+        starts until it has ended."""
+        self._model_jobs += 1
+        self._pending_analysis.stop()
+
+        def ended() -> None:
+            self._model_jobs -= 1
+            if on_end is not None:
+                on_end()
+            self.schedule_analysis()  # what the user changed meanwhile
+
+        def begin() -> None:
+            if self._closed:
+                return
+            if self._analysis_worker is not None:
+                self._analysis_worker.cancel()
+                self._analysis_again = False
+                QTimer.singleShot(50, begin)  # it stops at its next model
+                return
+            self.run_job(title, job, on_result, ended)
+
+        begin()
+
     def warm_up(self) -> None:
         """Import torch and the figure code and build the colour tables in a worker, while the user looks
         at the window: the first results then draw without paying for them on the UI thread."""
@@ -387,8 +418,8 @@ class MainWindow(QMainWindow):
         self._pending_analysis.start()
 
     def run_analysis(self) -> None:
-        if not self.state.models or self.state.image is None:
-            return
+        if not self.state.models or self.state.image is None or self._model_jobs:
+            return  # a job using the models schedules the analysis when it ends
         if self._analysis_worker is not None:
             # Two passes must never run at once: they share the models (hooks, .grad). Stop this one at
             # its next model and start afresh when it has stopped.
@@ -500,6 +531,9 @@ class MainWindow(QMainWindow):
                 self.add_model_source(str(p))
             elif kind == "session":
                 self.open_session(p)
+            elif kind == "study":
+                if self.views["study"].open_study(p):
+                    self.show_view("study")
             else:
                 self.state.notify(
                     "error",
@@ -664,7 +698,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="fishspine-gui", description="fishspine desktop app")
     p.add_argument("paths", nargs="*", help="checkpoints, images, folders or a session to open")
     p.add_argument("--screenshot", type=Path, help="render the window to this PNG once results are in, then quit")
-    p.add_argument("--view", choices=VIEWS, default="activations", help="the view to show first")
+    p.add_argument("--view", choices=TABS, default="activations", help="the view to show first")
     p.add_argument("--timeout", type=float, default=300, help="seconds to wait for results with --screenshot")
     return p.parse_args(argv)
 
@@ -684,7 +718,9 @@ def run(argv: list[str]) -> int:
         deadline = time.monotonic() + args.timeout
 
         def shoot():
-            if (window.state.insights and not window._workers) or time.monotonic() > deadline:
+            # The study tab has its content once a study folder is open; the others once the analysis is in.
+            ready = window.views["study"].has_content if args.view == "study" else window.state.insights
+            if (ready and not window._workers) or time.monotonic() > deadline:
                 window.current_view().refresh()
                 QTimer.singleShot(300, lambda: (window.grab().save(str(args.screenshot)), app.quit()))
             else:

@@ -209,9 +209,12 @@ class View(QWidget):
             return [write_csv(path, result.rows) if suffix == ".csv" else write_json(path, result.payload)]
         return save_figure(result.figure(), path)
 
+    def export_name(self) -> str:
+        """The file name the Export dialog proposes."""
+        return f"{self.title.lower().replace(' ', '_').replace('-', '')}.pdf"
+
     def export_dialog(self) -> None:
-        name = f"{self.title.lower().replace(' ', '_').replace('-', '')}.pdf"
-        path, _ = QFileDialog.getSaveFileName(self, f"Export {self.title}", name, FIGURE_FILTER)
+        path, _ = QFileDialog.getSaveFileName(self, f"Export {self.title}", self.export_name(), FIGURE_FILTER)
         if path:
             try:
                 for p in self.export(path):
