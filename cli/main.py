@@ -526,6 +526,8 @@ def cmd_coco(args: argparse.Namespace) -> int:
         results[name] = path
     if args.baseline and args.baseline not in results:
         raise UserError(f"--baseline {args.baseline!r} is not one of the --dt names ({', '.join(results)})")
+    if args.evidence and not (args.baseline and args.images):
+        raise UserError("--evidence compares each backbone with --baseline NAME and crops from --images DIR: give both")
     ranges = None
     if args.area_ranges:
         small, large = args.area_ranges
@@ -572,7 +574,52 @@ def cmd_coco(args: argparse.Namespace) -> int:
     bar.close()
     if args.errors:
         _coco_errors(args, results, ranges, out)
+    if args.evidence:
+        _coco_evidence(args, results, ranges)
     return 0
+
+
+def _coco_evidence(args: argparse.Namespace, results: dict, ranges: dict | None) -> None:
+    """`coco --evidence DIR`: per backbone and size range, the objects behind its difference to the baseline."""
+    from functools import lru_cache
+
+    from fishspine.analysis.coco.evaluation import DEFAULT_AREA_RANGES, CocoError, load_ground_truth, load_results
+    from fishspine.analysis.coco.evidence import evidence
+    from fishspine.analysis.figures.base import model_color
+    from fishspine.analysis.figures.coco_evidence import evidence_export
+    from fishspine.analysis.images import ImageError, load_image
+
+    try:
+        gt = load_ground_truth(args.gt)
+        dets = {name: load_results(path, gt, "bbox", name) for name, path in results.items()}
+    except CocoError as exc:
+        raise UserError(str(exc)) from exc
+    files = {e["id"]: e.get("file_name") for e in gt["images"]}
+    categories = {c["id"]: c["name"] for c in gt["categories"]}
+
+    @lru_cache(maxsize=64)
+    def image(image_id: int):
+        name = files.get(image_id)
+        if not isinstance(name, str) or Path(name).is_absolute() or ".." in Path(name).parts:
+            return None
+        try:
+            return load_image(Path(args.images) / name)
+        except ImageError:
+            return None
+
+    names = list(results)
+    for name in names:
+        if name == args.baseline:
+            continue
+        for area in ranges or DEFAULT_AREA_RANGES:
+            ev = evidence(gt, (name, dets[name]), (args.baseline, dets[args.baseline]), area, ranges)
+            colors = (model_color(names.index(name)), model_color(names.index(args.baseline)))
+            counts = ", ".join(f"{k} {v}" for k, v in ev.counts().items())
+            print(f"{name} vs {args.baseline}, {area}: {counts}")
+            safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+            export = evidence_export(ev, image, categories, colors)
+            for w in export.write(Path(args.evidence) / f"{safe}_{area}", args.formats):
+                print(w, file=sys.stderr)
 
 
 def _coco_errors(args: argparse.Namespace, results: dict, ranges: dict | None, out: Path) -> None:
@@ -630,6 +677,14 @@ def _add_coco(sub) -> None:
         help="also TIDE's error breakdown of the boxes (classification, localisation, both, duplicate, background, "
         "missed) per size range: coco_bbox_errors.*",
     )
+    p.add_argument(
+        "--evidence",
+        type=output_folder,
+        metavar="DIR",
+        help="also the objects behind each backbone's difference to --baseline, per size range: galleries of "
+        "crops (needs --images) and CSV/JSON, into DIR",
+    )
+    p.add_argument("--images", type=_input_folder, metavar="DIR", help="the images of --gt (for --evidence crops)")
     p.add_argument("-o", "--output", required=True, type=output_folder, help="output folder")
     p.add_argument("--formats", nargs="+", default=["png", "svg", "pdf"], choices=["png", "svg", "pdf"])
     p.set_defaults(func=cmd_coco)
