@@ -75,6 +75,8 @@ class ImageMatches:
         pos = np.arange(n)
         # A detection ignored at every threshold never counts, and one after the category's last true
         # positive cannot raise an interpolated precision: neither needs summing.
+        if not np.allclose(self.recall_thresholds, np.linspace(0, 1, len(self.recall_thresholds))):
+            raise ValueError("the bootstrap re-accumulation assumes evenly spaced recall thresholds from 0 to 1")
         last_tp = np.full(n_k, -1)
         any_tp = tp.any(axis=0)
         np.maximum.at(last_tp, self.det_category[any_tp], pos[any_tp])
@@ -108,34 +110,38 @@ class ImageMatches:
     def _area_precision(self, a: int, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(interpolated precision (B, T, K, R), valid categories (B, K)) of size range `a`."""
         p = self._plan(a)
-        w = weights.astype(np.int64, copy=False)
+        # Running sums are exact integers; int32 halves the memory traffic when they cannot overflow.
+        small = int(weights.max(initial=0)) * max(len(self.det_image), 1) < 2**31
+        w = weights.astype(np.int32 if small else np.int64, copy=False)
         n_b = len(w)
         n_t, n_k, n_r = len(self.iou_thresholds), len(self.category_ids), len(self.recall_thresholds)
         n_pos = len(p["seg"])
 
         def zcumsum(cols: np.ndarray) -> np.ndarray:  # (B, n+1) running sums with a leading 0
-            z = np.zeros((n_b, len(cols) + 1), np.int64)
+            z = np.zeros((n_b, len(cols) + 1), w.dtype)
             np.cumsum(w[:, cols], axis=1, out=z[:, 1:])
             return z
 
         wz, tz, iz = zcumsum(p["kept_img"]), zcumsum(p["tp_img"]), zcumsum(p["ig_img"])
-        # counted detections up to each true positive = all kept ones - true positives - ignored ones
+        # counted detections (tp + fp) up to each true positive = all kept ones - ignored ones
         tp = (tz[:, 1:] - tz[:, p["tp_lo"]]).astype(np.float64)
-        fp = (wz[:, p["w_hi"]] - wz[:, p["w_lo"]] - (iz[:, p["ig_hi"]] - iz[:, p["ig_lo"]])).astype(np.float64) - tp
+        counted = (wz[:, p["w_hi"]] - wz[:, p["w_lo"]] - (iz[:, p["ig_hi"]] - iz[:, p["ig_lo"]])).astype(np.float64)
         npig = w.astype(np.float64) @ p["npig"]  # (B, K), exact: integer-valued
         valid = npig > 0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            pr = tp / (fp + tp + _EPS)
-            rc = tp / npig[:, p["seg_k"]]
-        rc = np.where(np.isfinite(rc), rc, 0.0)
-        # number of recall thresholds each point reaches (searchsorted(recThrs, rc, "right") without a search)
+        pr = tp / (counted + _EPS)  # pycocotools: tp / (fp + tp + eps), fp + tp exact here as there
+        rc = tp / np.maximum(npig, 1.0)[:, p["seg_k"]]  # no counted ground truth: no true positive either
+        # number of recall thresholds each point reaches (searchsorted(recThrs, rc, "right") without a search;
+        # the thresholds are COCO's 0:0.01:1, so the estimate is off by at most one either way)
         r_ext = np.append(self.recall_thresholds, np.inf)
-        g = np.clip(np.floor(rc * (n_r - 1)).astype(np.int64) + 1, 1, n_r)
+        g = np.floor(rc * (n_r - 1)).astype(np.int64)
+        g += 1
+        np.clip(g, 1, n_r, out=g)
         g -= r_ext[g - 1] > rc
         g += r_ext[g] <= rc
         # the best precision among the points reaching exactly g thresholds, per (resample, segment, g)
-        key = (np.arange(n_b)[:, None] * (n_t * n_k) + p["seg"][None, :]) * (n_r + 1) + g
-        key = key.ravel()
+        g += p["seg"] * (n_r + 1)
+        g += (np.arange(n_b) * (n_t * n_k * (n_r + 1)))[:, None]
+        key = g.ravel()
         dense = np.zeros(n_b * n_t * n_k * (n_r + 1))
         if n_pos:
             starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
@@ -273,7 +279,7 @@ def draw_weights(n_images: int, n_resamples: int, seed: int) -> np.ndarray:
     return np.bincount(flat.ravel(), minlength=n_resamples * n_images).reshape(n_resamples, n_images).astype(np.int32)
 
 
-def replicate_stats(matches: ImageMatches, weights: np.ndarray, chunk_elements: int = 3_000_000) -> np.ndarray:
+def replicate_stats(matches: ImageMatches, weights: np.ndarray, chunk_elements: int = 1_000_000) -> np.ndarray:
     """(B, len(BOOT_STATS)) AP, AP50, AP75, AP_S, AP_M, AP_L in [0, 1] for each row of image weights."""
     n_b = len(weights)
     out = np.full((n_b, len(BOOT_STATS)), np.nan)
