@@ -197,16 +197,26 @@ def table_figure(
                     continue
                 text = f"{d:+.1f}"
                 lo, hi = r.get(f"Δ{c}_lo"), r.get(f"Δ{c}_hi")
+                resolved = lo is not None and not math.isnan(lo) and (lo > 0 or hi < 0)
                 if lo is not None and not math.isnan(lo):
                     text += f" [{lo:+.1f}, {hi:+.1f}]"
                 text = text.replace("-", "\u2212")  # a typographic minus, as in the papers' tables
-                ax.text(x, centre + 0.085, text, fontsize=5.8, va="center", ha="center", color=delta_color(d))
+                ax.text(
+                    x,
+                    centre + 0.085,
+                    text,
+                    fontsize=5.8,
+                    va="center",
+                    ha="center",
+                    color=delta_color(d),
+                    weight="bold" if resolved else "normal",  # the interval excludes 0
+                )
             y += row_h
         ax.plot([0.1, width - 0.1], [y + 0.04, y + 0.04], color="black", lw=1.2, solid_capstyle="butt")
         if baseline:
             shown = baseline.replace("$", r"\$")  # a lone $ would start mathtext
             note = f"$^\\dagger$ baseline; below each value: Δ against {shown}"
             if with_ci:
-                note += f" [95% paired bootstrap CI over images, {bootstrap} resamples]"
+                note += f" [95% paired bootstrap CI over images, {bootstrap} resamples; bold: it excludes 0]"
             ax.text(0.1, y + 0.2, note, fontsize=5.8, va="center", ha="left", color=NEUTRAL)
     return fig
