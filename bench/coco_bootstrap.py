@@ -6,7 +6,7 @@ replicates are re-accumulated from the same draws (timed, median of the repeats)
 interval of the AP delta is read off them. The replicates at weights 1 are checked against the
 evaluation's own AP first.
 
-Run: .venv/bin/python bench/coco_bootstrap.py [--images 5000] [--resamples 1000] [--repeats 3]
+Run: .venv/bin/python bench/coco_bootstrap.py [--images 5000] [--classes 80] [--resamples 1000] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -28,14 +28,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", type=int, default=5000)
     p.add_argument("--resamples", type=int, default=1000)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--classes", type=int, default=80, help="categories (80: val2017)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
-    gt, dets = synthetic_coco(args.images, seed=0)
+    gt, dets = synthetic_coco(args.images, n_categories=args.classes, seed=0)
     gt = load_ground_truth(gt)
     dets = load_results(dets, gt, "bbox")
     worse = [d for i, d in enumerate(dets) if i % 4]
-    print(f"{len(gt['images'])} images, {len(gt['annotations'])} objects, {len(dets)} detections")
+    sizes = (len(gt["images"]), len(gt["categories"]), len(gt["annotations"]), len(dets))
+    print("{} images, {} classes, {} objects, {} detections".format(*sizes))
 
     evals, match_s = {}, {}
     for name, ds in (("base", dets), ("worse", worse)):

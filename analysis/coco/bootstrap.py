@@ -107,8 +107,9 @@ class ImageMatches:
         self._plans[a] = plan
         return plan
 
-    def _area_precision(self, a: int, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(interpolated precision (B, T, K, R), valid categories (B, K)) of size range `a`."""
+    def _area_precision(self, a: int, weights: np.ndarray, summed: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(interpolated precision (B, T, K, R), or its sum over R when `summed`; valid categories (B, K))
+        of size range `a`."""
         p = self._plan(a)
         # Running sums are exact integers; int32 halves the memory traffic when they cannot overflow.
         small = int(weights.max(initial=0)) * max(len(self.det_image), 1) < 2**31
@@ -119,37 +120,41 @@ class ImageMatches:
 
         def zcumsum(cols: np.ndarray) -> np.ndarray:  # (B, n+1) running sums with a leading 0
             z = np.zeros((n_b, len(cols) + 1), w.dtype)
-            np.cumsum(w[:, cols], axis=1, out=z[:, 1:])
+            np.cumsum(np.take(w, cols, axis=1), axis=1, out=z[:, 1:])  # take: faster than w[:, cols]
             return z
 
         wz, tz, iz = zcumsum(p["kept_img"]), zcumsum(p["tp_img"]), zcumsum(p["ig_img"])
         # counted detections (tp + fp) up to each true positive = all kept ones - ignored ones
-        tp = (tz[:, 1:] - tz[:, p["tp_lo"]]).astype(np.float64)
-        counted = (wz[:, p["w_hi"]] - wz[:, p["w_lo"]] - (iz[:, p["ig_hi"]] - iz[:, p["ig_lo"]])).astype(np.float64)
+        tp = (tz[:, 1:] - np.take(tz, p["tp_lo"], axis=1)).astype(np.float64)
+        counted = np.take(wz, p["w_hi"], axis=1) - np.take(wz, p["w_lo"], axis=1)
+        counted -= np.take(iz, p["ig_hi"], axis=1) - np.take(iz, p["ig_lo"], axis=1)
+        counted = counted.astype(np.float64)
         npig = w.astype(np.float64) @ p["npig"]  # (B, K), exact: integer-valued
         valid = npig > 0
         pr = tp / (counted + _EPS)  # pycocotools: tp / (fp + tp + eps), fp + tp exact here as there
-        rc = tp / np.maximum(npig, 1.0)[:, p["seg_k"]]  # no counted ground truth: no true positive either
+        rc = tp / np.take(np.maximum(npig, 1.0), p["seg_k"], axis=1)  # no counted ground truth: no true positive either
         # number of recall thresholds each point reaches (searchsorted(recThrs, rc, "right") without a search;
         # the thresholds are COCO's 0:0.01:1, so the estimate is off by at most one either way)
         r_ext = np.append(self.recall_thresholds, np.inf)
         g = np.floor(rc * (n_r - 1)).astype(np.int64)
         g += 1
         np.clip(g, 1, n_r, out=g)
-        g -= r_ext[g - 1] > rc
-        g += r_ext[g] <= rc
-        # the best precision among the points reaching exactly g thresholds, per (resample, segment, g)
-        g += p["seg"] * (n_r + 1)
-        g += (np.arange(n_b) * (n_t * n_k * (n_r + 1)))[:, None]
+        g -= np.take(r_ext, g - 1) > rc
+        g += np.take(r_ext, g) <= rc
+        # The best precision among the points reaching exactly g thresholds, per (resample, segment, g), in
+        # slot n_r - g: a running maximum along the slots (contiguous, in place) is then the interpolated
+        # precision, slot s holding threshold n_r - 1 - s (the best precision of every point beyond it).
+        np.subtract(n_r, g, out=g)
+        g += p["seg"] * n_r
+        g += (np.arange(n_b) * (n_t * n_k * n_r))[:, None]
         key = g.ravel()
-        dense = np.zeros(n_b * n_t * n_k * (n_r + 1))
+        dense = np.zeros(n_b * n_t * n_k * n_r)
         if n_pos:
             starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
             dense[key[starts]] = np.maximum.reduceat(pr.ravel(), starts)
-        dense = dense.reshape(n_b, n_t, n_k, n_r + 1)
-        # interpolated precision at threshold r: the best precision of every point reaching beyond r
-        q = np.maximum.accumulate(dense[..., ::-1], axis=-1)[..., ::-1][..., 1:]
-        return q, valid
+        dense = dense.reshape(n_b, n_t, n_k, n_r)
+        np.maximum.accumulate(dense, axis=-1, out=dense)
+        return (dense.sum(axis=-1) if summed else dense[..., ::-1]), valid
 
 
 def image_matches(coco_eval: Any) -> ImageMatches:
@@ -292,15 +297,17 @@ def replicate_stats(matches: ImageMatches, weights: np.ndarray, chunk_elements: 
             cols = list(range(3))
         if not cols:
             continue
-        size = max(1, len(matches._plan(a)["seg"]) + len(matches._plan(a)["kept_img"]))
-        step = max(1, chunk_elements // size)
+        plan = matches._plan(a)
+        cells = len(matches.iou_thresholds) * len(matches.category_ids) * len(matches.recall_thresholds)
+        step = max(1, chunk_elements // max(1, len(plan["seg"]) + len(plan["kept_img"]) + cells))
+        n_r = len(matches.recall_thresholds)
         for b0 in range(0, n_b, step):
-            q, valid = matches._area_precision(a, weights[b0 : b0 + step])
+            qsum, valid = matches._area_precision(a, weights[b0 : b0 + step], summed=True)  # (B, T, K)
             for j in cols:
                 s = BOOT_STATS[j]
-                sub = q if s in ("AP",) or s in _SIZES else q[:, [t50 if s == "AP50" else t75]]
-                total = (sub.sum(axis=(1, 3)) * valid).sum(axis=1)
-                count = valid.sum(axis=1) * sub.shape[1] * sub.shape[3]
+                sub = qsum if s in ("AP",) or s in _SIZES else qsum[:, [t50 if s == "AP50" else t75]]
+                total = (sub * valid[:, None, :]).sum(axis=(1, 2))
+                count = valid.sum(axis=1) * sub.shape[1] * n_r
                 with np.errstate(invalid="ignore", divide="ignore"):
                     out[b0 : b0 + step, j] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
     return out
