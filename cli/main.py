@@ -515,8 +515,10 @@ def _add_activations(sub) -> None:
 def cmd_coco(args: argparse.Namespace) -> int:
     """COCO per-scale AP of several backbones' result files, with deltas against a baseline."""
     from fishspine.analysis.coco.evaluation import CocoError, format_table, iter_evaluate, per_scale_table
+    from fishspine.analysis.coco.tables import latex_table, markdown_table
     from fishspine.analysis.figures.base import save_figure, write_csv, write_json
     from fishspine.analysis.figures.coco import per_class_figure, pr_curves_figure, size_bars_figure, table_figure
+    from fishspine.models.atomic_files import atomic_write_bytes
 
     results = {}
     for spec in args.dt:
@@ -537,17 +539,23 @@ def cmd_coco(args: argparse.Namespace) -> int:
             "medium": (small**2, large**2),
             "large": (large**2, 1e10),
         }
+    boot = args.bootstrap if args.baseline else 0  # intervals are on deltas: none without a baseline
     bar = _progress(len(results) * len(args.iou_types), "coco")
     out = Path(args.output)
     for iou_type in args.iou_types:
         try:
-            evals = _run(iter_evaluate(args.gt, results, iou_type, ranges, tuple(args.max_dets)), bar, per_step=True)
+            evals = _run(
+                iter_evaluate(args.gt, results, iou_type, ranges, tuple(args.max_dets), boot, args.seed),
+                bar,
+                per_step=True,
+            )
         except CocoError as exc:
             raise UserError(str(exc)) from exc
-        print(format_table(evals, args.baseline))
+        text = format_table(evals, args.baseline, bootstrap=boot, seed=args.seed)
+        print(text)
         print()
         stem = out / f"coco_{iou_type}"
-        rows = per_scale_table(evals, args.baseline)
+        rows = per_scale_table(evals, args.baseline, boot, args.seed)
         written = [write_csv(stem.with_suffix(".csv"), rows)]
         written.append(
             write_json(
@@ -558,13 +566,28 @@ def cmd_coco(args: argparse.Namespace) -> int:
                     "max_dets": list(args.max_dets),
                     "area_ranges": next(iter(evals.values())).area_ranges,
                     "area_source": next(iter(evals.values())).area_source,
+                    "bootstrap": {"resamples": boot, "seed": args.seed, "confidence": 0.95, "over": "images"}
+                    if boot
+                    else None,
                     "table": rows,
                     "per_class": {n: e.per_class_table() for n, e in evals.items()},
                 },
             )
         )
-        written += save_figure(table_figure(evals, args.baseline), out / f"coco_{iou_type}_table", args.formats)
-        written += save_figure(size_bars_figure(evals, args.baseline), out / f"coco_{iou_type}_sizes", args.formats)
+        note = "\n".join(text.splitlines()[:2])
+        for suffix, body in (
+            (".tex", latex_table(rows, args.baseline, note=note)),
+            (".md", markdown_table(rows, args.baseline, note=note)),
+        ):
+            target = out / f"coco_{iou_type}_table{suffix}"
+            atomic_write_bytes(target, body.encode())
+            written.append(target)
+        written += save_figure(
+            table_figure(evals, args.baseline, boot, args.seed), out / f"coco_{iou_type}_table", args.formats
+        )
+        written += save_figure(
+            size_bars_figure(evals, args.baseline, boot, args.seed), out / f"coco_{iou_type}_sizes", args.formats
+        )
         written += save_figure(pr_curves_figure(evals, 0.5), out / f"coco_{iou_type}_pr", args.formats)
         for name, ev in evals.items():
             safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
@@ -685,6 +708,14 @@ def _add_coco(sub) -> None:
         "crops (needs --images) and CSV/JSON, into DIR",
     )
     p.add_argument("--images", type=_input_folder, metavar="DIR", help="the images of --gt (for --evidence crops)")
+    p.add_argument(
+        "--bootstrap",
+        type=bounded_int(0, 100_000),
+        default=1000,
+        metavar="N",
+        help="resamples of the images for the 95%% paired bootstrap interval of each delta (default 1000; 0: none)",
+    )
+    p.add_argument("--seed", type=bounded_int(0, 2**32 - 1), default=0, help="seed of the bootstrap draws (default 0)")
     p.add_argument("-o", "--output", required=True, type=output_folder, help="output folder")
     p.add_argument("--formats", nargs="+", default=["png", "svg", "pdf"], choices=["png", "svg", "pdf"])
     p.set_defaults(func=cmd_coco)

@@ -373,14 +373,15 @@ def test_coco_view_table_deltas_and_bad_json(qtbot, window, tmp_path):
     view.add_result_files([demo["coco_results"][n] for n in ("ResNet-50", "FishNet-150")])
     qtbot.waitUntil(lambda: view.has_content, timeout=60_000)
     evals = window.state.coco
-    rows = per_scale_table(evals, "ResNet-50")
+    rows = per_scale_table(evals, "ResNet-50", 1000, 0)  # the view's intervals: 1000 resamples, seed 0
     assert view.table.rowCount() == 2
     fish = next(i for i in range(2) if view.table.item(i, 0).text() == "FishNet-150")
-    ap_s = next(r for r in rows if r["backbone"] == "FishNet-150")
-    assert view.table.item(fish, 4).text() == f"{ap_s['AP_S']:.1f}  ({ap_s['ΔAP_S']:+.1f})"
+    r = next(r for r in rows if r["backbone"] == "FishNet-150")
+    half = (r["ΔAP_S_hi"] - r["ΔAP_S_lo"]) / 2
+    assert view.table.item(fish, 4).text() == f"{r['AP_S']:.1f}  ({r['ΔAP_S']:+.1f} ±{half:.1f})"
     view.kind.setCurrentText("sizes")
     out = view.export(tmp_path / "sizes.svg")[0]
-    assert out.read_bytes() == figure_bytes(size_bars_figure(evals, "ResNet-50"), "svg")
+    assert out.read_bytes() == figure_bytes(size_bars_figure(evals, "ResNet-50", 1000, 0), "svg")
     view.baseline.setCurrentText("(none)")
     assert "(" not in view.table.item(fish, 4).text()
     # Bad files: a message each, and the evaluation on screen stays.

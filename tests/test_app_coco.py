@@ -32,6 +32,7 @@ if not DEMO["coco_gt"] or set(DEMO["coco_results"]) != set(NAMES):
     pytest.skip("the shipped demo's COCO files (assets/demo/coco) are missing", allow_module_level=True)
 
 
+BOOT = 1000  # the view's bootstrap resamples (seed 0)
 KEPT: list = []  # every worker started by Jobs, for the life of the process
 
 
@@ -59,7 +60,7 @@ class Jobs:
 
 @pytest.fixture(scope="module")
 def demo_evals():
-    return evaluate(DEMO["coco_gt"], DEMO["coco_results"])
+    return evaluate(DEMO["coco_gt"], DEMO["coco_results"], bootstrap=BOOT)
 
 
 @pytest.fixture
@@ -102,7 +103,11 @@ def table_rows(view) -> dict[str, list[str]]:
 def expected_cell(row: dict, column: str) -> str:
     v, d = row[column], row.get(f"Δ{column}")
     text = "-" if math.isnan(v) else f"{v:.1f}"
-    return text if d is None or math.isnan(d) else f"{text}  ({d:+.1f})"
+    if d is None or math.isnan(d):
+        return text
+    if f"Δ{column}_lo" in row:
+        return f"{text}  ({d:+.1f} ±{(row[f'Δ{column}_hi'] - row[f'Δ{column}_lo']) / 2:.1f})"
+    return f"{text}  ({d:+.1f})"
 
 
 def test_table_one_row_per_model_with_deltas_against_the_baseline(qtbot, view, demo_evals):
@@ -114,8 +119,8 @@ def test_table_one_row_per_model_with_deltas_against_the_baseline(qtbot, view, d
     ]
     for base in ("ResNet-50", "FishNet-150", None):
         view.baseline.setCurrentText(base or "(none)")
-        rows = per_scale_table(view.state.coco, base)
-        assert rows == per_scale_table(demo_evals, base)  # the app's evaluation is the command line's
+        rows = per_scale_table(view.state.coco, base, BOOT)
+        assert rows == per_scale_table(demo_evals, base, BOOT)  # the app's evaluation is the command line's
         shown = table_rows(view)
         assert list(shown) == list(NAMES)
         cli = {line.split()[0]: line for line in format_table(demo_evals, base).splitlines()[3:]}
@@ -124,7 +129,7 @@ def test_table_one_row_per_model_with_deltas_against_the_baseline(qtbot, view, d
             assert cells == [expected_cell(r, c) for c in COLUMNS]
             for cell, c in zip(cells, COLUMNS):  # the numbers as the CLI prints them
                 if c in ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L"):
-                    assert " ".join(cell.split()) in cli[r["backbone"]]
+                    assert " ".join(cell.split()).split(" ±")[0].rstrip(")") in cli[r["backbone"]]
             has_deltas = base is not None and r["backbone"] != base
             assert all(("(" in cell) == has_deltas for cell in cells)
         for i in range(view.table.rowCount()):
@@ -189,8 +194,9 @@ def test_hover_names_the_bar_and_the_curve(qtbot, view, demo_evals):
     box = view.bars.getViewBox()
     x, width, height, name, size, key = view._bar_spots[3]  # the second backbone's small-object bar
     view._bars_hovered(box.mapViewToScene(QPointF(x, height / 2)))
-    r = per_scale_table(demo_evals, "ResNet-50")[1]
-    assert view.info.text() == f"{name} · {size} objects: {key} {r[key]:.1f} ({r['Δ' + key]:+.1f} vs ResNet-50)"
+    r = per_scale_table(demo_evals, "ResNet-50", BOOT)[1]
+    ci = f"95% CI [{r['Δ' + key + '_lo']:+.1f}, {r['Δ' + key + '_hi']:+.1f}]"
+    assert view.info.text() == f"{name} · {size} objects: {key} {r[key]:.1f} ({r['Δ' + key]:+.1f} vs ResNet-50, {ci})"
     view._bars_hovered(box.mapViewToScene(QPointF(x, height + 0.4 * (box.viewRange()[1][1] - height))))
     assert view.info.text().startswith("bbox · 4 backbones")
 

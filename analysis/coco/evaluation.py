@@ -8,6 +8,9 @@ nothing. Object size comes from the ground truth's `area` field, as in pycocotoo
 the mask area, also for box evaluation). Detections are sized as pycocotools' loadRes sizes them: by
 their box whenever the result list carries boxes (bbox results, and segm results that have a `bbox`),
 by their mask only for segm results without one.
+
+With `keep_matches`, the per-image matching is kept too (analysis/coco/bootstrap.py), and the deltas
+of the table get paired-bootstrap confidence intervals over images.
 """
 
 from __future__ import annotations
@@ -78,6 +81,22 @@ class CocoEvaluation:
     precision: np.ndarray = field(repr=False)  # (T, R, K, A, M), -1 where undefined
     recall: np.ndarray = field(repr=False)  # (T, K, A, M)
     detections_sized_by: str = "box"  # "box" or "mask": what the evaluator took each detection's area from
+    matches: Any = field(default=None, repr=False, compare=False)  # bootstrap.ImageMatches, when kept
+    _replicates: dict = field(default_factory=dict, repr=False, compare=False)  # (n, seed) -> (n, 6) array
+
+    def replicates(self, n: int, seed: int, compute: bool = True) -> np.ndarray | None:
+        """(n, 6) bootstrap replicates of AP, AP50, AP75, AP_S, AP_M, AP_L (in [0, 1]) over images, drawn
+        from `seed`: the same draws for every evaluation of the same ground truth. Cached; None when the
+        matching was not kept (or not cached and `compute` is False)."""
+        from fishspine.analysis.coco.bootstrap import draw_weights, replicate_stats
+
+        key = (int(n), int(seed))
+        if key not in self._replicates:
+            if self.matches is None or not compute:
+                return None
+            weights = draw_weights(len(self.matches.image_ids), key[0], key[1])
+            self._replicates[key] = replicate_stats(self.matches, weights)
+        return self._replicates[key]
 
     @property
     def area_source(self) -> str:
@@ -185,8 +204,10 @@ def evaluate_one(
     iou_type: str = "bbox",
     area_ranges: Mapping[str, tuple[float, float]] | None = None,
     max_dets: Sequence[int] = DEFAULT_MAX_DETS,
+    keep_matches: bool = False,
 ) -> CocoEvaluation:
-    """Evaluate one result list against `gt` (already loaded and checked)."""
+    """Evaluate one result list against `gt` (already loaded and checked); `keep_matches` keeps the
+    per-image matching the bootstrap intervals need."""
     from faster_coco_eval import COCO, COCOeval_faster
 
     if iou_type not in ("bbox", "segm"):
@@ -208,6 +229,11 @@ def evaluate_one(
     ev.evaluate()
     ev.accumulate()
     cats = coco_gt.loadCats(ev.params.catIds)
+    matches = None
+    if keep_matches:
+        from fishspine.analysis.coco.bootstrap import image_matches
+
+        matches = image_matches(ev)
     return CocoEvaluation(
         name,
         iou_type,
@@ -220,6 +246,7 @@ def evaluate_one(
         np.asarray(ev.eval["precision"]),
         np.asarray(ev.eval["recall"]),
         sized_by,
+        matches,
     )
 
 
@@ -229,15 +256,20 @@ def iter_evaluate(
     iou_type: str = "bbox",
     area_ranges: Mapping[str, tuple[float, float]] | None = None,
     max_dets: Sequence[int] = DEFAULT_MAX_DETS,
+    bootstrap: int = 0,
+    seed: int = 0,
 ) -> Job[dict[str, CocoEvaluation]]:
-    """A job (analysis/jobs.py): progress per result file; returns {name: CocoEvaluation}."""
+    """A job (analysis/jobs.py): progress per result file; returns {name: CocoEvaluation}. With
+    `bootstrap` > 0 each evaluation also gets that many bootstrap replicates (drawn from `seed`)."""
     gt_dict = load_ground_truth(gt)
     if iou_type == "segm":
         require_segmentation(gt_dict, str(gt) if isinstance(gt, (str, Path)) else "ground truth")
     out = {}
     for i, (name, source) in enumerate(results.items()):
         dets = load_results(source, gt_dict, iou_type, name)
-        out[name] = evaluate_one(gt_dict, dets, name, iou_type, area_ranges, max_dets)
+        out[name] = evaluate_one(gt_dict, dets, name, iou_type, area_ranges, max_dets, keep_matches=bootstrap > 0)
+        if bootstrap > 0:
+            out[name].replicates(bootstrap, seed)
         yield Progress(i + 1, len(results), name)
     return out
 
@@ -248,16 +280,29 @@ def evaluate(
     iou_type: str = "bbox",
     area_ranges: Mapping[str, tuple[float, float]] | None = None,
     max_dets: Sequence[int] = DEFAULT_MAX_DETS,
+    bootstrap: int = 0,
+    seed: int = 0,
 ) -> dict[str, CocoEvaluation]:
-    """Evaluate each named result file against the ground truth."""
-    return run_job(iter_evaluate(gt, results, iou_type, area_ranges, max_dets))
+    """Evaluate each named result file against the ground truth (see iter_evaluate for `bootstrap`)."""
+    return run_job(iter_evaluate(gt, results, iou_type, area_ranges, max_dets, bootstrap, seed))
 
 
-def per_scale_table(evals: Mapping[str, CocoEvaluation], baseline: str | None = None) -> list[dict[str, Any]]:
-    """One row per backbone: the 12 numbers in percent, and their deltas against `baseline`."""
+def per_scale_table(
+    evals: Mapping[str, CocoEvaluation], baseline: str | None = None, bootstrap: int = 0, seed: int = 0
+) -> list[dict[str, Any]]:
+    """One row per backbone: the 12 numbers in percent, and their deltas against `baseline`.
+
+    With `bootstrap` > 0 (and a baseline) each AP delta also gets its 95% paired-bootstrap interval over
+    images, `ΔAP_lo` and `ΔAP_hi` (percent), from `bootstrap` resamples drawn from `seed`.
+    """
+    from fishspine.analysis.coco.bootstrap import delta_interval
+
     if baseline is not None and baseline not in evals:
         raise CocoError(f"baseline {baseline!r} is not among the results ({', '.join(evals)})")
     base = evals[baseline].summary() if baseline else None
+    base_reps = evals[baseline].replicates(bootstrap, seed) if baseline and bootstrap > 0 else None
+    if baseline and bootstrap > 0 and base_reps is None:
+        raise CocoError("bootstrap intervals need evaluations that kept their per-image matching (keep_matches)")
     rows = []
     for name, ev in evals.items():
         s = ev.summary()
@@ -265,6 +310,12 @@ def per_scale_table(evals: Mapping[str, CocoEvaluation], baseline: str | None = 
         row.update({k: 100 * v for k, v in s.items()})
         if base is not None and name != baseline:
             row.update({f"Δ{k}": 100 * (v - base[k]) for k, v in s.items()})
+            if base_reps is not None:
+                reps = ev.replicates(bootstrap, seed)
+                if reps is None or not np.array_equal(evals[baseline].matches.image_ids, ev.matches.image_ids):
+                    raise CocoError(f"{name}: no bootstrap replicates on the baseline's images")
+                for k, (lo, hi) in delta_interval(reps, base_reps).items():
+                    row[f"Δ{k}_lo"], row[f"Δ{k}_hi"] = 100 * lo, 100 * hi
         rows.append(row)
     return rows
 
@@ -273,30 +324,43 @@ def format_table(
     evals: Mapping[str, CocoEvaluation],
     baseline: str | None = None,
     columns: Sequence[str] = ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L"),
+    bootstrap: int = 0,
+    seed: int = 0,
 ) -> str:
-    """A text table like the papers': values in %, deltas against the baseline in parentheses."""
+    """A text table like the papers': values in %, deltas against the baseline in parentheses, with
+    their 95% bootstrap interval in brackets when `bootstrap` > 0."""
     if not evals:
         return "(no results)"
     first = next(iter(evals.values()))
-    rows = per_scale_table(evals, baseline)
+    rows = per_scale_table(evals, baseline, bootstrap, seed)
     ranges = ", ".join(f"{k} [{_fmt_area(lo)}, {_fmt_area(hi)})" for k, (lo, hi) in first.area_ranges.items())
     lines = [
         f"COCO {first.iou_type} evaluation; maxDets {list(first.max_dets)}; size ranges (px²): {ranges}",
         f"object size from the {first.area_source}" + (f"; Δ against {baseline}" if baseline else ""),
     ]
+    if baseline and bootstrap > 0:
+        lines[-1] += f"; [95% paired bootstrap interval over images, {bootstrap} resamples, seed {seed}]"
+    body = [[format_cell(r, c) for c in columns] for r in rows]
     width = max(len(r["backbone"]) for r in rows) + 2
-    lines.append("backbone".ljust(width) + "".join(c.rjust(15) for c in columns))
-    for r in rows:
-        cells = []
-        for c in columns:
-            v = r[c]
-            cell = "-" if math.isnan(v) else f"{v:.1f}"
-            d = r.get(f"Δ{c}")
-            if d is not None and not math.isnan(d):
-                cell += f" ({d:+.1f})"
-            cells.append(cell.rjust(15))
-        lines.append(r["backbone"].ljust(width) + "".join(cells))
+    col_w = max([len(c) for c in columns] + [len(x) for line in body for x in line]) + 2
+    lines.append("backbone".ljust(width) + "".join(c.rjust(col_w) for c in columns))
+    for r, cells in zip(rows, body):
+        lines.append(r["backbone"].ljust(width) + "".join(x.rjust(col_w) for x in cells))
     return "\n".join(lines)
+
+
+def format_cell(row: Mapping[str, Any], column: str, interval: bool = True) -> str:
+    """'38.1', '38.1 (+1.2)' or '38.1 (+1.2 [+0.4, +2.0])' for one column of a per_scale_table row."""
+    v = row[column]
+    cell = "-" if math.isnan(v) else f"{v:.1f}"
+    d = row.get(f"Δ{column}")
+    if d is not None and not math.isnan(d):
+        lo, hi = row.get(f"Δ{column}_lo"), row.get(f"Δ{column}_hi")
+        if interval and lo is not None and not math.isnan(lo):
+            cell += f" ({d:+.1f} [{lo:+.1f}, {hi:+.1f}])"
+        else:
+            cell += f" ({d:+.1f})"
+    return cell
 
 
 def _fmt_area(v: float) -> str:

@@ -13,11 +13,32 @@ from fishspine.analysis.coco.evaluation import CocoEvaluation, per_scale_table
 from fishspine.analysis.figures.base import model_color, new_figure, style_context
 
 SIZES = (("small", "AP_S"), ("medium", "AP_M"), ("large", "AP_L"))
+#: Gains and losses against the baseline (Okabe-Ito bluish green and vermillion: colour-blind safe).
+GAIN, LOSS, NEUTRAL = "#009E73", "#D55E00", "#555555"
+TABLE_HEADERS = {
+    "AP": "AP",
+    "AP50": "AP$_{50}$",
+    "AP75": "AP$_{75}$",
+    "AP_S": "AP$_S$",
+    "AP_M": "AP$_M$",
+    "AP_L": "AP$_L$",
+}
 
 
-def size_bars_figure(evals: Mapping[str, CocoEvaluation], baseline: str | None = None) -> Figure:
-    """AP_S / AP_M / AP_L per backbone, grouped by size, deltas against the baseline above the bars."""
-    rows = per_scale_table(evals, baseline)
+def delta_color(d: float | None) -> str:
+    """Green for a gain, vermillion for a loss, grey for none (below the table's 0.1 resolution)."""
+    if d is None or math.isnan(d) or abs(d) < 0.05:
+        return NEUTRAL
+    return GAIN if d > 0 else LOSS
+
+
+def size_bars_figure(
+    evals: Mapping[str, CocoEvaluation], baseline: str | None = None, bootstrap: int = 0, seed: int = 0
+) -> Figure:
+    """AP_S / AP_M / AP_L per backbone, grouped by size, deltas against the baseline above the bars; with
+    `bootstrap` > 0, error bars show each delta's 95% paired-bootstrap interval around the bar's top."""
+    rows = per_scale_table(evals, baseline, bootstrap, seed)
+    with_ci = any("ΔAP_S_lo" in r for r in rows)
     fig = new_figure(5.5, 3.3)
     with style_context():
         ax = fig.add_subplot()
@@ -26,28 +47,45 @@ def size_bars_figure(evals: Mapping[str, CocoEvaluation], baseline: str | None =
         for j, r in enumerate(rows):
             xs = np.arange(len(SIZES)) + (j - (n - 1) / 2) * width
             vals = [r[key] for _, key in SIZES]
+            is_base = r["backbone"] == baseline
             bars = ax.bar(
-                xs, [0 if math.isnan(v) else v for v in vals], width * 0.92, color=model_color(j), label=r["backbone"]
+                xs,
+                [0 if math.isnan(v) else v for v in vals],
+                width * 0.92,
+                color=model_color(j),
+                label=f"{r['backbone']} (baseline)" if is_base else r["backbone"],
+                edgecolor="#222222" if is_base else "none",
+                linewidth=0.8,
             )
-            for bar, (_, key) in zip(bars, SIZES):
+            tops = [bar.get_height() for bar in bars]
+            if with_ci and not is_base:
+                lo = [r.get(f"Δ{k}") - r.get(f"Δ{k}_lo", math.nan) for _, k in SIZES]
+                hi = [r.get(f"Δ{k}_hi", math.nan) - r.get(f"Δ{k}") for _, k in SIZES]
+                err = np.nan_to_num(np.array([lo, hi]), nan=0.0).clip(min=0)
+                ax.errorbar(xs, tops, yerr=err, fmt="none", ecolor="#222222", elinewidth=0.7, capsize=1.5)
+                tops = [t + e for t, e in zip(tops, err[1])]
+            for bar, top, (_, key) in zip(bars, tops, SIZES):
                 d = r.get(f"Δ{key}")
                 text = f"{r[key]:.1f}" if d is None or math.isnan(d) else f"{d:+.1f}"
                 ax.annotate(
                     text,
-                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    (bar.get_x() + bar.get_width() / 2, top),
                     xytext=(0, 2),
                     textcoords="offset points",
                     ha="center",
                     va="bottom",
                     fontsize=6,
+                    color="#222222",  # not green/vermillion: those are also two backbones' bar colours here
                 )
         ax.set_xticks(range(len(SIZES)), [f"{s}\n{k}" for s, k in SIZES])
         ax.set_ylabel("AP (%)")
         first = next(iter(evals.values()))
         title = f"COCO {first.iou_type} AP by object size"
         if baseline:
-            title += f" (labels: Δ against {baseline})"
-        ax.set_title(title)
+            title += f"\nlabels: Δ against {baseline}" + (
+                f"\nerror bars: 95% paired bootstrap CI of Δ ({bootstrap} resamples)" if with_ci else ""
+            )
+        ax.set_title(title, fontsize=8)
         ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return fig
 
@@ -105,34 +143,80 @@ def per_class_figure(ev: CocoEvaluation) -> Figure:
     return fig
 
 
-def table_figure(evals: Mapping[str, CocoEvaluation], baseline: str | None = None) -> Figure:
-    """The per-scale table as a figure (values in %, deltas against the baseline)."""
-    rows = per_scale_table(evals, baseline)
+def table_figure(
+    evals: Mapping[str, CocoEvaluation], baseline: str | None = None, bootstrap: int = 0, seed: int = 0
+) -> Figure:
+    """The per-scale table as a paper's table: booktabs rules (thick top and bottom, thin mid rule),
+    values in %, each delta against the baseline below its value (green gain, vermillion loss) with its
+    95% paired-bootstrap interval when `bootstrap` > 0; the baseline marked with a dagger."""
+    rows = per_scale_table(evals, baseline, bootstrap, seed)
     cols = ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L")
-    cells = []
-    for r in rows:
-        line = []
-        for c in cols:
-            d = r.get(f"Δ{c}")
-            v = "-" if math.isnan(r[c]) else f"{r[c]:.1f}"
-            line.append(v if d is None or math.isnan(d) else f"{v} ({d:+.1f})")
-        cells.append(line)
-    fig = new_figure(1.2 + 1.0 * len(cols), 0.6 + 0.28 * (len(rows) + 1))
+    with_delta = any(f"Δ{c}" in r for r in rows for c in cols)
+    with_ci = any(f"Δ{c}_lo" in r for r in rows for c in cols)
+    name_w = 0.3 + 0.065 * max(len(r["backbone"]) + 2 for r in rows)
+    col_w = 1.05 if with_ci else 0.62
+    row_h = 0.36 if with_delta else 0.22
+    width = name_w + col_w * len(cols) + 0.2
+    height = 0.62 + 0.3 + row_h * len(rows) + (0.25 if baseline else 0)
+    fig = new_figure(width, height)
+    fig.set_layout_engine(None)
     with style_context():
-        ax = fig.add_subplot()
+        ax = fig.add_axes((0, 0, 1, 1))
         ax.axis("off")
-        t = ax.table(
-            cellText=cells,
-            rowLabels=[r["backbone"] for r in rows],
-            colLabels=list(cols),
-            loc="center",
-            cellLoc="center",
-        )
-        t.auto_set_font_size(False)
-        t.set_fontsize(7)
+        ax.set_xlim(0, width)
+        ax.set_ylim(height, 0)  # inches, top down
         first = next(iter(evals.values()))
-        ax.set_title(
-            f"COCO {first.iou_type}, maxDets {first.max_dets[-1]}" + (f", Δ vs {baseline}" if baseline else ""),
-            fontsize=8,
-        )
+        title = f"COCO {first.iou_type} AP (%), maxDets {first.max_dets[-1]}"
+        ax.text(0.1, 0.22, title, fontsize=8.5, va="center", ha="left", weight="bold")
+        xs = [name_w + col_w * (i + 0.5) for i in range(len(cols))]
+        top = 0.42
+        ax.plot([0.1, width - 0.1], [top, top], color="black", lw=1.2, solid_capstyle="butt")
+        y = top + 0.15
+        ax.text(0.15, y, "Backbone", fontsize=7.5, va="center", ha="left")
+        for x, c in zip(xs, cols):
+            ax.text(x, y, TABLE_HEADERS.get(c, c), fontsize=7.5, va="center", ha="center")
+        mid = top + 0.3
+        ax.plot([0.1, width - 0.1], [mid, mid], color="black", lw=0.6, solid_capstyle="butt")
+        y = mid
+        for r in rows:
+            is_base = r["backbone"] == baseline
+            centre = y + row_h / 2
+            value_y = centre - (0.07 if with_delta else 0)
+            ax.text(
+                0.15,
+                value_y,
+                r["backbone"].replace("$", r"\$") + ("$^\\dagger$" if is_base else ""),
+                fontsize=7.5,
+                va="center",
+            )
+            for x, c in zip(xs, cols):
+                v = r[c]
+                ax.text(x, value_y, "-" if math.isnan(v) else f"{v:.1f}", fontsize=7.5, va="center", ha="center")
+                d = r.get(f"Δ{c}")
+                if d is None or math.isnan(d):
+                    continue
+                text = f"{d:+.1f}"
+                lo, hi = r.get(f"Δ{c}_lo"), r.get(f"Δ{c}_hi")
+                resolved = lo is not None and not math.isnan(lo) and (lo > 0 or hi < 0)
+                if lo is not None and not math.isnan(lo):
+                    text += f" [{lo:+.1f}, {hi:+.1f}]"
+                text = text.replace("-", "\u2212")  # a typographic minus, as in the papers' tables
+                ax.text(
+                    x,
+                    centre + 0.085,
+                    text,
+                    fontsize=5.8,
+                    va="center",
+                    ha="center",
+                    color=delta_color(d),
+                    weight="bold" if resolved else "normal",  # the interval excludes 0
+                )
+            y += row_h
+        ax.plot([0.1, width - 0.1], [y + 0.04, y + 0.04], color="black", lw=1.2, solid_capstyle="butt")
+        if baseline:
+            shown = baseline.replace("$", r"\$")  # a lone $ would start mathtext
+            note = f"$^\\dagger$ baseline; below each value: Δ against {shown}"
+            if with_ci:
+                note += f" [95% paired bootstrap CI over images, {bootstrap} resamples; bold: it excludes 0]"
+            ax.text(0.1, y + 0.2, note, fontsize=5.8, va="center", ha="left", color=NEUTRAL)
     return fig

@@ -1,6 +1,7 @@
 """The COCO view: per-scale AP per backbone against a baseline, AP_S/M/L bars and PR curves per size range.
 
-A table (values in %, deltas against the baseline in green or red), grouped bars and one PR panel per
+A table (values in %, deltas against the baseline in green or red, ± half their 95% paired-bootstrap
+interval over images, the interval itself in the cell's tooltip), grouped bars and one PR panel per
 size range, all visible at once; hovering a bar or a curve names it. Evaluation runs in a worker, one
 result file at a time: a ground truth or result file that fails is reported and left out, and what
 is shown stays. Export writes the command line's figure chosen in the "export" box.
@@ -87,6 +88,7 @@ def evaluation_job(
     A job (analysis/jobs.py): progress per file; returns a CocoOutcome. `reuse` maps a name to (file_key,
     evaluation) from an earlier run against the same ground truth: an unchanged file is not re-run.
     """
+    from fishspine.analysis.coco.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED
     from fishspine.analysis.coco.evaluation import CocoError, evaluate_one, load_ground_truth, load_results
 
     out = CocoOutcome(generation, gt, file_key(gt))
@@ -108,7 +110,9 @@ def evaluation_job(
             out.evals[name] = earlier[1]
         else:
             try:
-                out.evals[name] = evaluate_one(gt_dict, load_results(path, gt_dict, "bbox", name), name, "bbox")
+                ev = evaluate_one(gt_dict, load_results(path, gt_dict, "bbox", name), name, "bbox", keep_matches=True)
+                ev.replicates(DEFAULT_RESAMPLES, DEFAULT_SEED)  # here, in the worker: the table only reads them
+                out.evals[name] = ev
             except CocoError as exc:
                 out.failed[name] = str(exc)
             except Exception as exc:  # noqa: BLE001 - a malformed detection must not stop the others
@@ -355,14 +359,28 @@ class CocoView(View):
         b = self.state.settings.coco_baseline
         return b if b in self.state.coco else None
 
-    def show_state(self) -> bool:
+    def bootstrap(self) -> int:
+        """The resamples of the deltas' intervals: the default when every evaluation has its replicates
+        (computed by the evaluation job), else 0 (no intervals; never computed on the UI thread)."""
+        from fishspine.analysis.coco.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED
+
+        evals = self.state.coco.values()
+        ready = evals and all(ev.replicates(DEFAULT_RESAMPLES, DEFAULT_SEED, compute=False) is not None for ev in evals)
+        return DEFAULT_RESAMPLES if ready else 0
+
+    def rows(self) -> list[dict]:
+        """per_scale_table's rows against the baseline, with the intervals when they are computed."""
+        from fishspine.analysis.coco.bootstrap import DEFAULT_SEED
         from fishspine.analysis.coco.evaluation import per_scale_table
 
+        return per_scale_table(self.state.coco, self.base(), self.bootstrap(), DEFAULT_SEED)
+
+    def show_state(self) -> bool:
         evals = self.state.coco
         if not evals:
             return False
         base = self.base()
-        rows = per_scale_table(evals, base)
+        rows = self.rows()
         self._fill_table(rows, base)
         self._draw_bars(rows, base)
         self._draw_pr(evals)
@@ -403,7 +421,14 @@ class CocoView(View):
                 text = "-" if math.isnan(v) else f"{v:.1f}"
                 cell = QTableWidgetItem(text)
                 if d is not None and not math.isnan(d):
-                    cell.setText(f"{text}  ({d:+.1f})")
+                    lo, hi = r.get(f"Δ{c}_lo"), r.get(f"Δ{c}_hi")
+                    if lo is not None and not math.isnan(lo):
+                        cell.setText(f"{text}  ({d:+.1f} ±{(hi - lo) / 2:.1f})")
+                        cell.setToolTip(
+                            f"Δ{c} {d:+.2f}, 95% paired bootstrap interval over images [{lo:+.2f}, {hi:+.2f}]"
+                        )
+                    else:
+                        cell.setText(f"{text}  ({d:+.1f})")
                     if abs(d) >= 0.05:
                         cell.setForeground(QBrush(GAIN if d > 0 else LOSS))
                 if is_base:
@@ -541,14 +566,14 @@ class CocoView(View):
 
     def describe(self, name: str, key: str, what: str) -> str:
         """'<name> · <what>: <key> 9.7 (+1.4 vs <baseline>)', from the per-scale table."""
-        from fishspine.analysis.coco.evaluation import per_scale_table
-
         base = self.base()
-        row = next(r for r in per_scale_table(self.state.coco, base) if r["backbone"] == name)
+        row = next(r for r in self.rows() if r["backbone"] == name)
         v, d = row[key], row.get(f"Δ{key}")
         text = f"{name} · {what}: {key} {'-' if math.isnan(v) else f'{v:.1f}'}"
         if d is not None and not math.isnan(d):
-            text += f" ({d:+.1f} vs {base})"
+            lo, hi = row.get(f"Δ{key}_lo"), row.get(f"Δ{key}_hi")
+            ci = f", 95% CI [{lo:+.1f}, {hi:+.1f}]" if lo is not None and not math.isnan(lo) else ""
+            text += f" ({d:+.1f} vs {base}{ci})"
         elif name == base:
             text += " (the baseline)"
         return text
@@ -595,18 +620,22 @@ class CocoView(View):
 
     # -- export
     def export_figure(self):
+        from fishspine.analysis.coco.bootstrap import DEFAULT_SEED
         from fishspine.analysis.figures.coco import pr_curves_figure, size_bars_figure, table_figure
 
-        evals, base = self.state.coco, self.base()
+        evals, base, boot = self.state.coco, self.base(), self.bootstrap()
         return {
-            "table": lambda: table_figure(evals, base),
-            "sizes": lambda: size_bars_figure(evals, base),
+            "table": lambda: table_figure(evals, base, boot, DEFAULT_SEED),
+            "sizes": lambda: size_bars_figure(evals, base, boot, DEFAULT_SEED),
             "pr": lambda: pr_curves_figure(evals, PR_IOU),
         }[self.kind.currentText()]()
 
     def export_data(self):
-        from fishspine.analysis.coco.evaluation import per_scale_table
+        from fishspine.analysis.coco.bootstrap import DEFAULT_SEED
 
-        base = self.base()
-        rows = per_scale_table(self.state.coco, base)
-        return rows, {"baseline": base, "table": rows}
+        base, boot = self.base(), self.bootstrap()
+        rows = self.rows()
+        payload = {"baseline": base, "table": rows}
+        if boot and base:
+            payload["bootstrap"] = {"resamples": boot, "seed": DEFAULT_SEED, "confidence": 0.95, "over": "images"}
+        return rows, payload
