@@ -56,24 +56,21 @@ def evidence_figure(
     sort: str = "score",
 ) -> Figure:
     """Up to `per_kind` crops of each kind, highest `sort` first; `image(id)` gives an image's pixels."""
-    rows_per = max(1, math.ceil(per_kind / COLUMNS))
-    fig = new_figure(7.2, 1.0 + 4 * rows_per * 1.25)
+    sections = [(kind, ev.of_kind(kind, sort)) for kind in EVIDENCE_KINDS]
+    rows = [max(1, math.ceil(min(len(items), per_kind) / COLUMNS)) for _, items in sections]
+    fig = new_figure(7.2, 0.6 + sum(0.35 + 1.45 * r for r in rows))
     with style_context():
-        grid = fig.add_gridspec(4 * rows_per, COLUMNS)
-        for k, kind in enumerate(EVIDENCE_KINDS):
-            items = ev.of_kind(kind, sort)
+        subs = fig.subfigures(len(sections), 1, height_ratios=[0.35 + 1.45 * r for r in rows])
+        for sub, n_rows, (kind, items) in zip(subs, rows, sections):
             shown = items[:per_kind]
             title = EVIDENCE_TITLES[kind].format(backbone=ev.backbone, baseline=ev.baseline)
-            for j in range(rows_per * COLUMNS):
-                ax = fig.add_subplot(grid[k * rows_per + j // COLUMNS, j % COLUMNS])
-                if j == 0:
-                    head = f"{title}: {len(items)}" + (f" (the {len(shown)} of highest {sort})" if items else "")
-                    ax.text(0, 1.35, head, transform=ax.transAxes, fontsize=7, weight="bold", va="bottom")
-                if j < len(shown):
-                    item = shown[j]
-                    _draw_crop(ax, item, image(item.image_id), colors, categories.get(item.category_id, "?"))
-                else:
-                    ax.set_axis_off()
+            more = f" (the {len(shown)} of highest {sort})" if len(items) > len(shown) else ""
+            sub.suptitle(f"{title}: {len(items)}{more}", fontsize=7, weight="bold", x=0.01, ha="left")
+            axes = sub.subplots(n_rows, COLUMNS, squeeze=False).ravel()
+            for ax, item in zip(axes, shown):
+                _draw_crop(ax, item, image(item.image_id), colors, categories.get(item.category_id, "?"))
+            for ax in axes[len(shown) :]:
+                ax.set_axis_off()
         t = ev.thresholds
         fig.suptitle(
             f"{ev.backbone} against {ev.baseline}, {ev.area} objects, IoU 0.5; score thresholds "
