@@ -108,6 +108,7 @@ def main() -> None:
     parser.add_argument("--memory-images", type=int, default=1000, help="images of the memory run (0: skip it)")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--memory-size", type=int, default=96, help="input side of the memory run (its length)")
     parser.add_argument("-o", "--output", type=Path, help="also write the numbers here (.json)")
     args = parser.parse_args()
 
@@ -124,7 +125,7 @@ def main() -> None:
         result = {"size": args.size, "batch": args.batch, "cpus": os.cpu_count()}
         result["throughput"] = throughput(checkpoints, few, args.size, args.batch, work)
         if args.memory_images:
-            result["memory"] = memory(next(iter(checkpoints.values())), images, args.size, args.batch, work)
+            result["memory"] = memory(next(iter(checkpoints.values())), images, args.memory_size, args.batch, work)
     if args.output:
         args.output.write_text(json.dumps(result, indent=2) + "\n")
 

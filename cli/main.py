@@ -1,7 +1,8 @@
 """The `fishspine` command: every figure the app shows, headless.
 
-Each subcommand is a small function registered in `COMMANDS`; heavy imports happen inside them so
-`fishspine --help` answers at once.
+Each subcommand is a small function registered in `SUBCOMMANDS`; heavy imports happen inside them so
+`fishspine --help` answers at once. `coco` and `study` live in cli/coco.py and cli/study.py; what the
+commands share (user errors, models and images from the user, progress bars) in cli/common.py.
 """
 
 from __future__ import annotations
@@ -11,22 +12,30 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from fishspine.analysis.options import (  # torch-free: fast --help
-    DEFAULT_INPUT_SIZE,
-    IMAGE_SIZE_RANGE,
-    PRECISIONS,
-    STUDY_METRICS,
-)
 from fishspine.cli.arguments import (
-    Increasing,
     bounded_float,
     bounded_int,
-    device_name,
     input_file,
-    labelled,
     output_folder,
     output_stem,
 )
+from fishspine.cli.coco import _add_coco
+from fishspine.cli.common import (
+    CLASS_INDEX,
+    IMAGE_SIDE,
+    MAX_BATCH,
+    WIDTH,
+    UserError,
+    _add_device,
+    _add_model_args,
+    _analysed_images,
+    _device,
+    _load_images,
+    _models_from,
+    _run,
+    _write_outputs,
+)
+from fishspine.cli.study import _add_study
 
 EXAMPLES = """\
 examples:
@@ -37,29 +46,10 @@ examples:
   fishspine cam --ckpt A.pth --method gradcampp cat.jpg -o out/
   fishspine gradients --ckpt A.pth --ckpt B.pth img1.jpg img2.jpg -o out/
   fishspine coco --gt val.json --dt ResNet-50=r50.json --dt FishNet-150=f150.json --baseline ResNet-50 -o out/
+  fishspine coco ... --baseline ResNet-50 --errors --evidence evidence/ --images val2017/ -o out/
+  fishspine study --ckpt A.pth --ckpt B.pth images/ -o study/   traces, ERF, CKA, faithfulness over a dataset
   fishspine bench models --device cuda          forward throughput against torchvision ResNet-50
 """
-
-
-IMAGE_SIDE_RANGE = IMAGE_SIZE_RANGE
-IMAGE_SIDE = bounded_int(*IMAGE_SIDE_RANGE)
-WIDTH = bounded_float(0.0, 8.0, lo_open=True)  # channel multipliers beyond 8 only exhaust memory
-CLASS_INDEX = bounded_int(0, 100_000)
-MAX_BATCH = 65_536
-OUTPUT_SUFFIX_BYTES = 24  # the longest suffix a command adds to an image's stem: "_activations.json"
-
-
-class UserError(Exception):
-    """A problem with the user's input: printed as one clear message, exit status 2."""
-
-
-def _add_device(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--device",
-        default="auto",
-        type=device_name,
-        help="where to compute: auto (CUDA when present, else CPU), cpu, cuda, cuda:1 ...",
-    )
 
 
 # ------------------------------------------------------------------------------------------ models
@@ -181,141 +171,6 @@ def _add_bench(sub) -> None:
     m.add_argument("-o", "--output", type=output_stem(), help="also write the table (.md) and raw numbers (.json) here")
     _add_device(m)
     m.set_defaults(func=cmd_bench_models)
-
-
-# ------------------------------------------------------------------------- models from the user
-
-
-def _models_from(args: argparse.Namespace) -> dict:
-    """{label: model} from --ckpt files (LABEL=PATH allowed) and --model zoo names, on --device."""
-    from fishspine.models import create_model, list_models
-    from fishspine.models.checkpoints import CheckpointError, load_checkpoint
-
-    device = _device(args.device)
-    models = {}
-    for spec in args.ckpt or []:
-        label, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
-        try:
-            ckpt = load_checkpoint(path, device)
-        except CheckpointError as exc:
-            raise UserError(str(exc)) from exc
-        models[label or Path(path).stem] = ckpt.model
-    for name in args.model or []:
-        if name not in list_models():
-            raise UserError(f"unknown model {name!r}; `fishspine models` lists them")
-        models[f"{name} (untrained)"] = create_model(name, width=args.width).to(device).eval()
-    if not models:
-        raise UserError("no model given: use --ckpt FILE (repeatable) or --model NAME")
-    return models
-
-
-def _load_images(paths: list[Path]) -> list[tuple[Path, object]]:
-    """(path, RGB pixels) of every image, all read before any model runs (a bad file stops at once)."""
-    from fishspine.analysis.images import ImageError, load_image
-
-    out = []
-    for p in paths:
-        try:
-            out.append((Path(p), load_image(p)))
-        except ImageError as exc:
-            raise UserError(str(exc)) from exc
-    return out
-
-
-def _analysed_images(
-    args: argparse.Namespace, models: dict, what: str, class_index: int | None = None, loss: str = "cross_entropy"
-):
-    """Yield (stem, image as analysed, {label: ModelPass}) per image: one engine pass per model and image."""
-    from fishspine.analysis.attribution.engine import AnalysisEngine
-    from fishspine.analysis.images import resize_longer_side
-
-    images = _load_images(args.images)
-    engine = AnalysisEngine()
-    bar = _progress(len(images) * len(models), what)
-    try:
-        for path, pixels in images:
-            job = engine.iter_passes(models, pixels, str(path), args.size, args.precision, class_index, loss)
-            try:
-                passes = _run(job, bar, per_step=True)
-            except ValueError as exc:  # a class index past the classifier
-                raise UserError(str(exc)) from exc
-            yield path.stem, resize_longer_side(pixels, args.size), passes
-            engine.forget(image=str(path))
-    finally:
-        bar.close()
-
-
-def _add_model_args(p: argparse.ArgumentParser, images: bool = True) -> None:
-    p.add_argument(
-        "--ckpt",
-        action="append",
-        metavar="[LABEL=]FILE",
-        type=labelled(split_last=True),
-        help="a checkpoint (any supported format); repeat for side-by-side columns",
-    )
-    p.add_argument("--model", action="append", metavar="NAME", help="an untrained zoo model (repeatable)")
-    p.add_argument("--width", type=WIDTH, default=1.0, help="channel multiplier for --model, in (0, 8] (default 1)")
-    if images:
-        # outputs are named IMAGE-STEM_what.ext: leave room for the suffix in the file-name limit
-        p.add_argument("images", nargs="+", type=input_file(OUTPUT_SUFFIX_BYTES), metavar="IMG", help="image files")
-        p.add_argument(
-            "--size",
-            type=IMAGE_SIDE,
-            default=DEFAULT_INPUT_SIZE,
-            help=f"resize so the longer side is this, {IMAGE_SIDE_RANGE[0]}..{IMAGE_SIDE_RANGE[1]} "
-            f"(default {DEFAULT_INPUT_SIZE}, as in the app)",
-        )
-        p.add_argument(
-            "--precision", choices=PRECISIONS, default="float32", help="float32, or bf16 autocast (fast on recent GPUs)"
-        )
-    p.add_argument("-o", "--output", type=output_folder, required=True, help="output folder")
-    p.add_argument("--formats", nargs="+", default=["png", "svg", "pdf"], choices=["png", "svg", "pdf"])
-    _add_device(p)
-
-
-def _progress(total: int, desc: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="step", file=sys.stderr, disable=None)
-
-
-def _run(job, bar=None, per_step: bool = False, desc: str = ""):
-    """Drive a job (analysis/jobs.py) to its result, showing its progress on `bar` (made here if None).
-
-    `per_step`: the bar counts the job's steps across several jobs (one update per step), instead of
-    following the job's own done/total.
-    """
-    from fishspine.analysis.jobs import run_job
-
-    own = bar is None
-    last = [0]
-
-    def show(p) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = _progress(p.total, desc)
-        if per_step:
-            if p.done > last[0]:
-                bar.update(p.done - last[0])
-            last[0] = p.done
-        else:
-            if bar.total != p.total:
-                bar.total = p.total
-            bar.n = p.done
-            bar.refresh()
-        if p.text:
-            bar.set_postfix_str(p.text, refresh=False)
-
-    try:
-        return run_job(job, show)
-    finally:
-        if own and bar is not None:
-            bar.close()
-
-
-def _write_outputs(export, stem: Path, formats: list[str]) -> None:
-    for w in export.write(stem, formats):
-        print(w)
 
 
 # ------------------------------------------------------------------------------------------ graph
@@ -509,258 +364,6 @@ def _add_activations(sub) -> None:
     p.set_defaults(func=cmd_gradients)
 
 
-# ------------------------------------------------------------------------------------------- coco
-
-
-def cmd_coco(args: argparse.Namespace) -> int:
-    """COCO per-scale AP of several backbones' result files, with deltas against a baseline."""
-    from fishspine.analysis.coco.evaluation import CocoError, format_table, iter_evaluate, per_scale_table
-    from fishspine.analysis.coco.tables import latex_table, markdown_table
-    from fishspine.analysis.figures.base import save_figure, write_csv, write_json
-    from fishspine.analysis.figures.coco import per_class_figure, pr_curves_figure, size_bars_figure, table_figure
-    from fishspine.models.atomic_files import atomic_write_bytes
-
-    results = {}
-    for spec in args.dt:
-        name, sep, path = spec.partition("=")
-        if not sep:
-            name, path = Path(spec).stem, spec
-        results[name] = path
-    if args.baseline and args.baseline not in results:
-        raise UserError(f"--baseline {args.baseline!r} is not one of the --dt names ({', '.join(results)})")
-    if args.evidence and not (args.baseline and args.images):
-        raise UserError("--evidence compares each backbone with --baseline NAME and crops from --images DIR: give both")
-    ranges = None
-    if args.area_ranges:
-        small, large = args.area_ranges
-        ranges = {
-            "all": (0.0, 1e10),
-            "small": (0.0, small**2),
-            "medium": (small**2, large**2),
-            "large": (large**2, 1e10),
-        }
-    boot = args.bootstrap if args.baseline else 0  # intervals are on deltas: none without a baseline
-    bar = _progress(len(results) * len(args.iou_types), "coco")
-    out = Path(args.output)
-    for iou_type in args.iou_types:
-        try:
-            evals = _run(
-                iter_evaluate(args.gt, results, iou_type, ranges, tuple(args.max_dets), boot, args.seed),
-                bar,
-                per_step=True,
-            )
-        except CocoError as exc:
-            raise UserError(str(exc)) from exc
-        text = format_table(evals, args.baseline, bootstrap=boot, seed=args.seed)
-        print(text)
-        print()
-        stem = out / f"coco_{iou_type}"
-        rows = per_scale_table(evals, args.baseline, boot, args.seed)
-        written = [write_csv(stem.with_suffix(".csv"), rows)]
-        written.append(
-            write_json(
-                stem.with_suffix(".json"),
-                {
-                    "iou_type": iou_type,
-                    "baseline": args.baseline,
-                    "max_dets": list(args.max_dets),
-                    "area_ranges": next(iter(evals.values())).area_ranges,
-                    "area_source": next(iter(evals.values())).area_source,
-                    "bootstrap": {"resamples": boot, "seed": args.seed, "confidence": 0.95, "over": "images"}
-                    if boot
-                    else None,
-                    "table": rows,
-                    "per_class": {n: e.per_class_table() for n, e in evals.items()},
-                },
-            )
-        )
-        note = "\n".join(text.splitlines()[:2])
-        for suffix, body in (
-            (".tex", latex_table(rows, args.baseline, note=note)),
-            (".md", markdown_table(rows, args.baseline, note=note)),
-        ):
-            target = out / f"coco_{iou_type}_table{suffix}"
-            atomic_write_bytes(target, body.encode())
-            written.append(target)
-        written += save_figure(
-            table_figure(evals, args.baseline, boot, args.seed), out / f"coco_{iou_type}_table", args.formats
-        )
-        written += save_figure(
-            size_bars_figure(evals, args.baseline, boot, args.seed), out / f"coco_{iou_type}_sizes", args.formats
-        )
-        written += save_figure(pr_curves_figure(evals, 0.5), out / f"coco_{iou_type}_pr", args.formats)
-        for name, ev in evals.items():
-            safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
-            written += save_figure(per_class_figure(ev), out / f"coco_{iou_type}_classes_{safe}", args.formats)
-        for w in written:
-            print(w, file=sys.stderr)
-    bar.close()
-    if args.errors:
-        _coco_errors(args, results, ranges, out)
-    if args.evidence:
-        _coco_evidence(args, results, ranges)
-    return 0
-
-
-def _coco_evidence(args: argparse.Namespace, results: dict, ranges: dict | None) -> None:
-    """`coco --evidence DIR`: per backbone and size range, the objects behind its difference to the baseline."""
-    from functools import lru_cache
-
-    from fishspine.analysis.coco.evaluation import DEFAULT_AREA_RANGES, CocoError, load_ground_truth, load_results
-    from fishspine.analysis.coco.evidence import evidence
-    from fishspine.analysis.figures.base import model_color
-    from fishspine.analysis.figures.coco_evidence import evidence_export
-    from fishspine.analysis.images import ImageError, load_image
-
-    try:
-        gt = load_ground_truth(args.gt)
-        dets = {name: load_results(path, gt, "bbox", name) for name, path in results.items()}
-    except CocoError as exc:
-        raise UserError(str(exc)) from exc
-    files = {e["id"]: e.get("file_name") for e in gt["images"]}
-    categories = {c["id"]: c["name"] for c in gt["categories"]}
-
-    @lru_cache(maxsize=64)
-    def image(image_id: int):
-        name = files.get(image_id)
-        if not isinstance(name, str) or Path(name).is_absolute() or ".." in Path(name).parts:
-            return None
-        try:
-            return load_image(Path(args.images) / name)
-        except ImageError:
-            return None
-
-    names = list(results)
-    for name in names:
-        if name == args.baseline:
-            continue
-        for area in ranges or DEFAULT_AREA_RANGES:
-            ev = evidence(gt, (name, dets[name]), (args.baseline, dets[args.baseline]), area, ranges)
-            colors = (model_color(names.index(name)), model_color(names.index(args.baseline)))
-            counts = ", ".join(f"{k} {v}" for k, v in ev.counts().items())
-            print(f"{name} vs {args.baseline}, {area}: {counts}")
-            safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
-            export = evidence_export(ev, image, categories, colors)
-            for w in export.write(Path(args.evidence) / f"{safe}_{area}", args.formats):
-                print(w, file=sys.stderr)
-
-
-def _coco_errors(args: argparse.Namespace, results: dict, ranges: dict | None, out: Path) -> None:
-    """`coco --errors`: TIDE's error breakdown of each result file's boxes, per size range."""
-    from fishspine.analysis.coco.errors import error_breakdown
-    from fishspine.analysis.coco.evaluation import CocoError, load_ground_truth, load_results
-    from fishspine.analysis.figures.coco_errors import errors_export, format_errors
-
-    try:
-        gt = load_ground_truth(args.gt)
-        breakdowns = {
-            name: error_breakdown(gt, load_results(path, gt, "bbox", name), name, ranges, args.max_dets[-1])
-            for name, path in results.items()
-        }
-    except CocoError as exc:
-        raise UserError(str(exc)) from exc
-    print(format_errors(breakdowns, args.baseline))
-    for w in errors_export(breakdowns, args.baseline).write(out / "coco_bbox_errors", args.formats):
-        print(w, file=sys.stderr)
-
-
-def _add_coco(sub) -> None:
-    p = sub.add_parser("coco", help="COCO per-scale AP with deltas against a baseline", description=cmd_coco.__doc__)
-    p.add_argument("--gt", required=True, type=input_file(), help="ground-truth annotations (COCO json)")
-    p.add_argument(
-        "--dt",
-        required=True,
-        action="append",
-        metavar="NAME=RESULTS.json",
-        type=labelled(),
-        help="a backbone's detections (COCO result json); repeat per backbone",
-    )
-    p.add_argument("--baseline", help="NAME of the --dt to compute deltas against")
-    p.add_argument("--iou-types", nargs="+", default=["bbox"], choices=["bbox", "segm"])
-    p.add_argument(
-        "--max-dets",
-        nargs=3,
-        type=bounded_int(1, 100_000),
-        default=[1, 10, 100],
-        action=Increasing,
-        metavar=("M1", "M2", "M3"),
-        help="detections per image kept, three increasing counts (default 1 10 100)",
-    )
-    p.add_argument(
-        "--area-ranges",
-        nargs=2,
-        type=bounded_float(0.0, 1e5, lo_open=True),
-        action=Increasing,
-        metavar=("SMALL", "LARGE"),
-        help="side lengths splitting small/medium/large, increasing (default 32 96)",
-    )
-    p.add_argument(
-        "--errors",
-        action="store_true",
-        help="also TIDE's error breakdown of the boxes (classification, localisation, both, duplicate, background, "
-        "missed) per size range: coco_bbox_errors.*",
-    )
-    p.add_argument(
-        "--evidence",
-        type=output_folder,
-        metavar="DIR",
-        help="also the objects behind each backbone's difference to --baseline, per size range: galleries of "
-        "crops (needs --images) and CSV/JSON, into DIR",
-    )
-    p.add_argument("--images", type=_input_folder, metavar="DIR", help="the images of --gt (for --evidence crops)")
-    p.add_argument(
-        "--bootstrap",
-        type=bounded_int(0, 100_000),
-        default=1000,
-        metavar="N",
-        help="resamples of the images for the 95%% paired bootstrap interval of each delta (default 1000; 0: none)",
-    )
-    p.add_argument("--seed", type=bounded_int(0, 2**32 - 1), default=0, help="seed of the bootstrap draws (default 0)")
-    p.add_argument("-o", "--output", required=True, type=output_folder, help="output folder")
-    p.add_argument("--formats", nargs="+", default=["png", "svg", "pdf"], choices=["png", "svg", "pdf"])
-    p.set_defaults(func=cmd_coco)
-
-
-# ------------------------------------------------------------------------------------------ study
-
-
-def _input_folder(text: str) -> Path:
-    """An existing folder to read from."""
-    path = Path(text)
-    if not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text[:120]}: no such folder; allowed: a folder of images")
-    return path
-
-
-def _add_study(sub) -> None:
-    from fishspine.cli.study import cmd_study
-
-    p = sub.add_parser(
-        "study",
-        help="traces, receptive fields, activation statistics, CAM faithfulness and CKA over a dataset",
-        description=cmd_study.__doc__,
-        epilog="data-parallel: torchrun --nproc_per_node=N -m fishspine.cli.main study ... (see the README)",
-    )
-    _add_model_args(p, images=False)
-    p.add_argument("folder", nargs="?", type=_input_folder, metavar="IMAGES", help="a folder of images (recursive)")
-    p.add_argument("--coco", type=input_file(), metavar="ANN.json", help="a COCO split's annotations instead")
-    p.add_argument("--images", type=_input_folder, metavar="DIR", help="with --coco: the split's image folder")
-    p.add_argument("--limit", type=bounded_int(1), help="only the first N images (in sorted order / by image id)")
-    p.add_argument(
-        "--size",
-        type=IMAGE_SIDE,
-        default=DEFAULT_INPUT_SIZE,
-        help=f"square input side: shorter side scaled to it, centre crop (default {DEFAULT_INPUT_SIZE})",
-    )
-    p.add_argument("--batch", type=bounded_int(1, 4096), default=8, help="images per chunk (and CKA minibatch, >= 4)")
-    p.add_argument("--metrics", nargs="+", default=list(STUDY_METRICS), choices=STUDY_METRICS)
-    p.add_argument(
-        "--deletion-steps", type=bounded_int(2, 1000), default=16, help="points of the deletion/insertion curves - 1"
-    )
-    p.add_argument("--resume", action="store_true", help="continue a stopped study in the same -o folder")
-    p.set_defaults(func=cmd_study)
-
-
 # ------------------------------------------------------------------------------------------- data
 
 
@@ -855,15 +458,6 @@ def _add_train(sub) -> None:
 
 
 # ------------------------------------------------------------------------------------------- main
-
-
-def _device(name: str):
-    from fishspine.analysis.device import resolve_device
-
-    try:
-        return resolve_device(name)
-    except (ValueError, RuntimeError) as exc:
-        raise UserError(str(exc)) from exc
 
 
 SUBCOMMANDS: list[Callable] = [

@@ -7,7 +7,9 @@ import os
 import sys
 from pathlib import Path
 
-from fishspine.cli.main import UserError, _models_from, _run
+from fishspine.analysis.options import DEFAULT_INPUT_SIZE, STUDY_METRICS
+from fishspine.cli.arguments import bounded_int, input_file
+from fishspine.cli.common import IMAGE_SIDE, UserError, _add_model_args, _input_folder, _models_from, _run
 
 
 def _distributed(device: str):
@@ -135,3 +137,30 @@ def _write_figures(out: Path, formats: list[str]) -> None:
     for name, export in study_exports(study).items():
         for path in export.write(out / name, formats):
             print(path, file=sys.stderr)
+
+
+def _add_study(sub) -> None:
+    p = sub.add_parser(
+        "study",
+        help="traces, receptive fields, activation statistics, CAM faithfulness and CKA over a dataset",
+        description=cmd_study.__doc__,
+        epilog="data-parallel: torchrun --nproc_per_node=N -m fishspine.cli.main study ... (see the README)",
+    )
+    _add_model_args(p, images=False)
+    p.add_argument("folder", nargs="?", type=_input_folder, metavar="IMAGES", help="a folder of images (recursive)")
+    p.add_argument("--coco", type=input_file(), metavar="ANN.json", help="a COCO split's annotations instead")
+    p.add_argument("--images", type=_input_folder, metavar="DIR", help="with --coco: the split's image folder")
+    p.add_argument("--limit", type=bounded_int(1), help="only the first N images (in sorted order / by image id)")
+    p.add_argument(
+        "--size",
+        type=IMAGE_SIDE,
+        default=DEFAULT_INPUT_SIZE,
+        help=f"square input side: shorter side scaled to it, centre crop (default {DEFAULT_INPUT_SIZE})",
+    )
+    p.add_argument("--batch", type=bounded_int(1, 4096), default=8, help="images per chunk (and CKA minibatch, >= 4)")
+    p.add_argument("--metrics", nargs="+", default=list(STUDY_METRICS), choices=STUDY_METRICS)
+    p.add_argument(
+        "--deletion-steps", type=bounded_int(2, 1000), default=16, help="points of the deletion/insertion curves - 1"
+    )
+    p.add_argument("--resume", action="store_true", help="continue a stopped study in the same -o folder")
+    p.set_defaults(func=cmd_study)

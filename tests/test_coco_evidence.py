@@ -70,3 +70,50 @@ def test_the_default_threshold_maximises_f1():
     assert f1_threshold(index_images(gt, a), 0, 1e10) == max(f1, key=f1.get) == 0.7
     ev = evidence(gt, ("A", a), ("B", a))
     assert ev.thresholds == {"A": 0.7, "B": 0.7} and ev.items == []  # a detector against itself: no difference
+
+
+def test_a_crop_keeps_context_and_stays_inside_the_image():
+    from fishspine.analysis.figures.coco_evidence import crop_window
+
+    assert crop_window([40, 40, 20, 20], (100, 100)) == (24, 76, 24, 76)  # 16 px of context at least
+    assert crop_window([0, 90, 100, 10], (100, 100)) == (74, 100, 0, 100)  # clipped at the borders
+
+
+def test_the_command_writes_galleries_and_every_item(tmp_path, capsys):
+    import csv
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from fishspine.analysis.coco.synthetic import synthetic_coco
+    from fishspine.cli.main import main
+
+    gt, a = synthetic_coco(n_images=6, n_categories=3, seed=5, image_size=96)
+    _, b = synthetic_coco(n_images=6, n_categories=3, seed=6, image_size=96)
+    (tmp_path / "images").mkdir()
+    for e in gt["images"]:
+        Image.fromarray(np.full((96, 96, 3), 128, np.uint8)).save(tmp_path / "images" / e["file_name"])
+    for name, data in (("gt", gt), ("a", a), ("b", b)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(data))
+    argv = [
+        "coco",
+        "--gt",
+        str(tmp_path / "gt.json"),
+        "--dt",
+        f"A={tmp_path / 'a.json'}",
+        "--dt",
+        f"B={tmp_path / 'b.json'}",
+    ]
+    out = tmp_path / "evidence"
+    argv += ["--baseline", "B", "--bootstrap", "0", "-o", str(tmp_path / "out"), "--formats", "png"]
+    assert main([*argv, "--evidence", str(out)]) == 2  # crops need the images
+    assert "--images" in capsys.readouterr().err
+    assert main([*argv, "--evidence", str(out), "--images", str(tmp_path / "images")]) == 0
+    printed = capsys.readouterr().out
+    for area in ("all", "small", "medium", "large"):
+        data = json.loads((out / f"A_{area}.json").read_text())
+        rows = list(csv.DictReader(open(out / f"A_{area}.csv")))
+        assert len(rows) == sum(data["counts"].values()) == len(data["items"])
+        assert (out / f"A_{area}.png").exists() and f"A vs B, {area}:" in printed
+    assert not list(out.glob("B_*"))  # the baseline is not compared with itself

@@ -1,0 +1,220 @@
+"""`fishspine coco`: per-scale AP of several result files with deltas and their intervals, the error breakdown,
+and the objects behind each difference."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from fishspine.cli.arguments import Increasing, bounded_float, bounded_int, input_file, labelled, output_folder
+from fishspine.cli.common import UserError, _input_folder, _progress, _run
+
+
+def cmd_coco(args: argparse.Namespace) -> int:
+    """COCO per-scale AP of several backbones' result files, with deltas against a baseline."""
+    from fishspine.analysis.coco.evaluation import CocoError, format_table, iter_evaluate, per_scale_table
+    from fishspine.analysis.coco.tables import latex_table, markdown_table
+    from fishspine.analysis.figures.base import save_figure, write_csv, write_json
+    from fishspine.analysis.figures.coco import per_class_figure, pr_curves_figure, size_bars_figure, table_figure
+    from fishspine.models.atomic_files import atomic_write_bytes
+
+    results = {}
+    for spec in args.dt:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            name, path = Path(spec).stem, spec
+        results[name] = path
+    if args.baseline and args.baseline not in results:
+        raise UserError(f"--baseline {args.baseline!r} is not one of the --dt names ({', '.join(results)})")
+    if args.evidence and not (args.baseline and args.images):
+        raise UserError("--evidence compares each backbone with --baseline NAME and crops from --images DIR: give both")
+    ranges = None
+    if args.area_ranges:
+        small, large = args.area_ranges
+        ranges = {
+            "all": (0.0, 1e10),
+            "small": (0.0, small**2),
+            "medium": (small**2, large**2),
+            "large": (large**2, 1e10),
+        }
+    boot = args.bootstrap if args.baseline else 0  # intervals are on deltas: none without a baseline
+    bar = _progress(len(results) * len(args.iou_types), "coco")
+    out = Path(args.output)
+    for iou_type in args.iou_types:
+        try:
+            evals = _run(
+                iter_evaluate(args.gt, results, iou_type, ranges, tuple(args.max_dets), boot, args.seed),
+                bar,
+                per_step=True,
+            )
+        except CocoError as exc:
+            raise UserError(str(exc)) from exc
+        text = format_table(evals, args.baseline, bootstrap=boot, seed=args.seed)
+        print(text)
+        print()
+        stem = out / f"coco_{iou_type}"
+        rows = per_scale_table(evals, args.baseline, boot, args.seed)
+        written = [write_csv(stem.with_suffix(".csv"), rows)]
+        written.append(
+            write_json(
+                stem.with_suffix(".json"),
+                {
+                    "iou_type": iou_type,
+                    "baseline": args.baseline,
+                    "max_dets": list(args.max_dets),
+                    "area_ranges": next(iter(evals.values())).area_ranges,
+                    "area_source": next(iter(evals.values())).area_source,
+                    "bootstrap": {"resamples": boot, "seed": args.seed, "confidence": 0.95, "over": "images"}
+                    if boot
+                    else None,
+                    "table": rows,
+                    "per_class": {n: e.per_class_table() for n, e in evals.items()},
+                },
+            )
+        )
+        note = "\n".join(text.splitlines()[:2])
+        for suffix, body in (
+            (".tex", latex_table(rows, args.baseline, note=note)),
+            (".md", markdown_table(rows, args.baseline, note=note)),
+        ):
+            target = out / f"coco_{iou_type}_table{suffix}"
+            atomic_write_bytes(target, body.encode())
+            written.append(target)
+        written += save_figure(
+            table_figure(evals, args.baseline, boot, args.seed), out / f"coco_{iou_type}_table", args.formats
+        )
+        written += save_figure(
+            size_bars_figure(evals, args.baseline, boot, args.seed), out / f"coco_{iou_type}_sizes", args.formats
+        )
+        written += save_figure(pr_curves_figure(evals, 0.5), out / f"coco_{iou_type}_pr", args.formats)
+        for name, ev in evals.items():
+            safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+            written += save_figure(per_class_figure(ev), out / f"coco_{iou_type}_classes_{safe}", args.formats)
+        for w in written:
+            print(w, file=sys.stderr)
+    bar.close()
+    if args.errors:
+        _coco_errors(args, results, ranges, out)
+    if args.evidence:
+        _coco_evidence(args, results, ranges)
+    return 0
+
+
+def _coco_evidence(args: argparse.Namespace, results: dict, ranges: dict | None) -> None:
+    """`coco --evidence DIR`: per backbone and size range, the objects behind its difference to the baseline."""
+    from functools import lru_cache
+
+    from fishspine.analysis.coco.evaluation import DEFAULT_AREA_RANGES, CocoError, load_ground_truth, load_results
+    from fishspine.analysis.coco.evidence import evidence
+    from fishspine.analysis.figures.base import model_color
+    from fishspine.analysis.figures.coco_evidence import evidence_export
+    from fishspine.analysis.images import ImageError, load_image
+
+    try:
+        gt = load_ground_truth(args.gt)
+        dets = {name: load_results(path, gt, "bbox", name) for name, path in results.items()}
+    except CocoError as exc:
+        raise UserError(str(exc)) from exc
+    files = {e["id"]: e.get("file_name") for e in gt["images"]}
+    categories = {c["id"]: c["name"] for c in gt["categories"]}
+
+    @lru_cache(maxsize=64)
+    def image(image_id: int):
+        name = files.get(image_id)
+        if not isinstance(name, str) or Path(name).is_absolute() or ".." in Path(name).parts:
+            return None
+        try:
+            return load_image(Path(args.images) / name)
+        except ImageError:
+            return None
+
+    names = list(results)
+    for name in names:
+        if name == args.baseline:
+            continue
+        for area in ranges or DEFAULT_AREA_RANGES:
+            ev = evidence(gt, (name, dets[name]), (args.baseline, dets[args.baseline]), area, ranges)
+            colors = (model_color(names.index(name)), model_color(names.index(args.baseline)))
+            counts = ", ".join(f"{k} {v}" for k, v in ev.counts().items())
+            print(f"{name} vs {args.baseline}, {area}: {counts}")
+            safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+            export = evidence_export(ev, image, categories, colors)
+            for w in export.write(Path(args.evidence) / f"{safe}_{area}", args.formats):
+                print(w, file=sys.stderr)
+
+
+def _coco_errors(args: argparse.Namespace, results: dict, ranges: dict | None, out: Path) -> None:
+    """`coco --errors`: TIDE's error breakdown of each result file's boxes, per size range."""
+    from fishspine.analysis.coco.errors import error_breakdown
+    from fishspine.analysis.coco.evaluation import CocoError, load_ground_truth, load_results
+    from fishspine.analysis.figures.coco_errors import errors_export, format_errors
+
+    try:
+        gt = load_ground_truth(args.gt)
+        breakdowns = {
+            name: error_breakdown(gt, load_results(path, gt, "bbox", name), name, ranges, args.max_dets[-1])
+            for name, path in results.items()
+        }
+    except CocoError as exc:
+        raise UserError(str(exc)) from exc
+    print(format_errors(breakdowns, args.baseline))
+    for w in errors_export(breakdowns, args.baseline).write(out / "coco_bbox_errors", args.formats):
+        print(w, file=sys.stderr)
+
+
+def _add_coco(sub) -> None:
+    p = sub.add_parser("coco", help="COCO per-scale AP with deltas against a baseline", description=cmd_coco.__doc__)
+    p.add_argument("--gt", required=True, type=input_file(), help="ground-truth annotations (COCO json)")
+    p.add_argument(
+        "--dt",
+        required=True,
+        action="append",
+        metavar="NAME=RESULTS.json",
+        type=labelled(),
+        help="a backbone's detections (COCO result json); repeat per backbone",
+    )
+    p.add_argument("--baseline", help="NAME of the --dt to compute deltas against")
+    p.add_argument("--iou-types", nargs="+", default=["bbox"], choices=["bbox", "segm"])
+    p.add_argument(
+        "--max-dets",
+        nargs=3,
+        type=bounded_int(1, 100_000),
+        default=[1, 10, 100],
+        action=Increasing,
+        metavar=("M1", "M2", "M3"),
+        help="detections per image kept, three increasing counts (default 1 10 100)",
+    )
+    p.add_argument(
+        "--area-ranges",
+        nargs=2,
+        type=bounded_float(0.0, 1e5, lo_open=True),
+        action=Increasing,
+        metavar=("SMALL", "LARGE"),
+        help="side lengths splitting small/medium/large, increasing (default 32 96)",
+    )
+    p.add_argument(
+        "--errors",
+        action="store_true",
+        help="also TIDE's error breakdown of the boxes (classification, localisation, both, duplicate, background, "
+        "missed) per size range: coco_bbox_errors.*",
+    )
+    p.add_argument(
+        "--evidence",
+        type=output_folder,
+        metavar="DIR",
+        help="also the objects behind each backbone's difference to --baseline, per size range: galleries of "
+        "crops (needs --images) and CSV/JSON, into DIR",
+    )
+    p.add_argument("--images", type=_input_folder, metavar="DIR", help="the images of --gt (for --evidence crops)")
+    p.add_argument(
+        "--bootstrap",
+        type=bounded_int(0, 100_000),
+        default=1000,
+        metavar="N",
+        help="resamples of the images for the 95%% paired bootstrap interval of each delta (default 1000; 0: none)",
+    )
+    p.add_argument("--seed", type=bounded_int(0, 2**32 - 1), default=0, help="seed of the bootstrap draws (default 0)")
+    p.add_argument("-o", "--output", required=True, type=output_folder, help="output folder")
+    p.add_argument("--formats", nargs="+", default=["png", "svg", "pdf"], choices=["png", "svg", "pdf"])
+    p.set_defaults(func=cmd_coco)
