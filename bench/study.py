@@ -67,11 +67,24 @@ def _study(args: list[str], out: Path, processes: int, threads: int | None) -> f
     return _rate(out)
 
 
-def throughput(checkpoints: dict[str, Path], images: Path, size: int, batch: int, work: Path) -> list[dict]:
-    """Images/s of each backbone on 1 process x 1 thread, 1 process x all cores, 2 processes x 1 thread."""
+def throughput(
+    checkpoints: dict[str, Path], images: Path, size: int, batch: int, work: Path, device: str = "cpu"
+) -> list[dict]:
+    """Images/s of each backbone on 1 process x 1 thread, 1 process x all cores, 2 processes x 1 thread
+    (on a GPU, `device` cuda: each process takes one)."""
     rows = []
     for label, path in checkpoints.items():
-        args = ["--ckpt", f"{label}={path}", str(images), "--size", str(size), "--batch", str(batch), "--device", "cpu"]
+        args = [
+            "--ckpt",
+            f"{label}={path}",
+            str(images),
+            "--size",
+            str(size),
+            "--batch",
+            str(batch),
+            "--device",
+            device,
+        ]
         one = _study(args, work / f"{label}-1x1", 1, 1)
         cores = _study(args, work / f"{label}-1xall", 1, None)
         two = _study(args, work / f"{label}-2x1", 2, 1)
@@ -109,6 +122,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--memory-size", type=int, default=96, help="input side of the memory run (its length)")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda (each process of the 2-process run takes a GPU)")
     parser.add_argument("-o", "--output", type=Path, help="also write the numbers here (.json)")
     args = parser.parse_args()
 
@@ -122,8 +136,8 @@ def main() -> None:
         few.mkdir()
         for p in sorted(images.iterdir())[: args.images]:
             (few / p.name).symlink_to(p)
-        result = {"size": args.size, "batch": args.batch, "cpus": os.cpu_count()}
-        result["throughput"] = throughput(checkpoints, few, args.size, args.batch, work)
+        result = {"size": args.size, "batch": args.batch, "cpus": os.cpu_count(), "device": args.device}
+        result["throughput"] = throughput(checkpoints, few, args.size, args.batch, work, args.device)
         if args.memory_images:
             result["memory"] = memory(next(iter(checkpoints.values())), images, args.memory_size, args.batch, work)
     if args.output:

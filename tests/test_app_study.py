@@ -172,6 +172,24 @@ def test_export_equals_the_view_export_written_directly(view, synthetic, tmp_pat
     assert view.export_name() == f"{name}.pdf"
 
 
+def test_export_equals_what_the_command_writes(view, synthetic, tmp_path):
+    """`fishspine study` writes its figures from the study folder it made; the tab's Export of the same folder
+    gives the same bytes (figures and data) for every plot."""
+    import shutil
+
+    from fishspine.cli.study import _write_figures
+
+    folder = tmp_path / "study"
+    shutil.copytree(synthetic, folder)
+    _write_figures(folder, ["png", "svg"])
+    assert view.open_study(folder)
+    for name in PLOTS:
+        view.plot.setCurrentIndex(view.plot.findData(name))
+        for ext in ("png", "svg", "csv", "json"):
+            app = view.export(tmp_path / f"app.{ext}")[0].read_bytes()
+            assert app == (folder / f"{name}.{ext}").read_bytes(), (name, ext)
+
+
 def test_session_carries_the_study_folder(qtbot, view, synthetic, tmp_path):
     session, warnings = validate_session({"fishspine_session": 1, "settings": {"study_folder": str(synthetic)}})
     assert session.settings == {"study_folder": str(synthetic)} and not warnings
