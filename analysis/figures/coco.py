@@ -10,19 +10,13 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from fishspine.analysis.coco.evaluation import CocoEvaluation, per_scale_table
+from fishspine.analysis.coco.tables import LATEX_HEADERS
 from fishspine.analysis.figures.base import model_color, new_figure, style_context
 
 SIZES = (("small", "AP_S"), ("medium", "AP_M"), ("large", "AP_L"))
 #: Gains and losses against the baseline (Okabe-Ito bluish green and vermillion: colour-blind safe).
 GAIN, LOSS, NEUTRAL = "#009E73", "#D55E00", "#555555"
-TABLE_HEADERS = {
-    "AP": "AP",
-    "AP50": "AP$_{50}$",
-    "AP75": "AP$_{75}$",
-    "AP_S": "AP$_S$",
-    "AP_M": "AP$_M$",
-    "AP_L": "AP$_L$",
-}
+TABLE_HEADERS = LATEX_HEADERS  # matplotlib's mathtext reads the LaTeX table's headers as they are
 
 
 def delta_color(d: float | None) -> str:

@@ -9,6 +9,7 @@ study leaves its finished chunks in FOLDER/state/, and running it again into tha
 
 from __future__ import annotations
 
+import html
 import io
 import math
 import os
@@ -59,7 +60,7 @@ def headline(summary: dict) -> str:
     c = summary.get("config", {})
     source = str(c.get("source") or "?")
     parts = [
-        f"<b>{Path(source).name or source}</b>",
+        f"<b>{html.escape(Path(source).name or source)}</b>",
         f"{c.get('images', '?')} images",
         f"{c.get('size', '?')} px",
         f"world size {c.get('world_size', '?')}",
@@ -80,8 +81,10 @@ def headline(summary: dict) -> str:
         for key, name in (("deletion_auc", "deletion AUC"), ("insertion_auc", "insertion AUC")):
             if key in faith:
                 numbers.append(f"{name} {_fmt(faith[key].get('mean'))}")
-        name = f"<b style='color:{model_qcolor(i)}'>{label}</b>"
-        lines.append(f"{name} ({entry.get('variant', '?')}): " + (" · ".join(numbers) or "no headline numbers"))
+        # labels and variants come from the study's file: text, never markup
+        name = f"<b style='color:{model_qcolor(i)}'>{html.escape(str(label))}</b>"
+        variant = html.escape(str(entry.get("variant", "?")))
+        lines.append(f"{name} ({variant}): " + (" · ".join(numbers) or "no headline numbers"))
     return "<br>".join(lines)
 
 
