@@ -217,6 +217,8 @@ def test_changing_a_threshold_changes_the_counts(qtbot, view, coco):
     panel.f1_button.click()
     qtbot.waitUntil(lambda: panel.outcome.evidence.thresholds == f1 and not view.jobs.running, timeout=30_000)
     assert panel.counts() == before and panel.thresholds[0].value() == pytest.approx(f1["B"], abs=5e-4)
+    view.baseline.setCurrentText("B")  # another baseline: the evidence shown no longer answers the table
+    assert panel.request is None and panel.outcome is None and panel.gallery.count() == 0
 
 
 def test_clicking_a_crop_adds_its_image_and_asks_for_grad_cam(qtbot, view, coco):

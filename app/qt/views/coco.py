@@ -251,7 +251,7 @@ class CocoView(View):
         plots.setSizes([450, 650])
         self.errors_panel = ErrorsPanel()
         self.evidence_panel = EvidencePanel(state, run_job)
-        self.evidence_panel.image_chosen.connect(self.open_image)
+        self.evidence_panel.view_requested.connect(self.view_requested)  # a crop's image, in Grad-CAM
         self.pages = QTabWidget()
         self.pages.addTab(plots, "AP by size")
         self.pages.addTab(self.errors_panel, "Errors")
@@ -421,6 +421,9 @@ class CocoView(View):
         self._draw_bars(rows, base)
         self._draw_pr(evals)
         self.errors_panel.show_breakdowns(self.breakdowns(), base)
+        req = self.evidence_panel.request
+        if req and (req.baseline != base or self._cache.get(req.backbone, [None] * 4)[3] is not req.dets[req.backbone]):
+            self.evidence_panel.clear()  # what it compared changed: a click on the table shows the new evidence
         first = next(iter(evals.values()))
         self._summary = f"{first.iou_type} · {len(evals)} backbone{'s' * (len(evals) != 1)}" + (
             f" · Δ vs {base}" if base else " · choose a baseline for deltas"
@@ -631,37 +634,6 @@ class CocoView(View):
             )
         )
         self.pages.setCurrentWidget(self.evidence_panel)
-
-    def open_image(self, path: str, description: str) -> None:
-        """Add (or select, when it is loaded) the image at `path` and show it in the Grad-CAM view."""
-        resolved = str(Path(path).resolve())
-        for i, im in enumerate(self.state.images):
-            if im.path and str(Path(im.path).resolve()) == resolved:
-                self.state.select_image(i)
-                self.state.notify("info", description)
-                self.view_requested.emit("cam")
-                return
-
-        def job():
-            from fishspine.analysis.images import ImageError
-            from fishspine.app.components.sources import load_image_path
-
-            yield Progress(0, 1, Path(path).name)
-            try:
-                return load_image_path(path)
-            except ImageError as exc:
-                return str(exc)
-
-        def done(entry) -> None:
-            if isinstance(entry, str):
-                self.state.notify("error", entry)
-                return
-            self.state.add_images([entry])
-            self.state.select_image(len(self.state.images) - 1)
-            self.state.notify("info", description)
-            self.view_requested.emit("cam")
-
-        self.run_job(f"loading {Path(path).name}", job, done)
 
     # -- hover
     def _bars_hovered(self, pos) -> None:

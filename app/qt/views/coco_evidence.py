@@ -47,6 +47,7 @@ from fishspine.app.qt.views.base import model_qcolor
 TILE = 132  # pixels of a crop's longer side in the gallery
 NOT_FOUND = "image not found"
 GAIN, LOSS = QColor("#1a7f37"), QColor("#c62828")
+HINT = "Click a backbone's AP, AP_S, AP_M or AP_L in the table (not the baseline's) to see the objects behind it"
 
 
 # -- images of the ground truth
@@ -303,10 +304,10 @@ def tile(item: Any, crop: tuple[np.ndarray, tuple[int, int]] | None, colors: tup
 class EvidencePanel(QWidget):
     """The objects behind one number: per kind, a gallery of crops; thresholds, sorting, the images folder.
 
-    `image_chosen(path, description)` is emitted when a crop whose image file exists is clicked.
+    A click on a crop whose image file exists adds (or selects) that image and emits view_requested("cam").
     """
 
-    image_chosen = Signal(str, str)
+    view_requested = Signal(str)
 
     def __init__(self, state: AppState, run_job: Callable) -> None:
         super().__init__()
@@ -318,8 +319,7 @@ class EvidencePanel(QWidget):
         self.running = False
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
-        self.title = QLabel("Click a backbone's AP, AP_S, AP_M or AP_L in the table (not the baseline's) to see "
-                            "the objects behind it")  # fmt: skip
+        self.title = QLabel(HINT)
         self.title.setWordWrap(True)
         bold = QFont()
         bold.setBold(True)
@@ -363,7 +363,10 @@ class EvidencePanel(QWidget):
         self.gallery = QListWidget()
         self.gallery.setViewMode(QListWidget.IconMode)
         self.gallery.setIconSize(QSize(TILE, TILE))
-        self.gallery.setGridSize(QSize(TILE + 18, TILE + 44))
+        self.gallery.setGridSize(QSize(TILE + 40, TILE + 40))
+        small = QFont()
+        small.setPointSizeF(8.5)
+        self.gallery.setFont(small)
         self.gallery.setResizeMode(QListWidget.Adjust)
         self.gallery.setMovement(QListWidget.Static)
         self.gallery.setWrapping(True)
@@ -372,6 +375,7 @@ class EvidencePanel(QWidget):
         self.gallery.itemClicked.connect(self._crop_clicked)
         outer.addWidget(self.gallery, 1)
         self._show_folder()
+        state.settings_changed.connect(self._settings_changed)
 
     # -- inputs
     def open(self, request: EvidenceRequest) -> None:
@@ -382,6 +386,15 @@ class EvidencePanel(QWidget):
             label.setText(f"<span style='color:{color}'><b>{name}</b></span> score ≥")
         self.title.setText(f"{request.backbone} against {request.baseline}, {request.area} objects, IoU 0.5 …")
         self.compute(None)
+
+    def clear(self) -> None:
+        """Forget the evidence shown (its backbone, baseline or results are gone)."""
+        self.request, self.outcome = None, None
+        self._generation += 1  # a job still running is not applied
+        self.gallery.clear()
+        while self.kinds.count():
+            self.kinds.removeTab(0)
+        self.title.setText(HINT)
 
     def folder(self) -> str:
         """The images folder (remembered in the settings)."""
@@ -396,9 +409,12 @@ class EvidencePanel(QWidget):
     def set_folder(self, path: str) -> None:
         """Take the crops from `path` from now on."""
         self.state.update_settings(coco_images=str(path))
-        self._show_folder()
-        if self.request is not None:
-            self.compute(self.outcome.evidence.thresholds if self.outcome else None)
+
+    def _settings_changed(self, changed: set[str]) -> None:
+        if "coco_images" in changed:  # chosen here, or restored from a session
+            self._show_folder()
+            if self.request is not None:
+                self.compute(self.outcome.evidence.thresholds if self.outcome else None)
 
     def _show_folder(self) -> None:
         f = self.folder()
@@ -479,13 +495,15 @@ class EvidencePanel(QWidget):
             own = item.backbone if item.kind in ("found_only", "false_positive_only") else item.baseline
             category = req.categories.get(item.category_id, "?")
             size = math.sqrt(item.area)
-            text = f"img {item.image_id} · {category}\nscore {own.score:.2f} · IoU {own.iou:.2f} · {size:.0f} px"
+            text = f"img {item.image_id} · {category}\nscore {own.score:.2f} · {size:.0f} px"  # as the figure's titles
             entry = QListWidgetItem(QIcon(tile(item, crops[i], req.colors)), text)
             entry.setData(Qt.UserRole, i)
             x, y, w, h = item.box
             entry.setToolTip(
                 f"image {item.image_id} ({req.files.get(item.image_id)}), {category}, box [{x:.0f}, {y:.0f}, {w:.0f}, "
-                f"{h:.0f}]" + ("" if crops[i] is not None else f"; {NOT_FOUND}") + "\nclick: open it in Grad-CAM"
+                f"{h:.0f}]; score {own.score:.3f}, IoU {own.iou:.2f}"
+                + ("" if crops[i] is not None else f"; {NOT_FOUND}")
+                + "\nclick: open it in Grad-CAM"
             )
             self.gallery.addItem(entry)
 
@@ -493,7 +511,7 @@ class EvidencePanel(QWidget):
         self.choose(entry.data(Qt.UserRole))
 
     def choose(self, i: int) -> None:
-        """Open item `i`'s image (emit image_chosen) when its file is in the images folder."""
+        """Open item `i`'s image in Grad-CAM when its file is in the images folder."""
         item, req = self.outcome.evidence.items[i], self.request
         name = req.files.get(item.image_id)
         path = image_path(self.folder(), name)
@@ -503,7 +521,38 @@ class EvidencePanel(QWidget):
             self.state.notify("warning", f"COCO evidence: {what}: {NOT_FOUND} in {self.folder() or 'no images folder'}")
             return
         category = req.categories.get(item.category_id, "?")
-        self.image_chosen.emit(str(path), f"COCO evidence: {what}, {category} ({item.kind.replace('_', ' ')})")
+        self.open_image(str(path), f"COCO evidence: {what}, {category} ({item.kind.replace('_', ' ')})")
+
+    def open_image(self, path: str, description: str) -> None:
+        """Add (or select, when it is loaded) the image at `path` and show it in the Grad-CAM view."""
+        resolved = str(Path(path).resolve())
+        for i, im in enumerate(self.state.images):
+            if im.path and str(Path(im.path).resolve()) == resolved:
+                self.state.select_image(i)
+                self.state.notify("info", description)
+                self.view_requested.emit("cam")
+                return
+
+        def job():
+            from fishspine.analysis.images import ImageError
+            from fishspine.app.components.sources import load_image_path
+
+            yield Progress(0, 1, Path(path).name)
+            try:
+                return load_image_path(path)
+            except ImageError as exc:
+                return str(exc)
+
+        def done(entry) -> None:
+            if isinstance(entry, str):
+                self.state.notify("error", entry)
+                return
+            self.state.add_images([entry])
+            self.state.select_image(len(self.state.images) - 1)
+            self.state.notify("info", description)
+            self.view_requested.emit("cam")
+
+        self.run_job(f"loading {Path(path).name}", job, done)
 
     # -- export
     def export_result(self):
