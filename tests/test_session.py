@@ -215,6 +215,7 @@ VALID_SETTINGS = st.fixed_dictionaries(
         "coco_gt": PATHS | st.just(""),
         "coco_results": st.dictionaries(LABELS, PATHS, max_size=4),
         "coco_baseline": LABELS,
+        "coco_images": PATHS | st.just(""),
         "study_folder": PATHS | st.just(""),
         "cache_mb": st.integers(*CACHE_MB_RANGE),
     }

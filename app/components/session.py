@@ -153,6 +153,7 @@ SETTINGS_SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "coco_gt": _path,
     "coco_results": _coco_results,
     "coco_baseline": _label,
+    "coco_images": _path,
     "study_folder": _path,
     "cache_mb": _int(*CACHE_MB_RANGE),
 }

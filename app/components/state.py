@@ -88,6 +88,7 @@ class Settings:
     coco_gt: str = ""
     coco_results: dict[str, str] = field(default_factory=dict)
     coco_baseline: str = ""
+    coco_images: str = ""  # the folder of the ground truth's images (crops of the COCO evidence)
     study_folder: str = ""  # the study shown in the Study tab ("" = none)
     cache_mb: int = 1024  # what the analysis engine may keep of finished passes
 

@@ -175,6 +175,7 @@ class MainWindow(QMainWindow):
         }
         for view in self.views.values():
             self.tabs.addTab(view, view.title)
+        self.views["coco"].view_requested.connect(self.show_view)  # a COCO evidence crop opens in Grad-CAM
         splitter = QSplitter()
         splitter.addWidget(left)
         splitter.addWidget(self.tabs)

@@ -5,6 +5,11 @@ interval over images, the interval itself in the cell's tooltip), grouped bars a
 size range, all visible at once; hovering a bar or a curve names it. Evaluation runs in a worker, one
 result file at a time: a ground truth or result file that fails is reported and left out, and what
 is shown stays. Export writes the command line's figure chosen in the "export" box.
+
+Below the table, three pages: the bars and PR curves; "Errors", TIDE's error breakdown of every result
+(computed by the same evaluation job); and "Evidence": clicking a backbone's AP, AP_S, AP_M or AP_L cell
+shows the objects behind it against the baseline (app/qt/views/coco_evidence.py); clicking one of those
+crops opens its image in the Grad-CAM view.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -30,11 +35,13 @@ from PySide6.QtWidgets import (
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
 )
 
 from fishspine.analysis.jobs import Job, Progress
 from fishspine.app.components.state import AppState
 from fishspine.app.qt.views.base import View, model_qcolor
+from fishspine.app.qt.views.coco_evidence import ErrorsPanel, EvidencePanel, EvidenceRequest
 
 COLUMNS = ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L", "AR100")
 COLUMN_TIPS = {
@@ -47,6 +54,8 @@ COLUMN_TIPS = {
     "AR100": "recall, 100 detections per image",
 }
 SIZES = (("small", "AP_S"), ("medium", "AP_M"), ("large", "AP_L"))
+EVIDENCE_COLUMNS = {"AP": "all", "AP_S": "small", "AP_M": "medium", "AP_L": "large"}  # a clicked cell's size range
+PAGES = ("sizes", "errors", "evidence")  # the pages below the table, by the export choice that shows each
 PR_IOU = 0.5
 GAIN, LOSS = QColor("#1a7f37"), QColor("#c62828")
 BASELINE_TINT = QColor("#eef3fb")
@@ -77,18 +86,24 @@ class CocoOutcome:
     gt_summary: str = ""
     evals: dict[str, Any] = field(default_factory=dict)  # name -> analysis.coco.CocoEvaluation, in order
     keys: dict[str, tuple] = field(default_factory=dict)  # name -> file_key of the evaluated file
+    errors: dict[str, Any] = field(default_factory=dict)  # name -> {size range: analysis.coco.errors.ErrorBreakdown}
+    dets: dict[str, list] = field(default_factory=dict)  # name -> checked detections (what evidence compares)
+    gt_dict: dict | None = None  # the loaded ground truth
     failed: dict[str, str] = field(default_factory=dict)  # name -> why
 
 
 def evaluation_job(
-    gt: str, results: Mapping[str, str], reuse: Mapping[str, tuple[tuple, Any]], generation: int = 0
+    gt: str, results: Mapping[str, str], reuse: Mapping[str, tuple], generation: int = 0
 ) -> Job[CocoOutcome]:
-    """Evaluate each result file against `gt` on its own, so one bad file costs only itself.
+    """Evaluate each result file against `gt` on its own, so one bad file costs only itself; with each
+    evaluation, its TIDE error breakdown per size range (`fishspine coco --errors`).
 
     A job (analysis/jobs.py): progress per file; returns a CocoOutcome. `reuse` maps a name to (file_key,
-    evaluation) from an earlier run against the same ground truth: an unchanged file is not re-run.
+    evaluation, breakdowns, detections) from an earlier run against the same ground truth: an unchanged
+    file is not re-run.
     """
     from fishspine.analysis.coco.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED
+    from fishspine.analysis.coco.errors import error_breakdown
     from fishspine.analysis.coco.evaluation import CocoError, evaluate_one, load_ground_truth, load_results
 
     out = CocoOutcome(generation, gt, file_key(gt))
@@ -99,6 +114,7 @@ def evaluation_job(
         if looks_like_results(gt):
             out.gt_error += "; it looks like a result file (a list of detections): add it with Add results…"
         return out
+    out.gt_dict = gt_dict
     out.gt_summary = (
         f"{len(gt_dict['images'])} images, {len(gt_dict['annotations'])} objects, "
         f"{len(gt_dict['categories'])} categories"
@@ -107,12 +123,15 @@ def evaluation_job(
         key = file_key(path)
         earlier = reuse.get(name)
         if earlier is not None and earlier[0] == key:
-            out.evals[name] = earlier[1]
+            out.evals[name], out.errors[name], out.dets[name] = earlier[1:]
         else:
             try:
-                ev = evaluate_one(gt_dict, load_results(path, gt_dict, "bbox", name), name, "bbox", keep_matches=True)
+                dets = load_results(path, gt_dict, "bbox", name)
+                ev = evaluate_one(gt_dict, dets, name, "bbox", keep_matches=True)
                 ev.replicates(DEFAULT_RESAMPLES, DEFAULT_SEED)  # here, in the worker: the table only reads them
-                out.evals[name] = ev
+                # the command's defaults (its size ranges, 100 detections per image): Export equals its files
+                out.errors[name] = error_breakdown(gt_dict, dets, name, None, ev.max_dets[-1])
+                out.evals[name], out.dets[name] = ev, dets
             except CocoError as exc:
                 out.failed[name] = str(exc)
             except Exception as exc:  # noqa: BLE001 - a malformed detection must not stop the others
@@ -160,6 +179,7 @@ class CocoView(View):
     """Per-scale AP of every loaded result file, against the chosen baseline."""
 
     title = "COCO"
+    view_requested = Signal(str)  # the window shows this view (a crop's image goes to "cam")
 
     def __init__(self, state: AppState, run_job: Callable) -> None:
         super().__init__(state)
@@ -167,7 +187,9 @@ class CocoView(View):
         self._generation = 0  # only the newest evaluation job's outcome is applied
         self._good_gt = ""  # the ground truth of the evaluation shown
         self._good_gt_key: tuple = ()
-        self._cache: dict[str, tuple[tuple, Any]] = {}  # name -> (file_key, evaluation) against _good_gt
+        # name -> (file_key, evaluation, error breakdowns, detections) against _good_gt
+        self._cache: dict[str, tuple[tuple, Any, Any, list]] = {}
+        self._gt_dict: dict | None = None
         self._summary = ""
         for text, slot, tip in (
             ("Ground truth…", self.open_gt, "the COCO annotation json (instances_*.json)"),
@@ -184,8 +206,12 @@ class CocoView(View):
         self.baseline.currentTextChanged.connect(self._baseline_chosen)
         state.settings_changed.connect(self._settings_changed)
         self.kind = QComboBox()
-        self.kind.addItems(["table", "sizes", "pr"])
-        self.kind.setToolTip("the figure Export and Copy write: the table, AP by object size, or PR curves")
+        self.kind.addItems(["table", "sizes", "pr", "errors", "evidence"])
+        self.kind.setToolTip(
+            "the figure Export and Copy write: the table, AP by object size, PR curves, the error breakdown "
+            "or the evidence panel's gallery"
+        )
+        self.kind.currentTextChanged.connect(self._kind_chosen)
         for text, w in (("baseline", self.baseline), ("export", self.kind)):
             self.controls.addWidget(QLabel(text))
             self.controls.addWidget(w)
@@ -200,6 +226,7 @@ class CocoView(View):
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.verticalHeader().hide()
         self.table.itemSelectionChanged.connect(self._row_chosen)
+        self.table.cellClicked.connect(self.open_evidence)
 
         label_font = QFont()
         label_font.setPointSizeF(8.5)
@@ -222,9 +249,17 @@ class CocoView(View):
         plots.addWidget(self.bars)
         plots.addWidget(self.pr)
         plots.setSizes([450, 650])
+        self.errors_panel = ErrorsPanel()
+        self.evidence_panel = EvidencePanel(state, run_job)
+        self.evidence_panel.view_requested.connect(self.view_requested)  # a crop's image, in Grad-CAM
+        self.pages = QTabWidget()
+        self.pages.addTab(plots, "AP by size")
+        self.pages.addTab(self.errors_panel, "Errors")
+        self.pages.addTab(self.evidence_panel, "Evidence")
+        self.pages.currentChanged.connect(self._page_chosen)
         self.body = QSplitter(Qt.Vertical)
         self.body.addWidget(self.table)
-        self.body.addWidget(plots)
+        self.body.addWidget(self.pages)
         self.body.setSizes([170, 560])
         self._table_rows_fitted = -1
         self.set_display(self.body)
@@ -322,7 +357,8 @@ class CocoView(View):
             hint = f" {RESULT_HINT}." if "not valid JSON" in why or "could not be evaluated" in why else ""
             self.state.notify("error", f"COCO: {sentence(why)} {name!r} was not added; {kept}.{hint}")
         self._good_gt, self._good_gt_key = out.gt, out.gt_key
-        self._cache = {n: (out.keys[n], ev) for n, ev in out.evals.items()}
+        self._cache = {n: (out.keys[n], ev, out.errors[n], out.dets[n]) for n, ev in out.evals.items()}
+        self._gt_dict = out.gt_dict
         if not out.evals and not out.failed:
             self.state.notify(
                 "info",
@@ -384,6 +420,10 @@ class CocoView(View):
         self._fill_table(rows, base)
         self._draw_bars(rows, base)
         self._draw_pr(evals)
+        self.errors_panel.show_breakdowns(self.breakdowns(), base)
+        req = self.evidence_panel.request
+        if req and (req.baseline != base or self._cache.get(req.backbone, [None] * 4)[3] is not req.dets[req.backbone]):
+            self.evidence_panel.clear()  # what it compared changed: a click on the table shows the new evidence
         first = next(iter(evals.values()))
         self._summary = f"{first.iou_type} · {len(evals)} backbone{'s' * (len(evals) != 1)}" + (
             f" · Δ vs {base}" if base else " · choose a baseline for deltas"
@@ -434,6 +474,9 @@ class CocoView(View):
                 if is_base:
                     cell.setBackground(QBrush(BASELINE_TINT))
                     cell.setToolTip("the baseline")
+                elif base and c in EVIDENCE_COLUMNS:
+                    tip = cell.toolTip()
+                    cell.setToolTip((tip + "\n" if tip else "") + "click: the objects behind this number")
                 cell.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
                 self.table.setItem(i, j, cell)
             if is_base:
@@ -551,6 +594,47 @@ class CocoView(View):
                 )
                 self._pr_curves[area].append((name, curve, rec[ok], prec[ok], ap))
 
+    # -- errors and evidence
+    def breakdowns(self) -> dict[str, Any]:
+        """The error breakdowns (name -> size range -> ErrorBreakdown) of the evaluations shown."""
+        return {n: self._cache[n][2] for n in self.state.coco if n in self._cache}
+
+    def _kind_chosen(self, kind: str) -> None:
+        self.pages.setCurrentIndex(PAGES.index(kind) if kind in PAGES[1:] else 0)
+
+    def _page_chosen(self, page: int) -> None:
+        if page and self.kind.currentText() != PAGES[page]:
+            self.kind.setCurrentText(PAGES[page])
+        elif not page and self.kind.currentText() in PAGES[1:]:
+            self.kind.setCurrentText("table")
+
+    def open_evidence(self, row: int, column: int) -> None:
+        """A click on the table: a backbone's AP/AP_S/AP_M/AP_L cell opens the objects behind it, in a worker."""
+        key = self.table.horizontalHeaderItem(column).text() if column > 0 else ""
+        item = self.table.item(row, 0)
+        if key not in EVIDENCE_COLUMNS or item is None:
+            return
+        name, base = item.data(Qt.UserRole), self.base()
+        if base is None:
+            self.state.notify("warning", "COCO: choose a baseline to see the objects behind a difference")
+            return
+        if name == base or name not in self._cache or base not in self._cache or self._gt_dict is None:
+            return
+        names = list(self.state.coco)
+        area = EVIDENCE_COLUMNS[key]
+        self.evidence_panel.open(
+            EvidenceRequest(
+                gt=self._gt_dict,
+                backbone=name,
+                baseline=base,
+                dets={name: self._cache[name][3], base: self._cache[base][3]},
+                area=area,
+                area_ranges=dict(self.state.coco[name].area_ranges),
+                colors=(model_qcolor(names.index(name)), model_qcolor(names.index(base))),
+            )
+        )
+        self.pages.setCurrentWidget(self.evidence_panel)
+
     # -- hover
     def _bars_hovered(self, pos) -> None:
         box = self.bars.getViewBox()
@@ -619,6 +703,17 @@ class CocoView(View):
             self.info.setText(f"{name}: {Path(path).name or name} · AP {100 * ev.average_precision():.1f}")
 
     # -- export
+    def export_result(self):
+        """The errors and evidence pages export as their commands write them; the rest as the view's figure."""
+        from fishspine.analysis.figures.coco_errors import errors_export
+
+        kind = self.kind.currentText()
+        if kind == "errors":
+            return errors_export(self.breakdowns(), self.base())
+        if kind == "evidence":
+            return self.evidence_panel.export_result()
+        return super().export_result()
+
     def export_figure(self):
         from fishspine.analysis.coco.bootstrap import DEFAULT_SEED
         from fishspine.analysis.figures.coco import pr_curves_figure, size_bars_figure, table_figure
