@@ -89,11 +89,11 @@ def test_the_command_writes_galleries_and_every_item(tmp_path, capsys):
     from fishspine.analysis.coco.synthetic import synthetic_coco
     from fishspine.cli.main import main
 
-    gt, a = synthetic_coco(n_images=6, n_categories=3, seed=5, image_size=96)
-    _, b = synthetic_coco(n_images=6, n_categories=3, seed=6, image_size=96)
+    gt, a = synthetic_coco(n_images=6, n_categories=3, seed=5)
+    _, b = synthetic_coco(n_images=6, n_categories=3, seed=6)
     (tmp_path / "images").mkdir()
     for e in gt["images"]:
-        Image.fromarray(np.full((96, 96, 3), 128, np.uint8)).save(tmp_path / "images" / e["file_name"])
+        Image.fromarray(np.full((640, 640, 3), 128, np.uint8)).save(tmp_path / "images" / e["file_name"])
     for name, data in (("gt", gt), ("a", a), ("b", b)):
         (tmp_path / f"{name}.json").write_text(json.dumps(data))
     argv = [

@@ -90,6 +90,4 @@ def evidence_export(
     sort: str = "score",
 ) -> ViewExport:
     """The gallery, one CSV row per item (all of them, not only those drawn), and the evidence as JSON."""
-    return ViewExport(
-        lambda: evidence_figure(ev, image, categories, colors, per_kind, sort), ev.rows(), ev.as_dict()
-    )
+    return ViewExport(lambda: evidence_figure(ev, image, categories, colors, per_kind, sort), ev.rows(), ev.as_dict())
