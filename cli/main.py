@@ -203,8 +203,13 @@ def cmd_graph(args: argparse.Namespace) -> int:
         graph.to_json(),
     )
     out = Path(args.output)
-    formats = [out.suffix.lstrip(".")] if out.suffix else ["png", "svg", "pdf"]
-    _write_outputs(export, out.with_suffix(""), formats)
+    suffix = out.suffix.lstrip(".").lower()
+    if suffix and suffix not in ("png", "svg", "pdf"):
+        raise UserError(f"{out.name}: a figure is .png, .svg or .pdf; or give a stem (no suffix) for all three")
+    formats = args.formats or ([suffix] if suffix else ["png", "svg", "pdf"])
+    if suffix and not args.formats:
+        print(f"{out.name}: the suffix chose {suffix.upper()} (and .csv/.json beside it); --formats picks others")
+    _write_outputs(export, out.with_suffix("") if suffix else out, formats)
     return 0
 
 
@@ -221,6 +226,12 @@ def _add_graph(sub) -> None:
     )
     p.add_argument("--layout", choices=["staircase", "fish", "scale-permuted"], help="override the layout")
     p.add_argument("--color-by", choices=["params", "macs", "channels"], help="colour nodes by this number")
+    p.add_argument(
+        "--formats",
+        nargs="+",
+        choices=["png", "svg", "pdf"],
+        help="figure formats (default: -o's suffix, or all three)",
+    )
     p.set_defaults(func=cmd_graph)
 
 

@@ -169,6 +169,18 @@ def test_graph_command_writes_figure_and_data(tmp_path):
     assert "block6" in (tmp_path / "g.csv").read_text()
 
 
+def test_graph_says_when_the_suffix_chose_one_format(tmp_path, capsys):
+    from fishspine.cli.main import main
+
+    assert main(["graph", "resnet50", "-o", str(tmp_path / "g.svg")]) == 0
+    assert "the suffix chose SVG" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.csv", "g.json", "g.svg"]
+    assert main(["graph", "resnet50", "-o", str(tmp_path / "h.svg"), "--formats", "png", "pdf"]) == 0
+    assert sorted(p.name for p in tmp_path.glob("h.*")) == ["h.csv", "h.json", "h.pdf", "h.png"]
+    assert main(["graph", "resnet50", "-o", str(tmp_path / "x.jpeg")]) == 2
+    assert "a figure is .png, .svg or .pdf" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "cmd,stem", [("activations", "sample_activations"), ("cam", "sample_gradcam"), ("gradients", "gradient_trace")]
 )

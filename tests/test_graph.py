@@ -370,3 +370,12 @@ def test_nodes_coloured_by_any_number_get_a_colour_bar():
     assert "stem" not in legend  # role colours give way to the values
     plain = graph_figure(g)
     assert len(plain.axes) == 1 and "permuted" in [t.get_text() for t in plain.axes[0].get_legend().get_texts()]
+
+
+def test_small_numbers_read_with_their_prefix_never_as_zero():
+    from fishspine.analysis.architecture.macs import format_count
+
+    assert format_count(1.8e7, "MACs") == "18 MMACs"  # not "0.02 GMACs", never "0.00 GMACs"
+    assert format_count(4.1123e9, "MACs") == "4.11 GMACs"
+    assert format_count(532, "MACs") == "532 MACs"
+    assert format_count(25.557e6, " params") == "25.6 M params"

@@ -95,3 +95,15 @@ def _layer_macs(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
     if module.transposed:  # every input element is spread over out_channels/groups * kernel outputs
         return x.numel() // batch * (module.out_channels // module.groups) * math.prod(module.kernel_size)
     return y.numel() // batch * per_output
+
+
+_PREFIXES = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
+
+
+def format_count(value: float, unit: str) -> str:
+    """`value` with an SI prefix and three significant digits: "4.11 GMACs", "18 MMACs", "512 MACs";
+    a `unit` with a leading space keeps the prefix apart: " params" gives "25.6 M params"."""
+    for scale, prefix in _PREFIXES:
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit.lstrip()}"

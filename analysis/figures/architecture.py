@@ -24,6 +24,7 @@ from matplotlib.textpath import TextToPath
 from matplotlib.transforms import Bbox, blended_transform_factory
 
 from fishspine.analysis.architecture.graph import EDGE_KIND_LABELS, EDGE_KINDS, ArchitectureGraph
+from fishspine.analysis.architecture.macs import format_count
 from fishspine.analysis.figures.base import new_figure, style_context
 
 #: Node colour per role (Okabe-Ito, the house palette).
@@ -143,7 +144,7 @@ def _title(graph: ArchitectureGraph) -> str:
     macs = sum(n.macs for n in graph.nodes)
     facts = [f"{len(graph.nodes)} blocks", f"{params / 1e6:.2f} M parameters in blocks"]
     if macs:
-        facts.append(f"{macs / 1e9:.2f} GMACs at {graph.input_size}²")
+        facts.append(f"{format_count(macs, 'MACs')} at {graph.input_size}²")
     return f"{graph.model}, {graph.layout} layout\n" + ", ".join(facts)
 
 

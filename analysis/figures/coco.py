@@ -87,7 +87,7 @@ def size_bars_figure(
 def pr_curves_figure(evals: Mapping[str, CocoEvaluation], iou: float | None = 0.5) -> Figure:
     """Precision-recall per size range (one panel each), backbones overlaid, classes averaged."""
     areas = list(next(iter(evals.values())).area_ranges)
-    fig = new_figure(2.4 * len(areas), 2.8)
+    fig = new_figure(2.4 * len(areas), 2.8 + 0.13 * len(evals))
     with style_context():
         axes = fig.subplots(1, len(areas), sharey=True)
         for ax, area in zip(np.atleast_1d(axes), areas):
@@ -99,7 +99,8 @@ def pr_curves_figure(evals: Mapping[str, CocoEvaluation], iou: float | None = 0.
             ax.set_xlabel("recall")
             ax.set_xlim(0, 1)
             ax.set_ylim(0, 1.02)
-            ax.legend(frameon=False, fontsize=5.5, loc="lower left")
+            # below the panel, off the curves (each panel's AP differs, so each has its legend)
+            ax.legend(frameon=False, fontsize=5.5, loc="upper left", bbox_to_anchor=(0.0, -0.22), borderaxespad=0)
         np.atleast_1d(axes)[0].set_ylabel("precision")
         fig.suptitle(
             f"Precision-recall per size range, IoU {'0.50:0.95' if iou is None else f'{iou:.2f}'} (AP in the legend)",

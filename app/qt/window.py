@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from fishspine.analysis.architecture.macs import format_count
 from fishspine.analysis.jobs import Progress
 from fishspine.analysis.options import CAM_METHODS, IMAGE_SIZE_RANGE, NORMALISATIONS, PRECISIONS, REDUCTIONS
 from fishspine.app.components.sources import classify, demo_sources, images_in, load_image_path, load_model_source
@@ -243,7 +244,7 @@ class MainWindow(QMainWindow):
             badge = "" if m.trained else "  [untrained]"
             item = QListWidgetItem(
                 f"{m.label}{badge}\n  {m.variant} · {m.params / 1e6:.2f} M params · "
-                f"{m.macs / 1e9:.2f} GMACs@{m.model.spec.input_size} · {m.device}"
+                f"{format_count(m.macs, 'MACs')}@{m.model.spec.input_size} · {m.device}"
             )
             item.setData(Qt.UserRole, m.label)
             if not m.trained:
@@ -289,7 +290,7 @@ class MainWindow(QMainWindow):
         if rest.strip():
             self.details.appendPlainText(f"{level.upper()}: {text.strip()}\n")
             self.details_button.setEnabled(True)
-        self.statusBar().showMessage(first, 8000)
+        self.statusBar().showMessage(first)  # kept until the next message replaces it
 
     # ------------------------------------------------------------------ jobs
     def run_job(
@@ -596,6 +597,8 @@ class MainWindow(QMainWindow):
             self._model_order[entry.model] = order
             index = sum(self._model_order.get(m.model, 0) < order for m in self.state.models)
             self.state.add_model(entry, index)
+            size = format_count(entry.params, " params")
+            self.state.notify("info", f"loaded {entry.label} ({entry.variant}, {size})")
 
         self.run_job(f"loading {Path(source).name}", job, loaded)
 
@@ -712,7 +715,7 @@ def run(argv: list[str]) -> int:
     window = MainWindow()
     window.show_view(args.view)
     window.show()
-    window.state.notify("info", f"window up in {time.perf_counter() - t0:.2f} s; loading models…")
+    window.state.notify("info", f"window up in {time.perf_counter() - t0:.2f} s")
     window.warm_up()
     QTimer.singleShot(0, lambda: window.open_paths(args.paths) if args.paths else window.open_demo())
     if args.screenshot:

@@ -20,6 +20,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt, QTimer
 from PySide6.QtGui import QFont, QFontMetricsF, QPainterPath
 from PySide6.QtWidgets import QComboBox, QGraphicsPathItem, QLabel
 
+from fishspine.analysis.architecture.macs import format_count
 from fishspine.analysis.jobs import Progress
 from fishspine.analysis.options import GRAPH_COLOR_BY
 from fishspine.app.components.state import AppState, ModelEntry
@@ -452,7 +453,7 @@ class ArchitectureView(View):
         macs = sum(n.macs for n in graph.nodes)
         facts = [f"{len(graph.nodes)} blocks", f"{params / 1e6:.2f} M parameters in blocks"]
         if macs:
-            facts.append(f"{macs / 1e9:.2f} GMACs at {graph.input_size}²")
+            facts.append(f"{format_count(macs, 'MACs')} at {graph.input_size}²")
         variant = f"{graph.model}, " if graph.model != label else ""
         self.plot.setTitle(f"<b>{label}</b> ({variant}{graph.layout} layout) · {', '.join(facts)}", size="10pt")
         self.colored_by = ""
@@ -609,7 +610,7 @@ class ArchitectureView(View):
         n = self.graph.node(name)
         self.info.setText(
             f"{n.name} · {n.role} · stride {2**n.level} · {n.channels} ch · "
-            f"{n.params / 1e6:.2f} M params · {n.macs / 1e9:.2f} GMACs"
+            f"{format_count(n.params, ' params')} · {format_count(n.macs, 'MACs')}"
         )
         if name in self.node_labels and self.node_labels[name].isVisible():
             self.hover_label.hide()
