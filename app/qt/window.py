@@ -21,7 +21,6 @@ from PySide6.QtGui import QAction, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
-    QFileDialog,
     QHBoxLayout,
     QInputDialog,
     QLabel,
@@ -44,6 +43,7 @@ from fishspine.analysis.jobs import Progress
 from fishspine.analysis.options import CAM_METHODS, IMAGE_SIZE_RANGE, NORMALISATIONS, PRECISIONS, REDUCTIONS
 from fishspine.app.components.sources import classify, demo_sources, images_in, load_image_path, load_model_source
 from fishspine.app.components.state import AppState, ImageEntry, read_session
+from fishspine.app.qt.file_dialogs import open_file, open_files, save_file
 from fishspine.app.qt.views.architecture import ArchitectureView
 from fishspine.app.qt.views.base import View, bind_setting
 from fishspine.app.qt.views.coco import CocoView
@@ -603,32 +603,34 @@ class MainWindow(QMainWindow):
         self.run_job(f"loading {Path(source).name}", job, loaded)
 
     def open_checkpoint_dialog(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(
-            self, "Open checkpoints", "", "Checkpoints (*.pth *.pt *.tar *.safetensors *.ckpt *.bin)"
-        )
+        paths = open_files(self, "Open checkpoints", "Checkpoints (*.pth *.pt *.tar *.safetensors *.ckpt *.bin)")
         self.open_paths(paths)
 
     def open_images_dialog(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(
-            self, "Add images", "", "Images (*.png *.jpg *.jpeg *.bmp *.tif *.webp)"
-        )
+        paths = open_files(self, "Add images", "Images (*.png *.jpg *.jpeg *.bmp *.tif *.webp)")
         self.open_paths(paths)
 
     def add_zoo_dialog(self) -> None:
         from fishspine.models import list_models
 
         name, ok = QInputDialog.getItem(self, "Add zoo model", "untrained model:", list_models(), 0, False)
+        if not ok:
+            return
+        # the channel multiplier, as `--width` takes it: 0.25 is demo-sized, 1 the paper's model
+        width, ok = QInputDialog.getDouble(
+            self, "Add zoo model", f"{name}: width (channel multiplier)", 1.0, 0.0625, 8.0, 4
+        )
         if ok:
-            self.add_model_source(f"zoo:{name}:1.0")
+            self.add_model_source(f"zoo:{name}:{width:g}")
 
     def save_session_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save session", "session.fishspine", "Sessions (*.fishspine)")
+        path = save_file(self, "Save session", "session.fishspine", "Sessions (*.fishspine)")
         if path:
             self.state.save_session(path)
             self.state.notify("info", f"session saved to {path}")
 
     def open_session_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open session", "", "Sessions (*.fishspine *.json)")
+        path = open_file(self, "Open session", "Sessions (*.fishspine *.json)")
         if path:
             self.open_session(path)
 

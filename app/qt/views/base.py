@@ -18,7 +18,6 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication, QImage
 from PySide6.QtWidgets import (
-    QFileDialog,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -29,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from fishspine.app.components.state import AppState
+from fishspine.app.qt.file_dialogs import save_file
 
 # Arrays are (rows, columns) like numpy and matplotlib; white paper like the exported figures.
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=True, background="w", foreground="k")
@@ -214,7 +214,7 @@ class View(QWidget):
         return f"{self.title.lower().replace(' ', '_').replace('-', '')}.pdf"
 
     def export_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, f"Export {self.title}", self.export_name(), FIGURE_FILTER)
+        path = save_file(self, f"Export {self.title}", self.export_name(), FIGURE_FILTER)
         if path:
             try:
                 for p in self.export(path):

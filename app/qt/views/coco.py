@@ -28,7 +28,6 @@ from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
-    QFileDialog,
     QHeaderView,
     QLabel,
     QPushButton,
@@ -40,6 +39,7 @@ from PySide6.QtWidgets import (
 
 from fishspine.analysis.jobs import Job, Progress
 from fishspine.app.components.state import AppState
+from fishspine.app.qt.file_dialogs import open_file, open_files
 from fishspine.app.qt.views.base import View, model_qcolor
 from fishspine.app.qt.views.coco_evidence import ErrorsPanel, EvidencePanel, EvidenceRequest
 
@@ -268,14 +268,14 @@ class CocoView(View):
     # -- files
     def open_gt(self) -> None:
         """Ask for the ground-truth json and evaluate every loaded result file against it."""
-        path, _ = QFileDialog.getOpenFileName(self, "COCO ground truth", "", "JSON (*.json)")
+        path = open_file(self, "COCO ground truth", "JSON (*.json)")
         if path:
             self.state.update_settings(coco_gt=path)
             self.evaluate()
 
     def add_results(self) -> None:
         """Ask for result jsons (one per backbone) and evaluate them."""
-        paths, _ = QFileDialog.getOpenFileNames(self, "COCO result files (one per backbone)", "", "JSON (*.json)")
+        paths = open_files(self, "COCO result files (one per backbone)", "JSON (*.json)")
         self.add_result_files(paths)
 
     def add_result_files(self, paths) -> None:
