@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 
 from fishspine.cli.arguments import Increasing, bounded_float, bounded_int, input_file, labelled, output_folder
@@ -15,7 +16,7 @@ def cmd_coco(args: argparse.Namespace) -> int:
     """COCO per-scale AP of several backbones' result files, with deltas against a baseline."""
     from fishspine.analysis.coco.evaluation import CocoError, format_table, iter_evaluate, per_scale_table
     from fishspine.analysis.coco.tables import latex_table, markdown_table
-    from fishspine.analysis.figures.base import save_figure, write_csv, write_json
+    from fishspine.analysis.figures.base import save_figures, write_csv, write_json
     from fishspine.analysis.figures.coco import per_class_figure, pr_curves_figure, size_bars_figure, table_figure
     from fishspine.models.atomic_files import atomic_write_bytes
 
@@ -81,16 +82,16 @@ def cmd_coco(args: argparse.Namespace) -> int:
             target = out / f"coco_{iou_type}_table{suffix}"
             atomic_write_bytes(target, body.encode())
             written.append(target)
-        written += save_figure(
-            table_figure(evals, args.baseline, boot, args.seed), out / f"coco_{iou_type}_table", args.formats
-        )
-        written += save_figure(
-            size_bars_figure(evals, args.baseline, boot, args.seed), out / f"coco_{iou_type}_sizes", args.formats
-        )
-        written += save_figure(pr_curves_figure(evals, 0.5), out / f"coco_{iou_type}_pr", args.formats)
+        figures = {
+            "table": partial(table_figure, evals, args.baseline, boot, args.seed),
+            "sizes": partial(size_bars_figure, evals, args.baseline, boot, args.seed),
+            "pr": partial(pr_curves_figure, evals, 0.5),
+        }
         for name, ev in evals.items():
             safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
-            written += save_figure(per_class_figure(ev), out / f"coco_{iou_type}_classes_{safe}", args.formats)
+            figures[f"classes_{safe}"] = partial(per_class_figure, ev)
+        for kind, make in figures.items():
+            written += save_figures(make, out / f"coco_{iou_type}_{kind}", args.formats)
         for w in written:
             print(w, file=sys.stderr)
     bar.close()

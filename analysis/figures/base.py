@@ -103,6 +103,13 @@ def save_figure(fig: Figure, path: str | os.PathLike, formats: Iterable[str] | N
     return written
 
 
+def save_figures(make: Callable[[], Figure], stem: str | os.PathLike, formats: Iterable[str]) -> list[Path]:
+    """A fresh figure from `make` per format, written as STEM.<format>: a figure drawn once for one renderer
+    lays out again (by a fraction of a point, or more with legends outside the axes) for the next, and each
+    file must equal the same format written alone (the app's Export)."""
+    return [path for fmt in formats for path in save_figure(make(), stem, [fmt])]
+
+
 def write_json(path: str | os.PathLike, data: Any) -> Path:
     """Write `data` as indented JSON, atomically; NaN and infinities become null (JSON has neither)."""
     path = Path(path)
@@ -138,9 +145,7 @@ class ViewExport:
     def write(self, stem: str | os.PathLike, formats: Iterable[str] = FIGURE_FORMATS) -> list[Path]:
         """The figure in each of `formats`, then STEM.csv and STEM.json; the paths written."""
         stem = Path(stem)
-        # A fresh figure per format: a layout computed for one renderer (png at 300 dpi) shifts text by a
-        # fraction of a point in the next, and an export must equal the same format written alone.
-        written = [path for fmt in formats for path in save_figure(self.figure(), stem, [fmt])]
+        written = save_figures(self.figure, stem, formats)
         written.append(write_csv(stem.with_suffix(".csv"), self.rows))
         written.append(write_json(stem.with_suffix(".json"), self.payload))
         return written
