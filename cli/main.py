@@ -245,7 +245,7 @@ def cmd_activations(args: argparse.Namespace) -> int:
 
     models = _models_from(args)
     for stem, shown, passes in _analysed_images(args, models, "activations"):
-        results = activations(passes, args.reduction, args.normalise)
+        results = activations(passes, args.reduction, args.normalise, scaling=args.scaling)
         _write_outputs(
             activations_export(stem, shown, results, args.rows), args.output / f"{stem}_activations", args.formats
         )
@@ -271,9 +271,12 @@ def cmd_cam(args: argparse.Namespace) -> int:
             raise UserError(f"{label} has no block {args.block!r}; `fishspine inspect` lists the blocks")
     for stem, shown, passes in _analysed_images(args, models, "cam", args.cls):
         cams = {
-            label: p.cam(args.block or default_cam_block(p.blocks), args.method, label) for label, p in passes.items()
+            label: p.cam(args.block or default_cam_block(p.blocks), args.method, label, args.scaling)
+            for label, p in passes.items()
         }
-        _write_outputs(cam_export(stem, shown, cams, args.alpha), args.output / f"{stem}_{args.method}", args.formats)
+        _write_outputs(
+            cam_export(stem, shown, cams, args.alpha, args.cmap), args.output / f"{stem}_{args.method}", args.formats
+        )
     return 0
 
 
@@ -290,8 +293,9 @@ def _input_attributions(args: argparse.Namespace, models: dict) -> int:
             cams = _run(job, desc=f"{args.method} {path.name}")
         except ValueError as exc:  # a class index past the classifier
             raise UserError(str(exc)) from exc
+        cams = {label: c.rescaled(args.scaling) for label, c in cams.items()}
         _write_outputs(
-            cam_export(path.stem, resize_longer_side(pixels, args.size), cams, args.alpha),
+            cam_export(path.stem, resize_longer_side(pixels, args.size), cams, args.alpha, args.cmap),
             args.output / f"{path.stem}_{args.method}",
             args.formats,
         )
@@ -322,7 +326,12 @@ def cmd_gradients(args: argparse.Namespace) -> int:
 
 
 def _add_activations(sub) -> None:
-    from fishspine.analysis.options import CAM_METHODS, INPUT_METHODS, NORMALISATIONS, REDUCTIONS
+    from fishspine.analysis.options import CAM_CMAPS, CAM_METHODS, INPUT_METHODS, NORMALISATIONS, REDUCTIONS, SCALINGS
+
+    scaling_help = (
+        "the range shown as the colour scale: each map's 1st-99th percentile (one hot pixel does not black out "
+        "the rest) or its min-max"
+    )
 
     p = sub.add_parser(
         "activations", help="per-block activation maps, models side by side", description=cmd_activations.__doc__
@@ -335,6 +344,7 @@ def _add_activations(sub) -> None:
         default="block",
         help="block: each map its own range; model: per model; global: one range for all",
     )
+    p.add_argument("--scaling", choices=SCALINGS, default=SCALINGS[0], help=scaling_help)
     p.add_argument(
         "--rows", type=bounded_int(1, 64), default=8, help="blocks shown per model, spread over depth (1..64)"
     )
@@ -361,6 +371,13 @@ def _add_activations(sub) -> None:
         help="class index (default: top prediction; backbones without a classifier use feature energy)",
     )
     p.add_argument("--alpha", type=bounded_float(0.0, 1.0), default=0.5, help="overlay opacity, 0..1")
+    p.add_argument(
+        "--scaling",
+        choices=SCALINGS,
+        default=SCALINGS[0],
+        help="each CAM from 0 to its 99th percentile (one hot pixel does not black out the rest) or to its maximum",
+    )
+    p.add_argument("--cmap", choices=CAM_CMAPS, default=CAM_CMAPS[0], help="the CAM's colour map")
     p.set_defaults(func=cmd_cam)
 
     p = sub.add_parser(

@@ -57,6 +57,8 @@ def test_a_restored_session_sets_every_control(qtbot, window, files, tmp_path):
         cam_method="gradcampp",
         gallery_rows=5,
         class_index=3,
+        scaling="minmax",
+        cam_cmap="jet",
     )
     path = window.state.save_session(tmp_path / "s.fishspine")
     fresh = MainWindow()
@@ -66,6 +68,9 @@ def test_a_restored_session_sets_every_control(qtbot, window, files, tmp_path):
     assert fresh.reduction_box.currentText() == "topk" and fresh.norm_box.currentText() == "model"
     assert fresh.size_box.value() == 160 and fresh.views["activations"].rows_box.value() == 5
     assert fresh.views["cam"].method.currentText() == "gradcampp" and fresh.views["cam"].klass.value() == 3
+    assert fresh.views["activations"].scaling_box.currentText() == "minmax"
+    assert fresh.views["cam"].scaling_box.currentText() == "minmax"
+    assert fresh.views["cam"].cmap_box.currentText() == "jet"
     qtbot.waitUntil(lambda: len(fresh.state.models) == 2 and bool(fresh.state.insights), timeout=120_000)
     wait_idle(qtbot, fresh)
     fresh.close()
@@ -91,12 +96,23 @@ def test_the_app_exports_what_the_command_line_writes(qtbot, window, files, tmp_
 
     a, b, img = files
     open_and_analyse(qtbot, window, files)
-    window.state.update_settings(image_size=112, gradient_which="weight", gallery_rows=6)  # not the defaults
+    # Not the defaults: the scaling, the signed reduction, the CAM's colours and opacity reach both alike.
+    window.state.update_settings(
+        image_size=112, gradient_which="weight", gallery_rows=6, reduction="pca", scaling="minmax", cam_cmap="viridis"
+    )
     qtbot.waitUntil(lambda: window.state.insights["r50"].activations.image_size == (112, 112), timeout=120_000)
     wait_idle(qtbot, window)
     window.show_view(view)
     qtbot.waitUntil(lambda: window.views[view].has_content, timeout=60_000)
-    extra = {"gradients": ["--which", "weight"], "activations": ["--rows", "6"], "cam": []}[command]
+    if view == "cam":
+        window.views["cam"].alpha.setValue(35)
+        cell = window.views["cam"].grid.cells[(0, 1)]
+        assert cell.overlay.opacity() == pytest.approx(0.35), "the export's opacity is the one on screen"
+    extra = {
+        "gradients": ["--which", "weight"],
+        "activations": ["--rows", "6", "--reduction", "pca", "--scaling", "minmax"],
+        "cam": ["--scaling", "minmax", "--cmap", "viridis", "--alpha", "0.35"],
+    }[command]
     out = tmp_path / "cli"
     assert (
         main(
@@ -120,6 +136,10 @@ def test_the_app_exports_what_the_command_line_writes(qtbot, window, files, tmp_
         )
         == 0
     )
+    if view != "gradients":  # the colour bars on screen say what the exported ones say
+        fig = window.views[view].export_result().figure()
+        exported = [ax._colorbar.ax.get_xlabel() for ax in fig.axes if getattr(ax, "_colorbar", None) is not None]
+        assert exported and [s.label for s in window.views[view].legend.scales] == exported
     for ext in ("svg", "pdf", "png", "csv", "json"):
         (app_file,) = window.views[view].export(tmp_path / f"app.{ext}")
         assert app_file.read_bytes() == (out / f"{stem}.{ext}").read_bytes(), (view, ext)

@@ -95,10 +95,11 @@ def test_engine_gradcam_equals_captum_on_every_family(models, analysed, image, l
     torch.testing.assert_close(ours, attr[0, 0].detach(), rtol=1e-4, atol=1e-6)
     from fishspine.analysis.attribution.cam import finish_cam
 
-    cam = p.cam(block, "gradcam", label)
-    theirs, peak = finish_cam(attr[0, 0].detach(), p.image_size)
-    assert cam.raw_max == pytest.approx(peak, rel=1e-4)
-    np.testing.assert_allclose(cam.cam.astype(np.float32), theirs.astype(np.float32), atol=2e-3)
+    for scaling in ("percentile", "minmax"):
+        cam = p.cam(block, "gradcam", label, scaling)
+        theirs = finish_cam(attr[0, 0].detach(), p.image_size, scaling)
+        assert cam.raw_max == pytest.approx(theirs.peak, rel=1e-4)
+        np.testing.assert_allclose(cam.cam.astype(np.float32), theirs.cam.astype(np.float32), atol=2e-3)
 
 
 @pytest.mark.parametrize("method", CAM_METHODS)

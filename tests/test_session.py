@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from fishspine.analysis.options import (
     CACHE_MB_RANGE,
+    CAM_CMAPS,
     CAM_METHODS,
     GALLERY_ROWS_RANGE,
     GRADIENT_WHICH,
@@ -21,6 +22,7 @@ from fishspine.analysis.options import (
     NORMALISATIONS,
     PRECISIONS,
     REDUCTIONS,
+    SCALINGS,
 )
 from fishspine.app.components.session import (
     MAX_LABEL,
@@ -82,6 +84,8 @@ def test_every_bad_session_file_is_refused_in_one_line(bad_sessions, case):
         (("settings", "precision", "fp8"), "allowed: 'float32', 'bf16'"),
         (("settings", "class_index", -1), "null (the top prediction) or an integer from 0"),
         (("settings", "gallery_rows", 0), "'settings.gallery_rows' is 0; allowed: an integer from 1 to 64"),
+        (("settings", "scaling", "zscore"), "'settings.scaling' is 'zscore'; allowed: 'percentile', 'minmax'"),
+        (("settings", "cam_cmap", "rainbow"), "allowed: 'inferno', 'viridis', 'jet'"),
         (("settings", "coco_results", {"a": 1}), "'settings.coco_results.a' is 1; allowed: a file path"),
         (("selected_image", None, "0"), "'selected_image' is '0'"),
     ],
@@ -208,6 +212,8 @@ VALID_SETTINGS = st.fixed_dictionaries(
         "reduction": st.sampled_from(REDUCTIONS),
         "normalisation": st.sampled_from(NORMALISATIONS),
         "cam_method": st.sampled_from(CAM_METHODS + INPUT_METHODS),
+        "scaling": st.sampled_from(SCALINGS),
+        "cam_cmap": st.sampled_from(CAM_CMAPS),
         "class_index": st.none() | st.integers(0, 100_000),
         "gradient_which": st.sampled_from(GRADIENT_WHICH),
         "gallery_rows": st.integers(*GALLERY_ROWS_RANGE),

@@ -5,21 +5,37 @@ their mean |activation|), and the first principal component over channels (sign 
 correlates positively with mean |activation|). Maps are resized to the image on the device and
 come back small (float16 numpy in [0, 1]), never as full tensors. Normalisation: per block (each
 map its own range), per model (one range for all of a model's blocks), or global (one range across
-every model and block, so side-by-side maps are comparable). The maps are derived from a captured
-pass (analysis/attribution/engine.py), never by running the model here.
+every model and block, so side-by-side maps are comparable). Scaling: a range is each map's
+1st-99th percentile (default) or its min-max (analysis/attribution/colour_scale.py); signed maps
+(PC1) get a range symmetric about 0. The maps are derived from a captured pass
+(analysis/attribution/engine.py), never by running the model here.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fishspine.analysis.options import NORMALISATIONS, REDUCTIONS
+from fishspine.analysis.attribution.colour_scale import (
+    ColourScale,
+    check_scaling,
+    display_range,
+    scaling_words,
+    value_ticks,
+)
+from fishspine.analysis.options import (
+    ACTIVATION_CMAP,
+    NORMALISATIONS,
+    REDUCTION_LABELS,
+    REDUCTIONS,
+    SIGNED_CMAP,
+    SIGNED_REDUCTIONS,
+)
 from fishspine.models import BlockInfo
 
 
@@ -35,6 +51,7 @@ class ReducedOutput:
         self._stats: tuple[float, float, float] | None = None
         self._native: torch.Tensor | None = None
         self._range: tuple[float, float] | None = None
+        self._display: dict[str, tuple[float, float]] = {}
         self._scaled: np.ndarray | None = None
 
     def stats(self) -> tuple[float, float, float]:
@@ -50,14 +67,34 @@ class ReducedOutput:
             self._range = (float(self._native.min()), float(self._native.max()))
         return self._range
 
+    @property
+    def signed(self) -> bool:
+        """Whether the map has both signs around a meaningful 0 (shown with a diverging colour map)."""
+        return self.reduction in SIGNED_REDUCTIONS
+
+    def display_range(self, scaling: str) -> tuple[float, float]:
+        """The raw (lo, hi) that `scaling` shows as 0 and 1 (taken on the block's own grid, before resizing)."""
+        if scaling not in self._display:
+            self.range()
+            self._display[scaling] = display_range(self._native.cpu().numpy(), scaling, self.signed)
+        return self._display[scaling]
+
+    def _resized(self, lo: float, hi: float) -> np.ndarray:
+        m = F.interpolate(self._native[None, None], size=self.size, mode="bilinear", align_corners=False)[0, 0]
+        # float16 keeps 3 digits of [0, 1], not of a raw range that may be 1e-6 or 1e5.
+        return ((m - lo) / max(hi - lo, 1e-12)).clamp_(0, 1).cpu().numpy().astype(np.float16)
+
     def scaled(self) -> np.ndarray:
-        """(H, W) float16 in [0, 1] of the map's own range, resized to the image."""
+        """(H, W) float16 in [0, 1] of the map's own min-max range, resized to the image."""
         if self._scaled is None:
-            lo, hi = self.range()
-            m = F.interpolate(self._native[None, None], size=self.size, mode="bilinear", align_corners=False)[0, 0]
-            # float16 keeps 3 digits of [0, 1], not of a raw range that may be 1e-6 or 1e5.
-            self._scaled = ((m - lo) / max(hi - lo, 1e-12)).clamp_(0, 1).cpu().numpy().astype(np.float16)
+            self._scaled = self._resized(*self.range())
         return self._scaled
+
+    def scaled_to(self, lo: float, hi: float) -> np.ndarray:
+        """(H, W) float16 in [0, 1] of the raw range [lo, hi], resized to the image (the own range is kept)."""
+        if (lo, hi) == self.range():
+            return self.scaled()
+        return self._resized(lo, hi)
 
     @property
     def nbytes(self) -> int:
@@ -70,8 +107,8 @@ class ReducedOutput:
 class BlockMap:
     """One block's reduced map and the statistics shown on hover (each computed when first read).
 
-    `lo`/`hi` are the raw values shown as 0 and 1: the block's own range (NaN), or the model's or
-    every model's (see `normalise`).
+    `lo`/`hi` are the raw values shown as 0 and 1: the block's own min-max range (NaN), or the range
+    `normalise` set (the block's, the model's or every model's, min-max or percentile).
     """
 
     name: str
@@ -106,16 +143,16 @@ class BlockMap:
         return self.source.range()[1]
 
     @property
+    def signed(self) -> bool:
+        """Whether the map is signed (its 0 is the middle colour)."""
+        return self.source.signed
+
+    @property
     def map(self) -> np.ndarray:
         """(H, W) float16 in [0, 1]: the reduced map resized to the image, scaled from [lo, hi]."""
         if self._map is None:
-            own = self.source.scaled()
             lo, hi = (self.map_min, self.map_max) if math.isnan(self.lo) else (self.lo, self.hi)
-            if (lo, hi) == (self.map_min, self.map_max):
-                self._map = own
-            else:
-                raw = self.map_min + own.astype(np.float32) * (self.map_max - self.map_min)
-                self._map = np.clip((raw - lo) / max(hi - lo, 1e-12), 0.0, 1.0).astype(np.float16)
+            self._map = self.source.scaled_to(lo, hi)
         return self._map
 
 
@@ -128,6 +165,17 @@ class ActivationResult:
     reduction: str
     normalisation: str
     blocks: list[BlockMap]
+    scaling: str = "minmax"  # how `normalise` set the ranges
+
+    @property
+    def signed(self) -> bool:
+        """Whether the maps are signed (PC1): a diverging colour map centred at 0."""
+        return self.reduction in SIGNED_REDUCTIONS
+
+    @property
+    def cmap(self) -> str:
+        """The colour map the maps are drawn with."""
+        return SIGNED_CMAP if self.signed else ACTIVATION_CMAP
 
     def block(self, name: str) -> BlockMap:
         """The map of block `name`."""
@@ -152,6 +200,8 @@ class ActivationResult:
                 "out_mean": b.out_mean,
                 "map_min": b.map_min,
                 "map_max": b.map_max,
+                "shown_lo": b.lo if not math.isnan(b.lo) else b.map_min,
+                "shown_hi": b.hi if not math.isnan(b.hi) else b.map_max,
             }
             for b in self.blocks
         ]
@@ -195,21 +245,62 @@ def block_map(info: BlockInfo, out: torch.Tensor, reduction: str, size: tuple[in
     return BlockMap(info.name, info.role, info.level, tuple(out.shape), ReducedOutput(out, reduction, size, k))
 
 
-def normalise(results: Sequence[ActivationResult], how: str = "block") -> None:
-    """Set the range shown as [0, 1] of every map of `results`: per block, per model or globally.
+def normalise(results: Sequence[ActivationResult], how: str = "block", scaling: str = "percentile") -> None:
+    """Set the range shown as [0, 1] of every map of `results`: per block, per model or globally, each
+    block's range taken by `scaling` (a shared range spans the blocks' ranges; symmetric about 0 if signed).
 
     Per block reads no other block; per model and global read every block's range.
     """
     if how not in NORMALISATIONS:
         raise ValueError(f"unknown normalisation {how!r}; use one of {', '.join(NORMALISATIONS)}")
+    check_scaling(scaling)
 
     def span(blocks: list[BlockMap]) -> tuple[float, float]:
-        return min((b.map_min for b in blocks), default=0.0), max((b.map_max for b in blocks), default=1.0)
+        ranges = [b.source.display_range(scaling) for b in blocks]
+        lo, hi = min((r[0] for r in ranges), default=0.0), max((r[1] for r in ranges), default=1.0)
+        if blocks and blocks[0].signed:
+            m = max(abs(lo), abs(hi))
+            return -m, m
+        return lo, hi
 
     every = span([b for r in results for b in r.blocks]) if how == "global" else None
     for r in results:
         shared = every or (span(r.blocks) if how == "model" else None)
         for b in r.blocks:
-            b.lo, b.hi = shared if shared else (math.nan, math.nan)
+            b.lo, b.hi = shared if shared else b.source.display_range(scaling)
             b._map = None
-        r.normalisation = how
+        r.normalisation, r.scaling = how, scaling
+
+
+def colour_scales(results: Mapping[str, ActivationResult]) -> list[ColourScale]:
+    """The colour bars of a gallery of `results`: one for every model (global, or per block where each
+    block's ends are named), or one per model (per-model normalisation)."""
+    first = next(iter(results.values()), None)
+    if first is None:
+        return []
+    what, words = REDUCTION_LABELS[first.reduction], scaling_words(first.scaling)
+    signed, cmap = first.signed, first.cmap
+    if first.normalisation == "block":
+        if signed:
+            ticks = ((0.0, "−"), (0.5, "0"), (1.0, "+"))
+        elif first.scaling == "percentile":
+            ticks = ((0.0, "1st pct"), (1.0, "99th pct"))
+        else:
+            ticks = ((0.0, "min"), (1.0, "max"))
+        symmetric = ", symmetric about 0" if signed else ""
+        label = f"{what} · each block scaled to its own range ({words}{symmetric})"
+        return [ColourScale(cmap, label, 0.0, 1.0, ticks, tuple(results))]
+
+    def ends(r: ActivationResult) -> tuple[float, float]:
+        return (r.blocks[0].lo, r.blocks[0].hi) if r.blocks else (0.0, 1.0)
+
+    if first.normalisation == "global":
+        lo, hi = ends(first)
+        label = f"{what} · one range for every model and block ({words})"
+        return [ColourScale(cmap, label, lo, hi, value_ticks(lo, hi, signed), tuple(results))]
+    out = []
+    for m, r in results.items():
+        lo, hi = ends(r)
+        label = f"{what}\n{m}: one range for its blocks\n({words})"
+        out.append(ColourScale(cmap, label, lo, hi, value_ticks(lo, hi, signed), (m,)))
+    return out

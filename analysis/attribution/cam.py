@@ -6,22 +6,32 @@ equals captum's `LayerGradCam` (tested on every family).
 
 The target is a class (the top prediction when none is given) for models with a classifier, and
 feature energy (see analysis/targets.py) for backbones without one, such as SpineNet.
+
+A CAM is >= 0 (its ReLU keeps evidence for the target), so 0 stays the bottom colour; the top is its
+99th percentile (default: one hot pixel does not black out the rest) or its maximum. A CAM that is
+(nearly) constant localises nothing: it is shown as a uniform map and said to be constant, not
+stretched into noise.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fishspine.analysis.options import CAM_METHODS
+from fishspine.analysis.attribution.colour_scale import ColourScale, check_scaling
+from fishspine.analysis.options import CAM_CMAPS, CAM_LABELS, CAM_METHODS, SCALING_PERCENTILES
+
+CONSTANT_TOLERANCE = 1e-6  # a CAM whose spread is below this share of its magnitude is constant
 
 
 @dataclass
 class CamResult:
-    """A CAM at one block, resized to the image and scaled to [0, 1]."""
+    """A CAM at one block, resized to the image and scaled to [0, 1] (from 0 to `hi`)."""
 
     model: str
     block: str
@@ -29,10 +39,35 @@ class CamResult:
     class_index: int | None  # None: the feature-energy target
     raw_max: float
     cam: np.ndarray = field(repr=False)  # (H, W) float16
+    raw: np.ndarray | None = field(default=None, repr=False)  # (h, w) float32 as computed, before resizing
+    scaling: str = "minmax"
+    hi: float = float("nan")  # the raw value shown as 1
+    constant: bool = False  # nearly constant: shown uniform, and said so
 
     @property
     def target_label(self) -> str:
         return "feature energy" if self.class_index is None else f"class {self.class_index}"
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the maps."""
+        return self.cam.nbytes + (0 if self.raw is None else self.raw.nbytes)
+
+    def rescaled(self, scaling: str) -> CamResult:
+        """The same CAM under another scaling (from the raw CAM it keeps)."""
+        if scaling == self.scaling or self.raw is None:
+            return self
+        done = finish_cam(torch.from_numpy(self.raw), self.cam.shape, scaling)
+        return replace(self, cam=done.cam, scaling=scaling, hi=done.hi, constant=done.constant)
+
+
+class FinishedCam(NamedTuple):
+    """A CAM resized to the image and scaled for display."""
+
+    cam: np.ndarray  # (H, W) float16 in [0, 1]
+    peak: float  # its raw maximum (after resizing)
+    hi: float  # the raw value shown as 1
+    constant: bool  # nearly constant: `cam` is uniform (0)
 
 
 def cam_from_gradients(activation: torch.Tensor, gradient: torch.Tensor, method: str) -> torch.Tensor:
@@ -52,15 +87,40 @@ def cam_from_gradients(activation: torch.Tensor, gradient: torch.Tensor, method:
     raise ValueError(f"unknown CAM method {method!r}; use one of {', '.join(CAM_METHODS)}")
 
 
-def finish_cam(cam: torch.Tensor, size: tuple[int, int]) -> tuple[np.ndarray, float]:
-    """(CAM resized to `size` and scaled to [0, 1] as float16, its raw maximum)."""
-    cam = F.interpolate(cam[None, None].float(), size=size, mode="bilinear", align_corners=False)[0, 0]
-    peak = float(cam.max())
-    scaled = cam / peak if peak > 0 else cam
-    return scaled.clamp(0, 1).cpu().numpy().astype(np.float16), peak
+def is_constant(cam: torch.Tensor | np.ndarray) -> bool:
+    """Whether a map's spread (max - min) is below CONSTANT_TOLERANCE of its magnitude (an all-zero map is)."""
+    lo, hi = float(cam.min()), float(cam.max())
+    return hi - lo <= CONSTANT_TOLERANCE * max(abs(lo), abs(hi))
 
 
-def overlay(image: np.ndarray, cam: np.ndarray, cmap: str = "jet", alpha: float = 0.5) -> np.ndarray:
+def finish_cam(cam: torch.Tensor, size: tuple[int, int], scaling: str = "percentile") -> FinishedCam:
+    """`cam` (h, w) resized to `size` and scaled to [0, 1] from 0 to its maximum ("minmax") or its 99th
+    percentile ("percentile", taken on the grid it was computed on); uniform if it is constant."""
+    check_scaling(scaling)
+    constant = is_constant(cam)
+    resized = F.interpolate(cam[None, None].float(), size=tuple(size), mode="bilinear", align_corners=False)[0, 0]
+    peak = float(resized.max())
+    hi = peak
+    if scaling == "percentile" and not constant:
+        top = float(np.percentile(cam.detach().float().cpu().numpy(), SCALING_PERCENTILES[1]))
+        hi = top if top > 0 else peak  # a CAM that is zero almost everywhere keeps its maximum
+    if constant:
+        return FinishedCam(np.zeros(tuple(size), np.float16), peak, hi, True)
+    scaled = resized / hi if hi > 0 else resized
+    return FinishedCam(scaled.clamp(0, 1).cpu().numpy().astype(np.float16), peak, hi, False)
+
+
+def cam_colour_scale(cams: Mapping[str, CamResult], cmap: str = CAM_CMAPS[0]) -> ColourScale:
+    """The colour bar of CAM overlays: each CAM from 0 to its own top value."""
+    first = next(iter(cams.values()), None)
+    method = CAM_LABELS.get(first.method, first.method) if first else ""
+    top = "99th pct" if first is not None and first.scaling == "percentile" else "max"
+    whose = "99th percentile" if top == "99th pct" else "maximum"
+    label = f"{method} (scaled) · each CAM from 0 to its own {whose}"
+    return ColourScale(cmap, label, 0.0, 1.0, ((0.0, "0"), (1.0, top)), tuple(cams))
+
+
+def overlay(image: np.ndarray, cam: np.ndarray, cmap: str = CAM_CMAPS[0], alpha: float = 0.5) -> np.ndarray:
     """`cam` (H, W in [0, 1]) coloured with `cmap` and blended over an RGB uint8 image."""
     import matplotlib
 

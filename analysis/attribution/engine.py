@@ -109,14 +109,25 @@ class ModelPass:
                 self._derived[(reduction, k)] = memo
         return memo
 
-    def cam(self, block: str, method: str = "gradcam", label: str = "") -> CamResult:
-        """The CAM of `method` at `block`, resized to the image and scaled to [0, 1]."""
+    def cam(self, block: str, method: str = "gradcam", label: str = "", scaling: str = "percentile") -> CamResult:
+        """The CAM of `method` at `block`, resized to the image and scaled to [0, 1] by `scaling`."""
         if method not in CAM_METHODS:
             raise ValueError(f"unknown CAM method {method!r}; use one of {', '.join(CAM_METHODS)}")
         self.block(block)
         raw = cam_from_gradients(self.outputs[block], self.target_grads[block], method)
-        cam, peak = finish_cam(raw, self.image_size)
-        return CamResult(label, block, method, self.class_index, peak, cam)
+        done = finish_cam(raw, self.image_size, scaling)
+        return CamResult(
+            label,
+            block,
+            method,
+            self.class_index,
+            done.peak,
+            done.cam,
+            raw.cpu().numpy(),
+            scaling,
+            done.hi,
+            done.constant,
+        )
 
     def trace(self, label: str = "") -> GradientTrace:
         """Gradient norms at every block's output and weights, deepest block first."""
@@ -134,9 +145,13 @@ class ModelPass:
 
 
 def activations(
-    passes: Mapping[str, ModelPass], reduction: str = "mean_abs", normalisation: str = "block", k: int = 8
+    passes: Mapping[str, ModelPass],
+    reduction: str = "mean_abs",
+    normalisation: str = "block",
+    k: int = 8,
+    scaling: str = "percentile",
 ) -> dict[str, ActivationResult]:
-    """Activation maps of every block of each labelled pass, normalised across them as asked."""
+    """Activation maps of every block of each labelled pass, normalised across them and scaled as asked."""
     if normalisation not in NORMALISATIONS:
         raise ValueError(f"unknown normalisation {normalisation!r}; use one of {', '.join(NORMALISATIONS)}")
     results = {
@@ -145,7 +160,7 @@ def activations(
         )
         for label, p in passes.items()
     }
-    normalise(list(results.values()), normalisation)
+    normalise(list(results.values()), normalisation, scaling)
     return results
 
 
@@ -247,7 +262,7 @@ class AnalysisEngine:
     def nbytes(self) -> int:
         """Bytes held by every cached pass and input attribution."""
         with self._lock:
-            return sum(p.nbytes for p in self._passes.values()) + sum(a.cam.nbytes for a in self._attributions.values())
+            return sum(p.nbytes for p in self._passes.values()) + sum(a.nbytes for a in self._attributions.values())
 
     def __len__(self) -> int:
         return len(self._passes)
@@ -306,7 +321,7 @@ class AnalysisEngine:
                 dropped = True
             while total > self.max_bytes and len(self._attributions) > 1:
                 _, old = self._attributions.popitem(last=False)
-                total -= old.cam.nbytes
+                total -= old.nbytes
                 dropped = True
         if dropped:
             _release_freed_memory()
@@ -448,6 +463,7 @@ def insights(
     cam_blocks: Mapping[str, str] | None = None,
     default_blocks: Mapping[str, str] | None = None,
     shown_rows: int = 0,
+    scaling: str = "percentile",
 ) -> dict[str, ModelInsight]:
     """Every view's result for each labelled pass, derived without another pass.
 
@@ -455,7 +471,7 @@ def insights(
     block at stride 32. Maps are made when first read; the `shown_rows` blocks a gallery shows of
     each model (and the CAM block) are made here, so a worker pays for them rather than the screen.
     """
-    acts = activations(passes, reduction, normalisation)
+    acts = activations(passes, reduction, normalisation, scaling=scaling)
     for label, result in acts.items():
         wanted = {result.blocks[i].name for i in sample_rows(len(result.blocks), shown_rows)} if shown_rows else set()
         wanted.add((cam_blocks or {}).get(label, ""))
@@ -465,5 +481,5 @@ def insights(
     out = {}
     for label, p in passes.items():
         block = (cam_blocks or {}).get(label) or (default_blocks or {}).get(label) or default_cam_block(p.blocks)
-        out[label] = ModelInsight(acts[label], p.trace(label), p.cam(block, cam_method, label))
+        out[label] = ModelInsight(acts[label], p.trace(label), p.cam(block, cam_method, label, scaling))
     return out

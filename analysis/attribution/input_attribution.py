@@ -193,5 +193,8 @@ def input_attribution_job(
         default_window, default_stride = occlusion_window(tuple(x.shape[-2:]))
         window = window or default_window
         attributions = yield from occlusion_bands(f, x, window, stride or min(default_stride, window))
-    cam, peak = finish_cam(attribution_map(attributions), tuple(x.shape[-2:]))
-    return CamResult(label, INPUT_BLOCK, method, used, peak, cam)
+    raw = attribution_map(attributions)
+    done = finish_cam(raw, tuple(x.shape[-2:]), "minmax")  # the view rescales it (CamResult.rescaled)
+    return CamResult(
+        label, INPUT_BLOCK, method, used, done.peak, done.cam, raw.cpu().numpy(), "minmax", done.hi, done.constant
+    )

@@ -8,23 +8,45 @@ from collections.abc import Mapping
 import numpy as np
 from matplotlib.figure import Figure
 
-from fishspine.analysis.attribution.activations import ActivationResult, sample_rows
-from fishspine.analysis.attribution.cam import CamResult, overlay
+from fishspine.analysis.attribution.activations import ActivationResult, colour_scales, sample_rows
+from fishspine.analysis.attribution.cam import CamResult, cam_colour_scale, overlay
+from fishspine.analysis.attribution.colour_scale import ColourScale
 from fishspine.analysis.attribution.gradients import GradientTrace
 from fishspine.analysis.figures.base import ViewExport, model_color, new_figure, style_context
+from fishspine.analysis.options import CAM_CMAPS
+
+COLOUR_BAR_ROW = 0.1  # height of the colour bar row, as a share of a map row
+
+
+def draw_colour_bar(fig: Figure, cax, scale: ColourScale) -> None:
+    """A horizontal colour bar of `scale` in axes `cax`: its colour map, ticks at its named values, its label."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    bar = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), scale.cmap), cax=cax, orientation="horizontal")
+    bar.set_ticks([p for p, _ in scale.ticks], labels=[t for _, t in scale.ticks])
+    bar.ax.tick_params(labelsize=5.5, length=2, pad=1)
+    bar.set_label(scale.label, fontsize=6, labelpad=2)
+    bar.outline.set_linewidth(0.4)
 
 
 def activation_gallery_figure(
-    image: np.ndarray, results: Mapping[str, ActivationResult], rows: int = 8, cmap: str = "inferno"
+    image: np.ndarray, results: Mapping[str, ActivationResult], rows: int = 8, cmap: str | None = None
 ) -> Figure:
-    """Rows = blocks at matching relative depth (shallow at the top), columns = models."""
+    """Rows = blocks at matching relative depth (shallow at the top), columns = models; colour bars below
+    (one for every model, or one per model under per-model normalisation). `cmap` overrides the results'
+    own (a diverging one for signed maps)."""
     labels = list(results)
     picks = {m: sample_rows(len(r.blocks), rows) for m, r in results.items()}
     n_rows = max(len(p) for p in picks.values()) + 1
+    first = next(iter(results.values()), None)
+    cmap = cmap or (first.cmap if first else "inferno")
+    scales = colour_scales(results)
     cell = 1.25
-    fig = new_figure(0.6 + cell * len(labels), 0.5 + cell * n_rows * image.shape[0] / image.shape[1])
+    aspect = image.shape[0] / image.shape[1]
+    fig = new_figure(0.6 + cell * len(labels), 0.95 + cell * (n_rows + COLOUR_BAR_ROW) * aspect)
     with style_context():
-        grid = fig.add_gridspec(n_rows, len(labels))
+        grid = fig.add_gridspec(n_rows + 1, len(labels), height_ratios=[1.0] * n_rows + [COLOUR_BAR_ROW])
         for j, m in enumerate(labels):
             ax = fig.add_subplot(grid[0, j])
             ax.imshow(image)
@@ -40,26 +62,48 @@ def activation_gallery_figure(
                 for s in ax.spines.values():
                     s.set_visible(False)
                 ax.set_xlabel(f"{b.name} · {b.role} · 1/{2**b.level}", fontsize=5.5, labelpad=1)
-        norm = next(iter(results.values())).normalisation if results else ""
-        red = next(iter(results.values())).reduction if results else ""
+        for scale in scales:
+            columns = [labels.index(m) for m in scale.models]
+            cax = fig.add_subplot(grid[n_rows, min(columns) : max(columns) + 1])
+            draw_colour_bar(fig, cax, replace_cmap(scale, cmap))
+        norm = first.normalisation if first else ""
+        red = first.reduction if first else ""
         fig.suptitle(f"Block activations ({red}, normalised per {norm})\nrows at matching relative depth", fontsize=8)
     return fig
 
 
-def cam_figure(image: np.ndarray, cams: Mapping[str, CamResult], cmap: str = "jet", alpha: float = 0.5) -> Figure:
-    """The image, then one CAM overlay per model (block, method and target in each title)."""
+def replace_cmap(scale: ColourScale, cmap: str) -> ColourScale:
+    """`scale` drawn with `cmap`."""
+    from dataclasses import replace
+
+    return replace(scale, cmap=cmap)
+
+
+def cam_title(model: str, cam: CamResult) -> str:
+    """The title of one CAM overlay: model, method, block and target (and that it is constant)."""
+    title = f"{model}\n{cam.method} @ {cam.block}\n{cam.target_label}"
+    return title + " · constant CAM" if cam.constant else title
+
+
+def cam_figure(
+    image: np.ndarray, cams: Mapping[str, CamResult], cmap: str = CAM_CMAPS[0], alpha: float = 0.5
+) -> Figure:
+    """The image, then one CAM overlay per model (block, method and target in each title), a colour bar below."""
     n = len(cams) + 1
-    fig = new_figure(1.9 * n, 2.2 * image.shape[0] / image.shape[1] + 0.5)
+    fig = new_figure(1.9 * n, 1.8 * image.shape[0] / image.shape[1] + 1.05)
     with style_context():
-        ax = fig.add_subplot(1, n, 1)
+        grid = fig.add_gridspec(2, n, height_ratios=[1.0, 0.06])
+        ax = fig.add_subplot(grid[0, 0])
         ax.imshow(image)
         ax.set_title("image", fontsize=8)
         ax.axis("off")
         for j, (m, c) in enumerate(cams.items()):
-            ax = fig.add_subplot(1, n, j + 2)
+            ax = fig.add_subplot(grid[0, j + 1])
             ax.imshow(overlay(image, c.cam, cmap, alpha))
-            ax.set_title(f"{m}\n{c.method} @ {c.block}\n{c.target_label}", fontsize=7, color=model_color(j))
+            ax.set_title(cam_title(m, c), fontsize=7, color=model_color(j))
             ax.axis("off")
+        if cams:
+            draw_colour_bar(fig, fig.add_subplot(grid[1, 1:]), cam_colour_scale(cams, cmap))
     return fig
 
 
@@ -104,8 +148,14 @@ def activations_export(
     return ViewExport(lambda: activation_gallery_figure(shown, results, rows=rows), data, payload)
 
 
-def cam_export(image_label: str, shown: np.ndarray, cams: Mapping[str, CamResult], alpha: float = 0.5) -> ViewExport:
-    """The CAM overlays of one image as exported."""
+def cam_export(
+    image_label: str,
+    shown: np.ndarray,
+    cams: Mapping[str, CamResult],
+    alpha: float = 0.5,
+    cmap: str = CAM_CMAPS[0],
+) -> ViewExport:
+    """The CAM overlays of one image as exported (`alpha`: the overlay's opacity, as on screen)."""
     data = [
         {
             "model": m,
@@ -114,11 +164,20 @@ def cam_export(image_label: str, shown: np.ndarray, cams: Mapping[str, CamResult
             "target": c.target_label,
             "class_index": c.class_index,
             "raw_max": c.raw_max,
+            "scaling": c.scaling,
+            "shown_hi": c.hi,
+            "constant": c.constant,
         }
         for m, c in cams.items()
     ]
-    payload = {"image": image_label, "input_size": list(shown.shape[:2]), "alpha": alpha, "cams": data}
-    return ViewExport(lambda: cam_figure(shown, cams, alpha=alpha), data, payload)
+    payload = {
+        "image": image_label,
+        "input_size": list(shown.shape[:2]),
+        "alpha": alpha,
+        "cmap": cmap,
+        "cams": data,
+    }
+    return ViewExport(lambda: cam_figure(shown, cams, cmap, alpha), data, payload)
 
 
 def gradients_export(

@@ -278,7 +278,9 @@ def _model_chunk(
             for j, n in enumerate(names):
                 pooled[j].append(p.outputs[n].double().mean(dim=(1, 2)).cpu())
         if "faithfulness" in metrics:
-            saliency = torch.from_numpy(np.ascontiguousarray(p.cam(info.cam_block).cam)).float().to(xi.device)
+            # Pixels are ranked by the CAM: min-max keeps every rank (a percentile scale ties the top 1% at 1).
+            cam = p.cam(info.cam_block, scaling="minmax").cam
+            saliency = torch.from_numpy(np.ascontiguousarray(cam)).float().to(xi.device)
             score = _score_function(model, p.class_index, xi)
             deletion, insertion = deletion_insertion(
                 score, xi, saliency, config.deletion_steps, config.deletion_steps + 1, config.blur_sigma

@@ -16,6 +16,7 @@ from typing import Any
 
 from fishspine.analysis.options import (
     CACHE_MB_RANGE,
+    CAM_CMAPS,
     CAM_METHODS,
     GALLERY_ROWS_RANGE,
     GRADIENT_WHICH,
@@ -25,6 +26,7 @@ from fishspine.analysis.options import (
     NORMALISATIONS,
     PRECISIONS,
     REDUCTIONS,
+    SCALINGS,
 )
 from fishspine.app.components.state import SESSION_VERSION, Settings
 
@@ -146,6 +148,8 @@ SETTINGS_SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "reduction": _choice(REDUCTIONS),
     "normalisation": _choice(NORMALISATIONS),
     "cam_method": _choice(CAM_METHODS + INPUT_METHODS),
+    "scaling": _choice(SCALINGS),
+    "cam_cmap": _choice(CAM_CMAPS),
     "class_index": _class_index,
     "gradient_which": _choice(GRADIENT_WHICH),
     "gallery_rows": _int(*GALLERY_ROWS_RANGE),

@@ -81,6 +81,8 @@ class Settings:
     reduction: str = "mean_abs"
     normalisation: str = "block"
     cam_method: str = "gradcam"
+    scaling: str = "percentile"  # analysis.options.SCALINGS: the range a map's colours span
+    cam_cmap: str = "inferno"  # analysis.options.CAM_CMAPS
     class_index: int | None = None
     gradient_which: str = "output"
     gallery_rows: int = 8

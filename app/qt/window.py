@@ -65,7 +65,7 @@ def thumbnail(pixels):
 VIEWS = ("activations", "cam", "gradients", "architecture", "coco")  # the views the analysis and the demo fill
 TABS = (*VIEWS, "study")  # every tab (the study tab shows a study folder, opened or run)
 # Settings whose change the views must see re-derived (a pass runs only when the engine lacks one).
-ANALYSIS_SETTINGS = {"reduction", "normalisation", "cam_method", "image_size", "class_index", "precision"}
+ANALYSIS_SETTINGS = {"reduction", "normalisation", "scaling", "cam_method", "image_size", "class_index", "precision"}
 
 
 class MainWindow(QMainWindow):
@@ -443,6 +443,7 @@ class MainWindow(QMainWindow):
         derive_args = {
             "reduction": s.reduction,
             "normalisation": s.normalisation,
+            "scaling": s.scaling,
             "cam_method": cam_method,
             "cam_blocks": cam_blocks,
             "shown_rows": s.gallery_rows,

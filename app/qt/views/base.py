@@ -95,11 +95,15 @@ def bind_setting(
     state.settings_changed.connect(followed)
 
 
-def show_block_map(model: str, block: Any, cmap: str = "inferno") -> QWidget:
+def show_block_map(model: str, block: Any, cmap: str | None = None) -> QWidget:
     """Open one block's activation map (an analysis.activations.BlockMap) large, in its own window.
 
-    The map is shown in the input image's pixel grid with a histogram to adjust the levels.
+    The map is shown in the input image's pixel grid with a histogram to adjust the levels; its colours
+    are the gallery's (diverging for a signed map) unless `cmap` is given.
     """
+    from fishspine.analysis.options import ACTIVATION_CMAP, SIGNED_CMAP
+
+    cmap = cmap or (SIGNED_CMAP if getattr(block, "signed", False) else ACTIVATION_CMAP)
     view = pg.ImageView()
     view.setWindowTitle(f"{model} · {block.name} ({block.role}, stride {2**block.level}) · output {list(block.shape)}")
     view.setImage(block.map.astype(np.float32), levels=(0.0, 1.0), autoRange=True)

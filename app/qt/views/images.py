@@ -15,10 +15,21 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt, QTimer
-from PySide6.QtWidgets import QComboBox, QLabel, QPushButton, QScrollArea, QSlider, QSpinBox
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer
+from PySide6.QtGui import QColor, QImage, QPainter
+from PySide6.QtWidgets import (
+    QComboBox,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QSlider,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
-from fishspine.analysis.options import CAM_METHODS, GALLERY_ROWS_RANGE, INPUT_METHODS
+from fishspine.analysis.options import CAM_CMAPS, CAM_METHODS, GALLERY_ROWS_RANGE, INPUT_METHODS, SCALINGS
 from fishspine.app.components.state import AppState
 from fishspine.app.qt.views.base import SELECTED_PEN, View, bind_setting, lookup_table, model_qcolor, show_block_map
 
@@ -160,6 +171,50 @@ class ImageGrid(pg.GraphicsLayoutWidget):
             cell.box.setRange(xRange=(0, width), yRange=(0, height), padding=0.02)
 
 
+class ColourBarLegend(QWidget):
+    """The colour bars of the maps shown (analysis ColourScale: the figures' own): gradient, ticks, label."""
+
+    BAR_PX, ROW_PX = 10, 44
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scales: list = []
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+        self.setFixedHeight(0)
+
+    def set_scales(self, scales: list) -> None:
+        """Show these analysis.attribution.colour_scale.ColourScale bars, one row each."""
+        self.scales = list(scales)
+        self.setFixedHeight(self.ROW_PX * len(self.scales) + (4 if self.scales else 0))
+        self.setToolTip("\n".join(s.label.replace("\n", " ") for s in self.scales))
+        self.update()
+
+    def paintEvent(self, _event) -> None:
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.Antialiasing)
+        font = painter.font()
+        font.setPointSizeF(8)
+        painter.setFont(font)
+        margin = 40
+        width = max(self.width() - 2 * margin, 10)
+        for i, scale in enumerate(self.scales):
+            top = 2 + i * self.ROW_PX
+            label = scale.label.replace("\n", " ")
+            painter.setPen(QColor("#222"))
+            painter.drawText(QRectF(0, top, self.width(), 14), Qt.AlignHCenter | Qt.AlignVCenter, label)
+            table = np.ascontiguousarray(lookup_table(scale.cmap)[None, :, :])
+            gradient = QImage(table.data, 256, 1, 256 * 4, QImage.Format_RGBA8888)
+            bar = QRectF(margin, top + 15, width, self.BAR_PX)
+            painter.drawImage(bar, gradient)
+            painter.setPen(QColor("#444"))
+            painter.drawRect(bar)
+            for pos, text in scale.ticks:
+                x = margin + pos * width
+                painter.drawLine(QPointF(x, bar.bottom()), QPointF(x, bar.bottom() + 3))
+                painter.drawText(QRectF(x - 50, bar.bottom() + 3, 100, 13), Qt.AlignHCenter | Qt.AlignTop, text)
+        painter.end()
+
+
 def _set_map(item: pg.ImageItem, values: np.ndarray, cmap: str, levels=(0.0, 1.0)) -> None:
     item.setImage(values, levels=levels, autoLevels=False)
     item.setLookupTable(lookup_table(cmap))
@@ -174,7 +229,14 @@ class ImageGridView(View):
         self.scroll = QScrollArea()
         self.scroll.setWidgetResizable(True)
         self.scroll.setWidget(self.grid)
-        self.set_display(self.scroll)
+        self.legend = ColourBarLegend()
+        display = QWidget()
+        column = QVBoxLayout(display)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(2)
+        column.addWidget(self.scroll, 1)
+        column.addWidget(self.legend)
+        self.set_display(display)
         self._framed: tuple[int, int] | None = None
         self.grid.scene().sigMouseMoved.connect(self._hovered)
         self.grid.scene().sigMouseClicked.connect(self._clicked)
@@ -243,11 +305,21 @@ class ActivationsView(ImageGridView):
         bind_setting(state, self.rows_box, "gallery_rows", self.refresh)
         self.controls.addWidget(QLabel("rows"))
         self.controls.addWidget(self.rows_box)
+        self.scaling_box = QComboBox()
+        self.scaling_box.addItems(SCALINGS)
+        self.scaling_box.setToolTip(
+            "the range the colours span: each map's 1st-99th percentile (a hot pixel does not black out the rest) "
+            "or its min-max"
+        )
+        bind_setting(state, self.scaling_box, "scaling")
+        self.controls.addWidget(QLabel("scale"))
+        self.controls.addWidget(self.scaling_box)
 
     def results(self) -> dict:
         return {k: v.activations for k, v in self.state.insights.items()}
 
     def show_state(self) -> bool:
+        from fishspine.analysis.attribution.activations import colour_scales
         from fishspine.analysis.figures.attribution import sample_rows
 
         if not self.state.insights or self.state.image is None:
@@ -278,9 +350,10 @@ class ActivationsView(ImageGridView):
                     continue
                 b = res.blocks[picks[m][r - 1]]
                 values = b.map.astype(np.float32)
-                _set_map(cell.image, values, "inferno")
+                _set_map(cell.image, values, res.cmap)
                 cell.caption.setText(f"{b.name} · {b.role} · 1/{2**b.level}", size="7pt")
                 cell.model, cell.block, cell.values = m, b, values
+        self.legend.set_scales(colour_scales(results))
         self.frame_once(image)
         return True
 
@@ -368,13 +441,26 @@ class CamView(ImageGridView):
         self.alpha = QSlider(Qt.Horizontal)
         self.alpha.setRange(0, 100)
         self.alpha.setValue(50)
+        self.alpha.setMinimumWidth(60)
         self.alpha.setMaximumWidth(90)
         self.alpha.valueChanged.connect(lambda _v: self._set_opacity())
+        self.cmap_box = QComboBox()
+        self.cmap_box.addItems(CAM_CMAPS)
+        self.cmap_box.setToolTip("the CAM's colour map (inferno and viridis are perceptually uniform)")
+        bind_setting(state, self.cmap_box, "cam_cmap", self.refresh)
+        self.scaling_box = QComboBox()
+        self.scaling_box.addItems(SCALINGS)
+        self.scaling_box.setToolTip(
+            "each CAM from 0 to its 99th percentile (a hot pixel does not black out the rest) or to its maximum"
+        )
+        bind_setting(state, self.scaling_box, "scaling", self.refresh)
         for text, w in (
             ("method", self.method),
             ("block", self.block_box),
             ("class", self.klass),
             ("overlay", self.alpha),
+            ("colours", self.cmap_box),
+            ("scale", self.scaling_box),
         ):
             self.controls.addWidget(QLabel(text))
             self.controls.addWidget(w)
@@ -391,8 +477,9 @@ class CamView(ImageGridView):
 
     def attributions(self) -> dict:
         """label -> the engine's input attribution of the chosen method for each model (None: not computed)."""
-        method = self.state.settings.cam_method
-        return {label: self.engine.cached_attribution(key, method) for label, key in self._attribution_keys().items()}
+        method, scaling = self.state.settings.cam_method, self.state.settings.scaling
+        held = {label: self.engine.cached_attribution(key, method) for label, key in self._attribution_keys().items()}
+        return {label: None if a is None else a.rescaled(scaling) for label, a in held.items()}
 
     def compute(self) -> None:
         """Start the chosen input attribution for every model that lacks it (one job, progress, Cancel)."""
@@ -437,6 +524,9 @@ class CamView(ImageGridView):
         self.block_box.blockSignals(False)
 
     def show_state(self) -> bool:
+        from fishspine.analysis.attribution.cam import cam_colour_scale
+        from fishspine.analysis.figures.attribution import cam_title
+
         if not self.state.insights or self.state.image is None:
             return False
         self._fill_blocks()
@@ -466,11 +556,12 @@ class CamView(ImageGridView):
                 cell.model, cell.block, cell.values = "", None, None
                 continue
             values = cam.cam.astype(np.float32)
-            _set_map(cell.overlay, values, "jet")
-            self.grid.headers[c].setText(
-                f"<b>{m}</b><br>{cam.method} @ {cam.block}<br>{cam.target_label}", color=model_qcolor(c - 1), size="8pt"
-            )
+            _set_map(cell.overlay, values, self.state.settings.cam_cmap)
+            title = cam_title(f"<b>{m}</b>", cam).replace("\n", "<br>")
+            self.grid.headers[c].setText(title, color=model_qcolor(c - 1), size="8pt")
             cell.model, cell.block, cell.values = m, cam, values
+        shown = {m: cam for m, cam in cams.items() if cam is not None}
+        self.legend.set_scales([cam_colour_scale(shown, self.state.settings.cam_cmap)] if shown else [])
         self._set_opacity()
         self.frame_once(image)
         return True
@@ -499,4 +590,6 @@ class CamView(ImageGridView):
                 raise ValueError(f"{self.state.settings.cam_method} is not computed yet: press Compute")
         else:
             cams = {k: v.cam for k, v in self.state.insights.items()}
-        return cam_export(self.image_name(), self.shown_image(), cams, self.alpha.value() / 100)
+        return cam_export(
+            self.image_name(), self.shown_image(), cams, self.alpha.value() / 100, self.state.settings.cam_cmap
+        )
