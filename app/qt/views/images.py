@@ -415,13 +415,16 @@ class CamView(ImageGridView):
         self._computing = None  # the worker of the attribution job running, if any
         self.method = QComboBox()
         self.method.addItems(CAM_METHODS + INPUT_METHODS)
+        # closed, the combos show a short prefix (the list shows every name): the bar fits a 1400 px window
+        self.method.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.method.setMinimumContentsLength(10)
         bind_setting(state, self.method, "cam_method")
         self.compute_button = QPushButton("Compute")
         self.compute_button.setToolTip("compute this input attribution for every model (many passes each)")
         self.compute_button.clicked.connect(self.compute)
         self.compute_button.hide()
         self.block_box = QComboBox()
-        self.block_box.setMinimumContentsLength(18)
+        self.block_box.setMinimumContentsLength(12)
         self.block_box.setToolTip("the block whose output the CAM weighs (models without it keep their last block)")
         self.block_box.activated.connect(lambda _i: self._block_chosen())
         self.klass = QSpinBox()
@@ -459,10 +462,11 @@ class CamView(ImageGridView):
             ("block", self.block_box),
             ("class", self.klass),
             ("overlay", self.alpha),
-            ("colours", self.cmap_box),
-            ("scale", self.scaling_box),
+            ("", self.cmap_box),  # the colour map and scaling name themselves ("inferno", "percentile")
+            ("", self.scaling_box),
         ):
-            self.controls.addWidget(QLabel(text))
+            if text:
+                self.controls.addWidget(QLabel(text))
             self.controls.addWidget(w)
             if w is self.method:
                 self.controls.addWidget(self.compute_button)
