@@ -47,7 +47,7 @@ lint: setup
 	$(PY) -m ruff format --check .
 
 test: setup lint
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest --durations=25
 
 test-fast: setup
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -m "not slow"
