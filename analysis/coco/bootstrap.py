@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from fishspine.analysis.coco.matching import greedy_match
+
 BOOT_STATS = ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L")
 DEFAULT_RESAMPLES = 1000
 DEFAULT_SEED = 0
@@ -226,7 +228,7 @@ def image_matches(coco_eval: Any) -> ImageMatches:
             gig = g_ig[a, gsel]
             sig = gig.tobytes()
             if sig not in seen:
-                seen[sig] = _greedy_match(ious[cand], gig, crowd, thr)
+                seen[sig] = greedy_match(ious[cand], gig, crowd, thr)
             m = seen[sig]  # (T, n_cand) index of the matched ground truth, -1 if none
             hit = m >= 0
             to_ig = np.zeros_like(hit)
@@ -246,33 +248,6 @@ def image_matches(coco_eval: Any) -> ImageMatches:
         ignored,
         npig,
     )
-
-
-def _greedy_match(ious: np.ndarray, gt_ignore: np.ndarray, crowd: np.ndarray, thr: np.ndarray) -> np.ndarray:
-    """pycocotools' evaluateImg matching, all thresholds at once: detections (rows, by descending score)
-    take the best remaining ground truth; counted ground truths first, crowds can be matched repeatedly.
-    Returns (T, D) column indices (-1: unmatched)."""
-    n_t, (n_d, n_g) = len(thr), ious.shape
-    # pycocotools visits counted ground truths before ignored ones and, on equal IoU, keeps the later one.
-    taken = np.zeros((n_t, n_g), bool)
-    out = np.full((n_t, n_d), -1, np.int64)
-    rev = np.arange(n_g)[::-1]
-    for d in range(n_d):
-        row = ious[d]
-        ok = (~taken | crowd[None, :]) & (row[None, :] >= thr[:, None])
-        best = np.full(n_t, -1, np.int64)
-        for group in (~gt_ignore, gt_ignore):
-            sel = ok & group[None, :]
-            if not sel.any():
-                continue
-            vals = np.where(sel, row[None, :], -np.inf)[:, ::-1]
-            pick = rev[np.argmax(vals, axis=1)]
-            found = sel.any(axis=1) & (best < 0)
-            best = np.where(found, pick, best)
-        out[:, d] = best
-        hit = best >= 0
-        taken[np.flatnonzero(hit), best[hit]] = True
-    return out
 
 
 def draw_weights(n_images: int, n_resamples: int, seed: int) -> np.ndarray:

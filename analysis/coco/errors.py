@@ -29,7 +29,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from fishspine.analysis.coco.evaluation import DEFAULT_AREA_RANGES
-from fishspine.analysis.coco.matching import FOREGROUND_IOU, FP, IGNORED, TP, ImageDetections, index_images, match_image
+from fishspine.analysis.coco.matching import (
+    FOREGROUND_IOU,
+    FP,
+    IGNORED,
+    TP,
+    ImageDetections,
+    ignored_objects,
+    index_images,
+    match_image,
+)
 
 ERROR_TYPES = ("cls", "loc", "both", "dupe", "bkg", "miss")
 ERROR_NAMES = {
@@ -135,7 +144,7 @@ def _breakdown(
     missed: list[int] = []  # the class of each missed object
     unmatched: list[int] = []  # the class of each object no detection found (missed or claimed)
     for image_id, img in images.items():
-        ignored_gt = img.gt_crowd | (img.gt_areas < lo) | (img.gt_areas > hi)
+        ignored_gt = ignored_objects(img, lo, hi)
         state, matched = match_image(img, ignored_gt, lo, hi)
         found = np.zeros(len(img.gt_cats), bool)
         found[matched[state == TP]] = True

@@ -28,6 +28,7 @@ from fishspine.analysis.coco.matching import (
     TP,
     ImageDetections,
     box_iou,
+    ignored_objects,
     index_images,
     match_image,
 )
@@ -115,10 +116,6 @@ class Evidence:
         }
 
 
-def _ignored(img: ImageDetections, lo: float, hi: float) -> np.ndarray:
-    return img.gt_crowd | (img.gt_areas < lo) | (img.gt_areas > hi)
-
-
 def f1_threshold(images: Mapping[int, ImageDetections], lo: float, hi: float) -> float:
     """The score threshold that maximises F1 at IoU 0.5 in the size range (0 when nothing is found).
 
@@ -127,7 +124,7 @@ def f1_threshold(images: Mapping[int, ImageDetections], lo: float, hi: float) ->
     """
     scores, tps, npos = [], [], 0
     for img in images.values():
-        ignored = _ignored(img, lo, hi)
+        ignored = ignored_objects(img, lo, hi)
         state, _ = match_image(img, ignored, lo, hi)
         keep = (state == TP) | (state == FP)
         scores.append(img.det_scores[keep])
@@ -181,11 +178,11 @@ def evidence(
         if name not in chosen:
             chosen[name] = f1_threshold(index_images(gt, dets, max_dets), lo, hi)
         images = index_images(gt, _above(dets, chosen[name]), max_dets)
-        matched[name] = {i: (img, *match_image(img, _ignored(img, lo, hi), lo, hi)) for i, img in images.items()}
+        matched[name] = {i: (img, *match_image(img, ignored_objects(img, lo, hi), lo, hi)) for i, img in images.items()}
     out = Evidence(backbone[0], baseline[0], area, {n: chosen[n] for n in (backbone[0], baseline[0])})
     for image_id, (img_a, state_a, match_a) in matched[backbone[0]].items():
         img_b, state_b, match_b = matched[baseline[0]][image_id]
-        ignored = _ignored(img_a, lo, hi)
+        ignored = ignored_objects(img_a, lo, hi)
         by_a = {int(match_a[d]): d for d in np.where(state_a == TP)[0]}
         by_b = {int(match_b[d]): d for d in np.where(state_b == TP)[0]}
         for g in np.where(~ignored)[0]:

@@ -85,6 +85,11 @@ def index_images(gt: dict, dets: list[dict], max_dets: int = 100) -> dict[int, I
     return images
 
 
+def ignored_objects(img: ImageDetections, lo: float, hi: float) -> np.ndarray:
+    """The objects COCOeval ignores in the size range [lo, hi]: crowd regions and objects outside it."""
+    return img.gt_crowd | (img.gt_areas < lo) | (img.gt_areas > hi)
+
+
 def match_image(
     img: ImageDetections, ignored_gt: np.ndarray, lo: float, hi: float, threshold: float = FOREGROUND_IOU
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -94,26 +99,42 @@ def match_image(
     one, or unmatched and itself outside the range, is IGNORED."""
     state = np.full(len(img.det_ids), FP)
     matched = np.full(len(img.det_ids), -1)
+    thr = np.array([min(threshold, 1 - 1e-10)])
     for cat in np.unique(img.det_cats):
         d_idx = np.where(img.det_cats == cat)[0]
         d_idx = d_idx[np.argsort(-img.det_scores[d_idx], kind="mergesort")]
         g_idx = np.where(img.gt_cats == cat)[0]
-        g_idx = g_idx[np.argsort(ignored_gt[g_idx], kind="mergesort")]  # ignored objects last
-        taken = np.zeros(len(g_idx), bool)
-        for d in d_idx:
-            best, m = min(threshold, 1 - 1e-10), -1
-            for k, g in enumerate(g_idx):
-                if taken[k] and not img.gt_crowd[g]:
-                    continue
-                if m > -1 and not ignored_gt[g_idx[m]] and ignored_gt[g]:
-                    break
-                if img.iou[d, g] < best:
-                    continue
-                best, m = img.iou[d, g], k
-            if m > -1:
-                taken[m] = True
-                matched[d] = g_idx[m]
-                state[d] = IGNORED if ignored_gt[g_idx[m]] else TP
-            elif not lo <= img.det_areas[d] <= hi:
-                state[d] = IGNORED
+        m = greedy_match(img.iou[np.ix_(d_idx, g_idx)], ignored_gt[g_idx], img.gt_crowd[g_idx], thr)[0]
+        hit = m >= 0
+        matched[d_idx[hit]] = g_idx[m[hit]]
+        state[d_idx[hit]] = np.where(ignored_gt[g_idx[m[hit]]], IGNORED, TP)
+        areas = img.det_areas[d_idx]
+        state[d_idx[~hit & ((areas < lo) | (areas > hi))]] = IGNORED
     return state, matched
+
+
+def greedy_match(ious: np.ndarray, gt_ignore: np.ndarray, crowd: np.ndarray, thr: np.ndarray) -> np.ndarray:
+    """pycocotools' evaluateImg matching, all thresholds at once: detections (rows, by descending score)
+    take the best remaining ground truth; counted ground truths first, crowds can be matched repeatedly.
+    Returns (T, D) column indices (-1: unmatched)."""
+    n_t, (n_d, n_g) = len(thr), ious.shape
+    # pycocotools visits counted ground truths before ignored ones and, on equal IoU, keeps the later one.
+    taken = np.zeros((n_t, n_g), bool)
+    out = np.full((n_t, n_d), -1, np.int64)
+    rev = np.arange(n_g)[::-1]
+    for d in range(n_d):
+        row = ious[d]
+        ok = (~taken | crowd[None, :]) & (row[None, :] >= thr[:, None])
+        best = np.full(n_t, -1, np.int64)
+        for group in (~gt_ignore, gt_ignore):
+            sel = ok & group[None, :]
+            if not sel.any():
+                continue
+            vals = np.where(sel, row[None, :], -np.inf)[:, ::-1]
+            pick = rev[np.argmax(vals, axis=1)]
+            found = sel.any(axis=1) & (best < 0)
+            best = np.where(found, pick, best)
+        out[:, d] = best
+        hit = best >= 0
+        taken[np.flatnonzero(hit), best[hit]] = True
+    return out
