@@ -11,8 +11,8 @@ import os
 import stat
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
@@ -128,6 +128,18 @@ def open_raster(path: str | Path) -> Iterator[PILImage]:
             ) from exc
         except (OSError, SyntaxError) as exc:  # truncated / corrupt data
             raise ImageError(f"{path}: the image data is corrupt or truncated ({exc})") from exc
+
+
+def file_in_folder(folder: str | Path, name: Any) -> Path | None:
+    """`folder/name` when `name` is a relative path (POSIX style, as a dataset names its images) that stays
+    inside `folder`; None for anything else: not text, empty, absolute, or climbing out with "..".
+    """
+    if not isinstance(name, str) or not name:
+        return None
+    rel = PurePosixPath(name)
+    if rel.is_absolute() or ".." in rel.parts:
+        return None
+    return Path(folder).joinpath(*rel.parts)
 
 
 def load_image(path: str | Path) -> np.ndarray:

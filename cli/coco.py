@@ -104,13 +104,10 @@ def cmd_coco(args: argparse.Namespace) -> int:
 
 def _coco_evidence(args: argparse.Namespace, results: dict, ranges: dict | None) -> None:
     """`coco --evidence DIR`: per backbone and size range, the objects behind its difference to the baseline."""
-    from functools import lru_cache
-
     from fishspine.analysis.coco.evaluation import DEFAULT_AREA_RANGES, CocoError, load_ground_truth, load_results
-    from fishspine.analysis.coco.evidence import evidence
+    from fishspine.analysis.coco.evidence import evidence, image_loader
     from fishspine.analysis.figures.base import model_color
     from fishspine.analysis.figures.coco_evidence import evidence_export
-    from fishspine.analysis.images import ImageError, load_image
 
     try:
         gt = load_ground_truth(args.gt)
@@ -120,15 +117,7 @@ def _coco_evidence(args: argparse.Namespace, results: dict, ranges: dict | None)
     files = {e["id"]: e.get("file_name") for e in gt["images"]}
     categories = {c["id"]: c["name"] for c in gt["categories"]}
 
-    @lru_cache(maxsize=64)
-    def image(image_id: int):
-        name = files.get(image_id)
-        if not isinstance(name, str) or Path(name).is_absolute() or ".." in Path(name).parts:
-            return None
-        try:
-            return load_image(Path(args.images) / name)
-        except ImageError:
-            return None
+    image = image_loader(args.images, files)
 
     names = list(results)
     for name in names:

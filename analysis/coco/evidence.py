@@ -16,8 +16,11 @@ matched one, or, for the detector that missed, its best-overlapping detection of
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -225,3 +228,22 @@ def _lone_false_positives(
         a, b = (mine, theirs) if kind == "false_positive_only" else (theirs, mine)
         items.append(EvidenceItem(kind, image_id, int(img.det_cats[d]), box, area, a, b))
     return items
+
+
+def image_loader(folder: str | Path, files: Mapping[int, Any], cache: int = 64) -> Callable[[int], np.ndarray | None]:
+    """image id -> its pixels, read from `folder` under the ground truth's file name (`files`: id -> name);
+    None when it is not there, not an image, or named outside the folder. The last `cache` images are kept:
+    the crops of one image come one after another."""
+    from fishspine.analysis.images import ImageError, file_in_folder, load_image
+
+    @lru_cache(maxsize=cache)
+    def image(image_id: int) -> np.ndarray | None:
+        path = file_in_folder(folder, files.get(image_id)) if folder else None
+        if path is None:
+            return None
+        try:
+            return load_image(path)
+        except ImageError:
+            return None
+
+    return image

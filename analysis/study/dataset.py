@@ -6,11 +6,11 @@ chunks that ranks share out and that a resumed run skips: the same list must giv
 
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
-from fishspine.analysis.images import IMAGE_SUFFIXES, load_image
+from fishspine.analysis.images import IMAGE_SUFFIXES, file_in_folder, load_image
 
 
 class StudyInputError(ValueError):
@@ -44,10 +44,10 @@ def coco_split(annotations: str | Path, images: str | Path, limit: int | None = 
         name = entry.get("file_name")
         if not isinstance(name, str) or not name:
             raise StudyInputError(f"{annotations}: image id {entry['id']} has no file_name")
-        parts = PurePosixPath(name).parts
-        if PurePosixPath(name).is_absolute() or ".." in parts:
+        path = file_in_folder(root, name)
+        if path is None:
             raise StudyInputError(f"{annotations}: image id {entry['id']}: file_name {name!r} leaves the image folder")
-        paths.append(root.joinpath(*parts))
+        paths.append(path)
     if not paths:
         raise StudyInputError(f"{annotations}: the split lists no images")
     return paths[:limit] if limit else paths

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache, partial
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from fishspine.analysis.images import file_in_folder
 from fishspine.analysis.jobs import Job, Progress
 from fishspine.app.components.state import AppState
 from fishspine.app.qt.views.base import model_qcolor
@@ -48,35 +49,6 @@ TILE = 132  # pixels of a crop's longer side in the gallery
 NOT_FOUND = "image not found"
 GAIN, LOSS = QColor("#1a7f37"), QColor("#c62828")
 HINT = "Click a backbone's AP, AP_S, AP_M or AP_L in the table (not the baseline's) to see the objects behind it"
-
-
-# -- images of the ground truth
-def image_path(folder: str, file_name: Any) -> Path | None:
-    """`folder/file_name` when it is a relative path inside the folder (a ground truth names its images), else None."""
-    if not folder or not isinstance(file_name, str) or not file_name:
-        return None
-    rel = Path(file_name)
-    if rel.is_absolute() or ".." in rel.parts:
-        return None
-    return Path(folder) / rel
-
-
-def image_loader(folder: str, files: Mapping[int, Any]) -> Callable[[int], np.ndarray | None]:
-    """image id -> its pixels from `folder` (None when it is not there or not an image), as `coco --evidence`
-    loads them; the last images are kept, for the crops of one image come one after another."""
-    from fishspine.analysis.images import ImageError, load_image
-
-    @lru_cache(maxsize=16)
-    def image(image_id: int) -> np.ndarray | None:
-        path = image_path(folder, files.get(image_id))
-        if path is None:
-            return None
-        try:
-            return load_image(path)
-        except ImageError:
-            return None
-
-    return image
 
 
 # -- errors
@@ -242,7 +214,7 @@ def evidence_job(
 ) -> Job[EvidenceOutcome]:
     """The evidence of req.backbone against req.baseline (default thresholds: each one's F1 optimum), and each
     item's crop from `folder`."""
-    from fishspine.analysis.coco.evidence import evidence
+    from fishspine.analysis.coco.evidence import evidence, image_loader
     from fishspine.analysis.figures.coco_evidence import crop_window
 
     yield Progress(0, 2, "matching")
@@ -255,7 +227,7 @@ def evidence_job(
         thresholds,
     )
     yield Progress(1, 2, "crops")
-    image = image_loader(folder, req.files)
+    image = image_loader(folder, req.files, cache=16)
     crops: list = []
     for it in sorted(range(len(ev.items)), key=lambda i: ev.items[i].image_id):  # one image after another
         pixels = image(ev.items[it].image_id)
@@ -514,7 +486,7 @@ class EvidencePanel(QWidget):
         """Open item `i`'s image in Grad-CAM when its file is in the images folder."""
         item, req = self.outcome.evidence.items[i], self.request
         name = req.files.get(item.image_id)
-        path = image_path(self.folder(), name)
+        path = file_in_folder(self.folder(), name) if self.folder() else None
         x, y, w, h = item.box
         what = f"image {item.image_id} ({name}), box [{x:.0f}, {y:.0f}, {w:.0f}, {h:.0f}]"
         if path is None or not path.is_file():
@@ -557,6 +529,7 @@ class EvidencePanel(QWidget):
     # -- export
     def export_result(self):
         """evidence_export's ViewExport of what is shown (the crops of `coco --evidence`)."""
+        from fishspine.analysis.coco.evidence import image_loader
         from fishspine.analysis.figures.coco_evidence import evidence_export
 
         if self.outcome is None:
@@ -564,7 +537,7 @@ class EvidencePanel(QWidget):
         req = self.request
         return evidence_export(
             self.outcome.evidence,
-            image_loader(self.outcome.folder, req.files),
+            image_loader(self.outcome.folder, req.files, cache=16),
             req.categories,
             req.colors,
             sort=self.sort.currentText(),
