@@ -25,30 +25,10 @@ from fishspine.analysis.figures.coco_errors import error_rows  # noqa: E402
 from fishspine.app.components.state import AppState  # noqa: E402
 from fishspine.app.qt.views.coco import CocoView  # noqa: E402
 from fishspine.app.qt.views.coco_evidence import NOT_FOUND  # noqa: E402
-from fishspine.app.qt.workers import GeneratorWorker, start  # noqa: E402
 
-KEPT: list = []  # every worker started, for the life of the process (never collected mid-run)
+from .test_app_coco import Jobs, settle  # noqa: E402  the window's run_job, and waiting for it
+
 SIDE = 320  # pixels of the synthetic images
-
-
-class Jobs:
-    """run_job as the window does it: the generator in a GeneratorWorker, the result on the UI thread."""
-
-    def __init__(self, state: AppState) -> None:
-        self.state = state
-        self.running: set[GeneratorWorker] = set()
-
-    def __call__(self, title, job, on_result):
-        worker = GeneratorWorker(job)
-        self.running.add(worker)
-        KEPT.append(worker)
-        worker.signals.finished.connect(lambda r, w=worker: (self.running.discard(w), on_result(r)))
-        worker.signals.failed.connect(
-            lambda msg, w=worker: (self.running.discard(w), self.state.notify("error", f"{title}: {msg}"))
-        )
-        worker.signals.cancelled.connect(lambda w=worker: self.running.discard(w))
-        start(worker)
-        return worker
 
 
 @pytest.fixture(scope="module")
@@ -102,10 +82,6 @@ def view(qtbot):
     v.resize(1200, 900)
     v.show()
     return v
-
-
-def settle(qtbot, view) -> None:
-    qtbot.waitUntil(lambda: not view.jobs.running, timeout=30_000)
 
 
 def load(qtbot, view, coco, images: str = "") -> None:
