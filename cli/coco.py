@@ -88,38 +88,49 @@ def cmd_coco(args: argparse.Namespace) -> int:
             "pr": partial(pr_curves_figure, evals, 0.5),
         }
         for name, ev in evals.items():
-            safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
-            figures[f"classes_{safe}"] = partial(per_class_figure, ev)
+            figures[f"classes_{_file_safe(name)}"] = partial(per_class_figure, ev)
         for kind, make in figures.items():
             written += save_figures(make, out / f"coco_{iou_type}_{kind}", args.formats)
         for w in written:
             print(w, file=sys.stderr)
     bar.close()
-    if args.errors:
-        _coco_errors(args, results, ranges, out)
-    if args.evidence:
-        _coco_evidence(args, results, ranges)
+    if args.errors or args.evidence:
+        gt, dets = _boxes(args.gt, results)  # read once for both
+        if args.errors:
+            _coco_errors(args, gt, dets, ranges, out)
+        if args.evidence:
+            _coco_evidence(args, gt, dets, ranges)
     return 0
 
 
-def _coco_evidence(args: argparse.Namespace, results: dict, ranges: dict | None) -> None:
+def _file_safe(name: str) -> str:
+    """A backbone's name as part of a file name."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+
+
+def _boxes(gt_path: str, results: dict) -> tuple[dict, dict[str, list[dict]]]:
+    """The checked ground truth and each result file's checked box detections."""
+    from fishspine.analysis.coco.evaluation import CocoError, load_ground_truth, load_results
+
+    try:
+        gt = load_ground_truth(gt_path)
+        return gt, {name: load_results(path, gt, "bbox", name) for name, path in results.items()}
+    except CocoError as exc:
+        raise UserError(str(exc)) from exc
+
+
+def _coco_evidence(args: argparse.Namespace, gt: dict, dets: dict, ranges: dict | None) -> None:
     """`coco --evidence DIR`: per backbone and size range, the objects behind its difference to the baseline."""
-    from fishspine.analysis.coco.evaluation import DEFAULT_AREA_RANGES, CocoError, load_ground_truth, load_results
+    from fishspine.analysis.coco.evaluation import DEFAULT_AREA_RANGES
     from fishspine.analysis.coco.evidence import evidence, image_loader
     from fishspine.analysis.figures.base import model_color
     from fishspine.analysis.figures.coco_evidence import evidence_export
 
-    try:
-        gt = load_ground_truth(args.gt)
-        dets = {name: load_results(path, gt, "bbox", name) for name, path in results.items()}
-    except CocoError as exc:
-        raise UserError(str(exc)) from exc
     files = {e["id"]: e.get("file_name") for e in gt["images"]}
     categories = {c["id"]: c["name"] for c in gt["categories"]}
 
     image = image_loader(args.images, files)
-
-    names = list(results)
+    names = list(dets)
     for name in names:
         if name == args.baseline:
             continue
@@ -128,26 +139,17 @@ def _coco_evidence(args: argparse.Namespace, results: dict, ranges: dict | None)
             colors = (model_color(names.index(name)), model_color(names.index(args.baseline)))
             counts = ", ".join(f"{k} {v}" for k, v in ev.counts().items())
             print(f"{name} vs {args.baseline}, {area}: {counts}")
-            safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
             export = evidence_export(ev, image, categories, colors)
-            for w in export.write(Path(args.evidence) / f"{safe}_{area}", args.formats):
+            for w in export.write(Path(args.evidence) / f"{_file_safe(name)}_{area}", args.formats):
                 print(w, file=sys.stderr)
 
 
-def _coco_errors(args: argparse.Namespace, results: dict, ranges: dict | None, out: Path) -> None:
+def _coco_errors(args: argparse.Namespace, gt: dict, dets: dict, ranges: dict | None, out: Path) -> None:
     """`coco --errors`: TIDE's error breakdown of each result file's boxes, per size range."""
     from fishspine.analysis.coco.errors import error_breakdown
-    from fishspine.analysis.coco.evaluation import CocoError, load_ground_truth, load_results
     from fishspine.analysis.figures.coco_errors import errors_export, format_errors
 
-    try:
-        gt = load_ground_truth(args.gt)
-        breakdowns = {
-            name: error_breakdown(gt, load_results(path, gt, "bbox", name), name, ranges, args.max_dets[-1])
-            for name, path in results.items()
-        }
-    except CocoError as exc:
-        raise UserError(str(exc)) from exc
+    breakdowns = {name: error_breakdown(gt, d, name, ranges, args.max_dets[-1]) for name, d in dets.items()}
     print(format_errors(breakdowns, args.baseline))
     for w in errors_export(breakdowns, args.baseline).write(out / "coco_bbox_errors", args.formats):
         print(w, file=sys.stderr)
