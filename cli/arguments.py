@@ -144,6 +144,14 @@ def input_file(suffix_bytes: int = 0) -> Callable[[str], Path]:
     return parse
 
 
+def input_folder(text: str) -> Path:
+    """An existing folder to read from (a folder of images)."""
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text[:120]}: no such folder; allowed: a folder of images")
+    return path
+
+
 def labelled(max_label: int = 200, split_last: bool = False) -> Callable[[str], str]:
     """A [LABEL=]FILE spec (split at the first "=", or the last when `split_last`, as the command does):
     FILE an existing regular file, LABEL (or the file's stem) short enough to become part of file names."""

@@ -8,8 +8,16 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from fishspine.cli.arguments import Increasing, bounded_float, bounded_int, input_file, labelled, output_folder
-from fishspine.cli.common import UserError, _input_folder, _progress, _run
+from fishspine.cli.arguments import (
+    Increasing,
+    bounded_float,
+    bounded_int,
+    input_file,
+    input_folder,
+    labelled,
+    output_folder,
+)
+from fishspine.cli.common import UserError, _progress, _run
 
 
 def cmd_coco(args: argparse.Namespace) -> int:
@@ -198,7 +206,7 @@ def _add_coco(sub) -> None:
         help="also the objects behind each backbone's difference to --baseline, per size range: galleries of "
         "crops (needs --images) and CSV/JSON, into DIR",
     )
-    p.add_argument("--images", type=_input_folder, metavar="DIR", help="the images of --gt (for --evidence crops)")
+    p.add_argument("--images", type=input_folder, metavar="DIR", help="the images of --gt (for --evidence crops)")
     p.add_argument(
         "--bootstrap",
         type=bounded_int(0, 100_000),

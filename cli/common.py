@@ -39,14 +39,6 @@ def _device(name: str):
         raise UserError(str(exc)) from exc
 
 
-def _input_folder(text: str) -> Path:
-    """An existing folder to read from."""
-    path = Path(text)
-    if not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text[:120]}: no such folder; allowed: a folder of images")
-    return path
-
-
 # ------------------------------------------------------------------------- models from the user
 
 

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from fishspine.analysis.options import DEFAULT_INPUT_SIZE, STUDY_METRICS
-from fishspine.cli.arguments import bounded_int, input_file
-from fishspine.cli.common import IMAGE_SIDE, UserError, _add_model_args, _input_folder, _models_from, _run
+from fishspine.cli.arguments import bounded_int, input_file, input_folder
+from fishspine.cli.common import IMAGE_SIDE, UserError, _add_model_args, _models_from, _run
 
 
 def _distributed(device: str):
@@ -147,9 +147,9 @@ def _add_study(sub) -> None:
         epilog="data-parallel: torchrun --nproc_per_node=N -m fishspine.cli.main study ... (see the README)",
     )
     _add_model_args(p, images=False)
-    p.add_argument("folder", nargs="?", type=_input_folder, metavar="IMAGES", help="a folder of images (recursive)")
+    p.add_argument("folder", nargs="?", type=input_folder, metavar="IMAGES", help="a folder of images (recursive)")
     p.add_argument("--coco", type=input_file(), metavar="ANN.json", help="a COCO split's annotations instead")
-    p.add_argument("--images", type=_input_folder, metavar="DIR", help="with --coco: the split's image folder")
+    p.add_argument("--images", type=input_folder, metavar="DIR", help="with --coco: the split's image folder")
     p.add_argument("--limit", type=bounded_int(1), help="only the first N images (in sorted order / by image id)")
     p.add_argument(
         "--size",

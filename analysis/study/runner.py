@@ -244,7 +244,9 @@ def _score_function(model: Backbone, class_index: int | None, x: torch.Tensor) -
         return lambda xb: model(xb).float().softmax(1)[:, class_index]
     with torch.no_grad():
         clean = float(feature_energy(model(x)))
-    return lambda xb: feature_energy(model(xb)) / clean if clean > 0 else feature_energy(model(xb))
+    if clean <= 0:  # nothing to be relative to
+        return lambda xb: feature_energy(model(xb))
+    return lambda xb: feature_energy(model(xb)) / clean
 
 
 def _model_chunk(
@@ -355,12 +357,16 @@ def study_job(
     n_chunks = math.ceil(len(images) / config.batch)
     mine = rank.chunks(n_chunks)
     todo = [c for c in mine if c not in set(done)]
-    total = sum(len(images[c * config.batch : (c + 1) * config.batch]) for c in mine) * len(models)
-    progress = sum(len(images[c * config.batch : (c + 1) * config.batch]) for c in done) * len(models)
+
+    def chunk(c: int) -> Sequence[Path]:
+        return images[c * config.batch : (c + 1) * config.batch]
+
+    total = sum(len(chunk(c)) for c in mine) * len(models)
+    progress = sum(len(chunk(c)) for c in done) * len(models)
     computed, t0, rate = 0, time.perf_counter(), 0.0
     yield Progress(progress, total, "starting")
     for c in todo:
-        pixels = _chunk_images(images[c * config.batch : (c + 1) * config.batch], config.size, skipped)
+        pixels = _chunk_images(chunk(c), config.size, skipped)
         features: list[torch.Tensor] = []
         for i, (label, model) in enumerate(models.items()):
             if pixels:
