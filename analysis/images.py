@@ -20,8 +20,8 @@ if TYPE_CHECKING:  # torch is imported where a tensor is made: the GUI loads ima
     import torch
     from PIL.Image import Image as PILImage
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from fishspine.models.normalisation import IMAGENET_MEAN, IMAGENET_STD
+
 # Pillow's own decompression-bomb limit, where it only warns (it raises at twice this): refused here,
 # from the header, before any pixel is decoded.
 MAX_PIXELS = 89_478_485

@@ -48,6 +48,22 @@ def bounded_int(lo: int, hi: int | None = None) -> Callable[[str], int]:
     return parse
 
 
+def multiple_of(step: int, lo: int, hi: int) -> Callable[[str], int]:
+    """An integer in [lo, hi] that is a multiple of `step`."""
+    inner = bounded_int(lo, hi)
+
+    def parse(text: str) -> int:
+        value = inner(text)
+        if value % step:
+            raise argparse.ArgumentTypeError(
+                f"{value} is not a multiple of {step}; allowed: multiples of {step} from {lo} to {hi}"
+            )
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
 def bounded_float(lo: float, hi: float, lo_open: bool = False) -> Callable[[str], float]:
     """A finite number in [lo, hi], or (lo, hi] when `lo_open`."""
     allowed = f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}]"

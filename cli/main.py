@@ -16,6 +16,7 @@ from fishspine.cli.arguments import (
     bounded_float,
     bounded_int,
     input_file,
+    multiple_of,
     output_folder,
     output_stem,
 )
@@ -446,6 +447,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         train_split=args.train_split,
         val_split=args.val_split,
+        fpn_channels=args.fpn_channels,
+        flip=not args.no_flip,
+        until_epoch=args.until_epoch,
+        eval_images=args.eval_images,
+        warmup_steps=args.warmup_steps,
     )
     _device(args.device)
     try:
@@ -456,8 +462,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"trained {summary['backbone']} for {summary['steps']} steps in {summary['seconds']:.0f} s on "
         f"{summary['device']}; last loss {summary['losses'][-1]:.3f}"
     )
-    print(f"backbone checkpoint: {summary['checkpoint']}")
-    print(f"validation detections: {summary['detections']}")
+    print(f"detector checkpoint (backbone, pyramid and head): {summary['checkpoint']}")
+    if summary["detections"] is None:
+        print(f"stopped after epoch {summary['epochs']} of {cfg.epochs}; --resume continues")
+    else:
+        print(f"validation detections: {summary['detections']}")
     return 0
 
 
@@ -475,6 +484,26 @@ def _add_train(sub) -> None:
     p.add_argument("--image-size", type=IMAGE_SIDE, default=320)
     p.add_argument("--max-steps", type=bounded_int(0), default=0, help="stop after this many steps (0: no limit)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument(
+        "--until-epoch",
+        type=bounded_int(0, 100_000),
+        default=0,
+        help="stop after this epoch (the schedule stays that of --epochs); --resume continues (0: all epochs)",
+    )
+    p.add_argument(
+        "--eval-images",
+        type=bounded_int(0, 1_000_000),
+        default=0,
+        help="after each epoch, write the AP on this many validation images to OUT/metrics.jsonl (default 0: off)",
+    )
+    p.add_argument(
+        "--fpn-channels",
+        type=multiple_of(32, 32, 2048),
+        default=128,
+        help="feature pyramid width, a multiple of 32 (default 128)",
+    )
+    p.add_argument("--warmup-steps", type=bounded_int(0, 1_000_000), default=50, help="linear warm-up (default 50)")
+    p.add_argument("--no-flip", action="store_true", help="no random horizontal flips of the training images")
     p.add_argument(
         "--train-split",
         default="train",

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from .backbone import Backbone
+from .detector import MAX_FPN_CHANNELS, MAX_IMAGE_SIZE, DetectorSpec, detector_for
 from .registry import create_model, list_models, model_family, model_spec
 
 FISHSPINE_FORMAT = "fishspine"
@@ -84,6 +85,9 @@ class Checkpoint:
     format: str
     path: Path | None
     meta: dict[str, Any] = field(default_factory=dict)
+    # A whole detector's file also gives the detector (its backbone is `model`) and what it detects.
+    detector: torch.nn.Module | None = None
+    detector_spec: DetectorSpec | None = None
 
     @property
     def num_params(self) -> int:
@@ -134,8 +138,12 @@ def _read_safetensors(path: Path) -> tuple[dict[str, Any], str, dict[str, Any]]:
             if header is not None:
                 # A fishspine header is checked, and the file's shapes against it, before any tensor is read.
                 variant, kwargs = build_arguments(header, str(path))
+                spec = detector_spec(header, str(path))
                 shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
-                _check_fishspine_layout(path, shapes, variant, kwargs)
+                if spec is None:
+                    _check_fishspine_layout(path, shapes, variant, kwargs)
+                else:
+                    _check_detector_layout(path, shapes, variant, kwargs, spec)
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
         if isinstance(exc, CheckpointError):
@@ -452,6 +460,96 @@ def _check_fishspine_layout(
     raise CheckpointError(message)
 
 
+@functools.lru_cache(maxsize=32)
+def _detector_layout(
+    variant: str, build_kwargs: tuple[tuple[str, Any], ...], spec_items: tuple[tuple[str, Any], ...]
+) -> dict[str, tuple[int, ...]]:
+    spec = DetectorSpec(**{k: list(v) if isinstance(v, tuple) else v for k, v in spec_items})
+    with torch.device("meta"):
+        detector = detector_for(create_model(variant, **dict(build_kwargs)), spec)
+    return {k: tuple(v.shape) for k, v in detector.state_dict().items()}
+
+
+def _check_detector_layout(
+    path: Path, shapes: Mapping[str, tuple[int, ...]], variant: str, kwargs: Mapping[str, Any], spec: DetectorSpec
+) -> None:
+    """Raise CheckpointError unless `shapes` are exactly those of the detector the header describes."""
+    spec_items = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(spec.to_header().items()))
+    try:
+        expected = _detector_layout(variant, tuple(sorted(kwargs.items())), spec_items)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: its fishspine header describes a detector that cannot be built: {exc}") from exc
+    diff = _diff_shapes(shapes, expected, variant)
+    if not diff.exact:
+        raise CheckpointError(
+            f"{path}: weights do not fit the {variant} FCOS detector ({spec.num_classes} classes, "
+            f"{spec.fpn_channels}-channel pyramid) its header names: {diff.describe()}."
+        )
+
+
+def _whole_number(value: Any, lo: int, hi: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
+
+
+def detector_spec(header: Mapping[str, Any], source: str = "file") -> DetectorSpec | None:
+    """The detector a fishspine header describes (None for a backbone alone), every field checked."""
+    section = header.get("detector")
+    if section is None:
+        return None
+    if not isinstance(section, Mapping):
+        raise CheckpointError(
+            f"{source}: its fishspine header's detector is a JSON {_json_kind(section)}, not an object"
+        )
+    known = set(DetectorSpec.__dataclass_fields__)
+    unknown = sorted(str(k) for k in section if k not in known)
+    if unknown:
+        raise CheckpointError(
+            f"{source}: its fishspine header's detector has {', '.join(unknown)}; "
+            f"it may have {', '.join(sorted(known))}"
+        )
+    if section.get("head", "fcos") != "fcos":
+        raise CheckpointError(
+            f"{source}: its fishspine header's detector head is {section.get('head')!r}; this version opens 'fcos' only"
+        )
+    bounds = {
+        "num_classes": (1, MAX_NUM_CLASSES),
+        "image_size": (16, MAX_IMAGE_SIZE),
+        "fpn_channels": (32, MAX_FPN_CHANNELS),
+    }
+    for name, (lo, hi) in bounds.items():
+        if name not in section and name != "fpn_channels":
+            raise CheckpointError(f"{source}: its fishspine header's detector names no {name}")
+        if name in section and not _whole_number(section[name], lo, hi):
+            raise CheckpointError(
+                f"{source}: its fishspine header's detector has {name} {section[name]!r}, "
+                f"which must be a whole number from {lo} to {hi}"
+            )
+    if section.get("fpn_channels", 128) % 32:
+        raise CheckpointError(
+            f"{source}: its fishspine header's detector has fpn_channels {section['fpn_channels']}, "
+            "which must be a multiple of 32 (the head's group norm has 32 groups)"
+        )
+    n = section["num_classes"]
+    categories = section.get("categories") or []
+    if not isinstance(categories, list) or not all(_whole_number(c, 0, 2**31 - 1) for c in categories):
+        raise CheckpointError(f"{source}: its fishspine header's detector categories must be a list of category ids")
+    names = section.get("category_names") or []
+    if not isinstance(names, list) or not all(isinstance(c, str) and len(c) <= 200 for c in names):
+        raise CheckpointError(f"{source}: its fishspine header's detector category_names must be a list of names")
+    for label, items in (("categories", categories), ("category_names", names)):
+        if items and len(items) != n:
+            raise CheckpointError(f"{source}: its fishspine header's detector has {len(items)} {label} for {n} classes")
+    if len(set(categories)) != len(categories):
+        raise CheckpointError(f"{source}: its fishspine header's detector categories repeat an id")
+    return DetectorSpec(
+        num_classes=n,
+        image_size=section["image_size"],
+        fpn_channels=section.get("fpn_channels", 128),
+        categories=list(categories),
+        category_names=list(names),
+    )
+
+
 def _closest_variant(shapes: Mapping[str, tuple[int, ...]], kwargs: Mapping[str, Any]) -> KeyDiff | None:
     """The registered variant whose layout, built with the arguments it takes from `kwargs`, is nearest."""
     best: KeyDiff | None = None
@@ -522,20 +620,43 @@ def _load_fishspine(
         raise CheckpointError(
             f"{path}: its fishspine header has arguments {kwargs} that {variant} rejects: {exc}"
         ) from exc
+    spec = detector_spec(header, str(path))
+    detector = None if spec is None else detector_for(model, spec)
     try:
-        model.load_state_dict(tensors, strict=True)
+        (model if detector is None else detector).load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not fit the {variant} its header names: {exc}") from exc
     model.to(device).eval()
-    return Checkpoint(model, variant, model_family(variant), FISHSPINE_FORMAT, path, dict(header))
+    if detector is not None:
+        detector.to(device).eval()
+    return Checkpoint(model, variant, model_family(variant), FISHSPINE_FORMAT, path, dict(header), detector, spec)
 
 
-def save_checkpoint(model: Backbone, path: str | Path, trained_on: str = "", **extra: Any) -> Path:
-    """Save `model` in fishspine's format: safetensors plus a JSON header, written atomically."""
+def save_checkpoint(
+    model: Backbone,
+    path: str | Path,
+    trained_on: str = "",
+    *,
+    detector: torch.nn.Module | None = None,
+    detector_spec: DetectorSpec | None = None,
+    **extra: Any,
+) -> Path:
+    """Save `model` in fishspine's format: safetensors plus a JSON header, written atomically.
+
+    With `detector` (built over `model` by `detector_for(model, detector_spec)`) the whole detector is
+    saved: backbone, pyramid and head, and the header's `detector` section says how to rebuild it.
+    """
     from safetensors.torch import save_file
 
     from .atomic_files import atomic_path
 
+    if (detector is None) != (detector_spec is None):
+        raise ValueError("save_checkpoint: a detector is saved with its DetectorSpec (give both or neither)")
+    if detector is not None and detector.backbone.body is not model:
+        raise ValueError("save_checkpoint: the detector is not built over this backbone")
+    if detector_spec is not None:
+        extra["detector"] = detector_spec.to_header()
+        extra["detector_params"] = sum(p.numel() for p in detector.parameters())
     if not model.variant:
         raise ValueError("save_checkpoint needs a model built with create_model (it records the variant)")
     header = {
@@ -549,7 +670,8 @@ def save_checkpoint(model: Backbone, path: str | Path, trained_on: str = "", **e
         "params": sum(p.numel() for p in model.parameters()),
         **extra,
     }
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    weights = (model if detector is None else detector).state_dict()
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in weights.items()}
     path = Path(path)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={_HEADER_KEY: json.dumps(header, default=str)})

@@ -1,26 +1,42 @@
 #!/usr/bin/env bash
-# Rebuild assets/demo: generate the dataset, train the four demo backbones with one recipe, and
-# collect checkpoints, val ground truth, detections and sample images.
-# Usage: scripts/make_demo.sh [WORK_DIR] [--device cpu|cuda]   (the shipped demo: CPU, see assets/demo/README.md)
+# Rebuild assets/demo: generate the dataset, train the four demo detectors with one recipe, and
+# collect whole detectors, val ground truth, detections and sample images.
+# Usage: scripts/make_demo.sh [WORK_DIR] [cpu|cuda] [STAGES]   (STAGES: any of synth,train,collect; default all)
+# Training goes round-robin, one epoch of each backbone in turn, each resuming from its last epoch:
+# an interrupted run continues where it stopped when the script is run again, and all four backbones
+# have had the same number of epochs whenever it stops. OMP_NUM_THREADS sets the CPU threads.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-/tmp/fishspine-demo}
 DEVICE=${2:-cpu}
+STAGES=${3:-synth,train,collect}
+EPOCHS=${EPOCHS:-10}
 F=.venv/bin/fishspine
 PY=.venv/bin/python
+BACKBONES=(resnet50 fishnet150 scnet50 spinenet49)
 declare -A LABEL=([resnet50]=ResNet-50 [fishnet150]=FishNet-150 [scnet50]=SCNet-50 [spinenet49]=SpineNet-49)
+RECIPE=(--width 0.25 --epochs "$EPOCHS" --batch 8 --lr 2e-3 --warmup-steps 200 --image-size 192 --fpn-channels 64
+  --eval-images 100 --device "$DEVICE")
 
-$F data synth "$WORK/data" --train 240 --val 60 --size 192 --seed 0
-for b in resnet50 fishnet150 scnet50 spinenet49; do
-  $F train --backbone "$b" --data "$WORK/data" --out "$WORK/runs/$b" --width 0.25 --epochs 4 --batch 8 \
-    --lr 2e-3 --image-size 192 --device "$DEVICE"
-done
+if [[ $STAGES == *synth* && ! -f "$WORK/data/annotations/instances_val.json" ]]; then
+  $F data synth "$WORK/data" --train 3000 --val 500 --size 192 --seed 0
+fi
+if [[ $STAGES == *train* ]]; then
+  for ((e = 1; e <= EPOCHS; e++)); do
+    for b in "${BACKBONES[@]}"; do
+      done_epochs=$( (grep -c . "$WORK/runs/$b/metrics.jsonl" 2>/dev/null) || echo 0)
+      ((done_epochs >= e)) && continue
+      $F train --backbone "$b" --data "$WORK/data" --out "$WORK/runs/$b" "${RECIPE[@]}" --until-epoch "$e" --resume
+    done
+  done
+fi
+[[ $STAGES == *collect* ]] || exit 0
 
 DEMO=assets/demo
 rm -rf "$DEMO/checkpoints" "$DEMO/coco" "$DEMO/images"
 mkdir -p "$DEMO/checkpoints" "$DEMO/coco" "$DEMO/images"
-for b in resnet50 fishnet150 scnet50 spinenet49; do
-  cp "$WORK/runs/$b/backbone_epoch4.safetensors" "$DEMO/checkpoints/${LABEL[$b]}.safetensors"
+for b in "${BACKBONES[@]}"; do
+  cp "$WORK/runs/$b/detector_epoch$EPOCHS.safetensors" "$DEMO/checkpoints/${LABEL[$b]}.safetensors"
   cp "$WORK/runs/$b/val_detections.json" "$DEMO/coco/${LABEL[$b]}.json"
 done
 cp "$WORK/data/annotations/instances_val.json" "$DEMO/coco/instances_val.json"

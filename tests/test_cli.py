@@ -367,7 +367,7 @@ def test_data_synth_then_train_then_inspect(tmp_path):
     )
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "r" / "val_detections.json").exists()
-    res = run("inspect", "-q", str(tmp_path / "r" / "backbone_epoch1.safetensors"))
+    res = run("inspect", "-q", str(tmp_path / "r" / "detector_epoch1.safetensors"))
     assert res.returncode == 0 and "variant:   spinenet49S" in res.stdout
     res = run("train", "--backbone", "resnet50", "--data", str(tmp_path / "nothing"), "--device", "cpu")
     assert res.returncode == 2 and "instances_train.json" in res.stderr

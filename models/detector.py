@@ -3,18 +3,53 @@
 The backbone's `forward_features` levels from 3 up feed a feature pyramid; levels missing up to P7
 are added by torchvision's P6/P7 block, so FishNet, SCNet, ResNet (P2..P5) and SpineNet (P3..P7) all
 give the same five maps to the same head. Nothing here knows the architecture.
+
+A whole detector (backbone, pyramid and head) is saved in fishspine's format by `save_checkpoint`
+with a `detector` section in the header (`DetectorSpec`); `load_checkpoint` opens it.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
-from fishspine.models import Backbone
+from .backbone import Backbone
+from .normalisation import IMAGENET_MEAN, IMAGENET_STD
 
 PYRAMID_LEVELS = (3, 4, 5, 6, 7)
+HEAD = "fcos"
+# Bounds on what a detector header may ask for, checked before anything is built.
+MAX_IMAGE_SIZE = 4096
+MAX_FPN_CHANNELS = 2048
+
+
+@dataclass
+class DetectorSpec:
+    """What a saved detector is besides its backbone: the head, its input size and its classes."""
+
+    num_classes: int
+    image_size: int
+    fpn_channels: int = 128
+    categories: list[int] = field(default_factory=list)  # the dataset's category id of each label
+    category_names: list[str] = field(default_factory=list)
+    head: str = HEAD
+
+    def __post_init__(self) -> None:
+        if not self.categories:
+            self.categories = list(range(1, self.num_classes + 1))
+        if not self.category_names:
+            self.category_names = [str(c) for c in self.categories]
+
+    def name_of(self, label: int) -> str:
+        """The category name of a contiguous label (0..num_classes-1)."""
+        return self.category_names[label]
+
+    def to_header(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class BackboneFPN(nn.Module):
@@ -43,12 +78,15 @@ class BackboneFPN(nn.Module):
         return OrderedDict((str(i), t) for i, t in enumerate(pyramid.values()))
 
 
+def pyramid_names() -> list[str]:
+    """The pyramid's outputs as the app and the CAMs name them: P3..P7."""
+    return [f"P{lvl}" for lvl in PYRAMID_LEVELS]
+
+
 def build_detector(backbone: Backbone, num_classes: int, image_size: int, fpn_channels: int = 128) -> nn.Module:
     """FCOS (torchvision) over `backbone`; images are fed at `image_size` (no resizing beyond that)."""
     from torchvision.models.detection import FCOS
     from torchvision.models.detection.anchor_utils import AnchorGenerator
-
-    from fishspine.analysis.images import IMAGENET_MEAN, IMAGENET_STD
 
     anchors = AnchorGenerator(sizes=tuple((8 * 2**i,) for i in range(5)), aspect_ratios=((1.0,),) * 5)
     return FCOS(
@@ -62,3 +100,12 @@ def build_detector(backbone: Backbone, num_classes: int, image_size: int, fpn_ch
         score_thresh=0.05,
         detections_per_img=100,
     )
+
+
+def detector_for(backbone: Backbone, spec: DetectorSpec) -> nn.Module:
+    """The detector `spec` describes, over `backbone`."""
+    if spec.head != HEAD:
+        raise ValueError(f"detector head {spec.head!r}: this version builds {HEAD!r} only")
+    if spec.fpn_channels % 32:
+        raise ValueError(f"fpn_channels {spec.fpn_channels}: must be a multiple of 32 (the head's 32-group norm)")
+    return build_detector(backbone, spec.num_classes, spec.image_size, spec.fpn_channels)
