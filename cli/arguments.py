@@ -188,6 +188,21 @@ def labelled(max_label: int = 200, split_last: bool = False) -> Callable[[str], 
     return parse
 
 
+def detection_box(text: str) -> tuple[float, float, float, float] | str:
+    """ "top" (each detector's top detection), or X,Y,W,H: a box in the image's pixels as COCO writes
+    it, returned as (x0, y0, x1, y1)."""
+    if text.strip().lower() == "top":
+        return "top"
+    allowed = "top, or X,Y,W,H in the image's pixels (a COCO bbox), e.g. 30,17,40,52"
+    parts = text.split(",")
+    if len(text) > 200 or len(parts) != 4:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a box; allowed: {allowed}")
+    x, y, w, h = (_number(v.strip(), float, allowed) for v in parts)
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r}: width and height must be positive; allowed: {allowed}")
+    return (x, y, x + w, y + h)
+
+
 class Increasing(argparse.Action):
     """Several numbers (nargs) that must be strictly increasing."""
 

@@ -65,6 +65,31 @@ def _models_from(args: argparse.Namespace) -> dict:
     return models
 
 
+def _detectors_from(args: argparse.Namespace) -> dict:
+    """{label: Checkpoint} of whole detectors from --ckpt (a backbone alone, or --model, is refused)."""
+    from fishspine.models.checkpoints import CheckpointError, load_checkpoint
+
+    if args.model:
+        raise UserError("--detection needs whole detectors (--ckpt files saved by `fishspine train`), not --model")
+    device = _device(args.device)
+    out = {}
+    for spec in args.ckpt or []:
+        label, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
+        try:
+            ckpt = load_checkpoint(path, device)
+        except CheckpointError as exc:
+            raise UserError(str(exc)) from exc
+        if ckpt.detector is None:
+            raise UserError(
+                f"{path}: a backbone alone ({ckpt.variant}, {ckpt.format}); --detection needs a whole detector "
+                "(backbone, pyramid and head) as `fishspine train` saves it (detector_epochN.safetensors)"
+            )
+        out[label or Path(path).stem] = ckpt
+    if not out:
+        raise UserError("no detector given: use --ckpt FILE (repeatable), a detector saved by `fishspine train`")
+    return out
+
+
 def _load_images(paths: list[Path]) -> list[tuple[Path, object]]:
     """(path, RGB pixels) of every image, all read before any model runs (a bad file stops at once)."""
     from fishspine.analysis.images import ImageError, load_image

@@ -15,6 +15,7 @@ from pathlib import Path
 from fishspine.cli.arguments import (
     bounded_float,
     bounded_int,
+    detection_box,
     input_file,
     multiple_of,
     output_folder,
@@ -30,6 +31,7 @@ from fishspine.cli.common import (
     _add_device,
     _add_model_args,
     _analysed_images,
+    _detectors_from,
     _device,
     _load_images,
     _models_from,
@@ -264,6 +266,12 @@ def cmd_cam(args: argparse.Namespace) -> int:
         raise UserError(
             f"--block is for the CAM methods ({', '.join(CAM_METHODS)}); {args.method} attributes the input pixels"
         )
+    if args.detection is not None or args.category is not None:
+        if args.method in INPUT_METHODS:
+            raise UserError(f"--detection is for the CAM methods ({', '.join(CAM_METHODS)}), not {args.method}")
+        if args.cls is not None:
+            raise UserError("--class is for classifiers; a detection CAM takes --category")
+        return _detection_cams(args)
     models = _models_from(args)
     if args.method in INPUT_METHODS:
         return _input_attributions(args, models)
@@ -278,6 +286,53 @@ def cmd_cam(args: argparse.Namespace) -> int:
         _write_outputs(
             cam_export(stem, shown, cams, args.alpha, args.cmap), args.output / f"{stem}_{args.method}", args.formats
         )
+    return 0
+
+
+def _category_label(spec, category: str | None, who: str) -> int | None:
+    """The detector's label for a category given by name or dataset id (None: any class)."""
+    if category is None:
+        return None
+    if category in spec.category_names:
+        return spec.category_names.index(category)
+    if category.isdigit() and int(category) in spec.categories:
+        return spec.categories.index(int(category))
+    raise UserError(
+        f"{who} detects no category {category!r}; its categories: "
+        + ", ".join(f"{n} ({c})" for n, c in zip(spec.category_names, spec.categories))
+    )
+
+
+def _detection_cams(args: argparse.Namespace) -> int:
+    """`cam --detection`: each detector's CAM of its detection of the asked object, side by side."""
+    from fishspine.analysis.attribution.detection_cam import detector_pass
+    from fishspine.analysis.attribution.engine import default_cam_block
+    from fishspine.analysis.figures.attribution import cam_export
+    from fishspine.models.detector import pyramid_names
+
+    detectors = _detectors_from(args)
+    for label, ckpt in detectors.items():
+        layers = [b.name for b in ckpt.model.blocks] + pyramid_names()
+        if args.block and args.block not in layers:
+            raise UserError(
+                f"{label} has no block {args.block!r}; its layers are its blocks (`fishspine inspect`) "
+                f"and {', '.join(pyramid_names())}"
+            )
+    labels = {name: _category_label(c.detector_spec, args.category, name) for name, c in detectors.items()}
+    box = None if args.detection in (None, "top") else args.detection
+    for path, pixels in _load_images(args.images):
+        cams, missing = {}, []
+        for name, ckpt in detectors.items():
+            p = detector_pass(ckpt.detector, ckpt.detector_spec, pixels, box, labels[name])
+            if p.target is None:
+                missing.append(name)
+                continue
+            cams[name] = p.cam(args.block or default_cam_block(ckpt.model.blocks), args.method, name, args.scaling)
+        for name in missing:
+            print(f"{path.name}: {name} makes no detection of that object (same class, IoU >= 0.5)", file=sys.stderr)
+        if cams:
+            export = cam_export(path.stem, pixels, cams, args.alpha, args.cmap, box)
+            _write_outputs(export, args.output / f"{path.stem}_{args.method}_detection", args.formats)
     return 0
 
 
@@ -371,6 +426,15 @@ def _add_activations(sub) -> None:
         type=CLASS_INDEX,
         help="class index (default: top prediction; backbones without a classifier use feature energy)",
     )
+    p.add_argument(
+        "--detection",
+        type=detection_box,
+        metavar="top|X,Y,W,H",
+        help="CAM of a detection of whole detectors (--ckpt from `fishspine train`): each detector's detection "
+        "of the object in this box (same class, IoU >= 0.5, best score), or its top detection; --block may "
+        "then also name a pyramid level, 'FPN P3' .. 'FPN P7'",
+    )
+    p.add_argument("--category", help="with --detection: the object's category, by name or dataset id")
     p.add_argument("--alpha", type=bounded_float(0.0, 1.0), default=0.5, help="overlay opacity, 0..1")
     p.add_argument(
         "--scaling",

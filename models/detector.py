@@ -79,8 +79,9 @@ class BackboneFPN(nn.Module):
 
 
 def pyramid_names() -> list[str]:
-    """The pyramid's outputs as the app and the CAMs name them: P3..P7."""
-    return [f"P{lvl}" for lvl in PYRAMID_LEVELS]
+    """The pyramid's outputs as the app and the CAMs name them: "FPN P3".."FPN P7" (SpineNet's own
+    blocks are called P3..P7)."""
+    return [f"FPN P{lvl}" for lvl in PYRAMID_LEVELS]
 
 
 def build_detector(backbone: Backbone, num_classes: int, image_size: int, fpn_channels: int = 128) -> nn.Module:

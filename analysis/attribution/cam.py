@@ -43,9 +43,13 @@ class CamResult:
     scaling: str = "minmax"
     hi: float = float("nan")  # the raw value shown as 1
     constant: bool = False  # nearly constant: shown uniform, and said so
+    target: str | None = None  # what the gradient was taken of, when not a class or feature energy
+    box: tuple[float, float, float, float] | None = None  # a detection's (x0, y0, x1, y1), image pixels
 
     @property
     def target_label(self) -> str:
+        if self.target is not None:
+            return self.target
         return "feature energy" if self.class_index is None else f"class {self.class_index}"
 
     @property

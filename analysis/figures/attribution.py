@@ -81,27 +81,50 @@ def replace_cmap(scale: ColourScale, cmap: str) -> ColourScale:
 
 def cam_title(model: str, cam: CamResult) -> str:
     """The title of one CAM overlay: model, method, block and target (and that it is constant)."""
-    title = f"{model}\n{cam.method} @ {cam.block}\n{cam.target_label}"
-    return title + " · constant CAM" if cam.constant else title
+    target = cam.target_label.replace("detection: ", "detection\n", 1)  # a detection's line is long
+    title = f"{model}\n{cam.method} @ {cam.block}\n{target}"
+    return title + ("\nconstant CAM" if cam.box is not None else " · constant CAM") if cam.constant else title
+
+
+def _draw_box(ax, box, color: str, dashed: bool = False) -> None:
+    from matplotlib.patches import Rectangle
+
+    x0, y0, x1, y1 = box
+    ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, lw=1.2, ec=color, ls=(0, (3, 2)) if dashed else "-"))
 
 
 def cam_figure(
-    image: np.ndarray, cams: Mapping[str, CamResult], cmap: str = CAM_CMAPS[0], alpha: float = 0.5
+    image: np.ndarray,
+    cams: Mapping[str, CamResult],
+    cmap: str = CAM_CMAPS[0],
+    alpha: float = 0.5,
+    asked_box: tuple[float, float, float, float] | None = None,
 ) -> Figure:
-    """The image, then one CAM overlay per model (block, method and target in each title), a colour bar below."""
+    """The image, then one CAM overlay per model (block, method and target in each title), a colour bar below.
+
+    A CAM of a detection has the detection's box drawn in the model's colour; `asked_box` (the object
+    asked about, x0, y0, x1, y1) is drawn dashed in white on every panel."""
     n = len(cams) + 1
-    fig = new_figure(1.9 * n, 1.8 * image.shape[0] / image.shape[1] + 1.05)
+    title_lines = max((cam_title(m, c).count("\n") + 1 for m, c in cams.items()), default=1)
+    extra = 0.12 * max(0, title_lines - 3)  # a detection's title has two more lines than a class's
+    fig = new_figure(1.9 * n, 1.8 * image.shape[0] / image.shape[1] + 1.05 + extra)
     with style_context():
         grid = fig.add_gridspec(2, n, height_ratios=[1.0, 0.06])
         ax = fig.add_subplot(grid[0, 0])
         ax.imshow(image)
         ax.set_title("image", fontsize=8)
         ax.axis("off")
+        if asked_box is not None:
+            _draw_box(ax, asked_box, "white", dashed=True)
         for j, (m, c) in enumerate(cams.items()):
             ax = fig.add_subplot(grid[0, j + 1])
             ax.imshow(overlay(image, c.cam, cmap, alpha))
             ax.set_title(cam_title(m, c), fontsize=7, color=model_color(j))
             ax.axis("off")
+            if asked_box is not None:
+                _draw_box(ax, asked_box, "white", dashed=True)
+            if c.box is not None:
+                _draw_box(ax, c.box, model_color(j))
         if cams:
             draw_colour_bar(fig, fig.add_subplot(grid[1, 1:]), cam_colour_scale(cams, cmap))
     return fig
@@ -154,8 +177,10 @@ def cam_export(
     cams: Mapping[str, CamResult],
     alpha: float = 0.5,
     cmap: str = CAM_CMAPS[0],
+    asked_box: tuple[float, float, float, float] | None = None,
 ) -> ViewExport:
-    """The CAM overlays of one image as exported (`alpha`: the overlay's opacity, as on screen)."""
+    """The CAM overlays of one image as exported (`alpha`: the overlay's opacity, as on screen;
+    `asked_box`: the object a detection CAM was asked about)."""
     data = [
         {
             "model": m,
@@ -167,6 +192,7 @@ def cam_export(
             "scaling": c.scaling,
             "shown_hi": c.hi,
             "constant": c.constant,
+            "box_xyxy": None if c.box is None else [round(v, 2) for v in c.box],
         }
         for m, c in cams.items()
     ]
@@ -177,7 +203,9 @@ def cam_export(
         "cmap": cmap,
         "cams": data,
     }
-    return ViewExport(lambda: cam_figure(shown, cams, cmap, alpha), data, payload)
+    if asked_box is not None:
+        payload["asked_box_xyxy"] = [round(v, 2) for v in asked_box]
+    return ViewExport(lambda: cam_figure(shown, cams, cmap, alpha, asked_box), data, payload)
 
 
 def gradients_export(
