@@ -166,3 +166,25 @@ def test_any_coco_layout_split_names_and_images_without_objects(tmp_path):
     summary = run_job(iter_train(cfg))
     dets = json.loads(Path(summary["detections"]).read_text())
     assert dets and all(d["category_id"] > 100 for d in dets)
+
+
+def test_a_run_stopped_and_resumed_trains_exactly_as_one_that_was_not(run, tmp_path):
+    """--until-epoch then --resume: the same weights as an uninterrupted run (learning rate, image order
+    and flips are functions of the step and the epoch), a metrics line per epoch, and the whole
+    detector saved each epoch opens with load_checkpoint."""
+    cfg, _ = run
+    common = dict(epochs=2, batch=4, image_size=96, lr=2e-3, fpn_channels=64, warmup_steps=2, eval_images=2)
+    straight = TrainConfig(cfg.backbone, cfg.data, str(tmp_path / "a"), **common)
+    run_job(iter_train(straight))
+    first = run_job(iter_train(TrainConfig(cfg.backbone, cfg.data, str(tmp_path / "b"), until_epoch=1, **common)))
+    assert first["detections"] is None and first["epochs"] == 1 and first["steps"] == 3
+    second = run_job(iter_train(TrainConfig(cfg.backbone, cfg.data, str(tmp_path / "b"), resume=True, **common)))
+    assert second["steps"] == 6 and second["detections"] is not None
+    a = load_checkpoint(tmp_path / "a" / "detector_epoch2.safetensors")
+    b = load_checkpoint(tmp_path / "b" / "detector_epoch2.safetensors")
+    assert a.detector is not None and a.detector_spec.category_names[0] == "circle"
+    for (k, va), vb in zip(a.detector.state_dict().items(), b.detector.state_dict().values()):
+        torch.testing.assert_close(va, vb, rtol=0, atol=0, msg=k)
+    lines = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == [1, 2] and all(0 <= x["AP"] <= 1 and x["val_images"] == 2 for x in lines)
+    assert lines[1]["lr"] < lines[0]["lr"]  # cosine decay, not restarted by the resume

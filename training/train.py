@@ -190,7 +190,10 @@ def iter_train(cfg: TrainConfig) -> Job[dict[str, Any]]:
             epoch_losses.append(losses[-1])
             yield Progress(step, total, f"epoch {epoch + 1}/{cfg.epochs} loss {losses[-1]:.3f}")
         _save_epoch(cfg, backbone, detector, spec, optimizer, epoch + 1)
-        _log_epoch(cfg, detector, val, device, epoch + 1, step, epoch_losses, time.perf_counter() - t_epoch)
+        seconds = time.perf_counter() - t_epoch
+        _log_epoch(
+            cfg, detector, val, device, epoch + 1, step, epoch_losses, learning_rate(cfg, step - 1, total), seconds
+        )
         if cfg.max_steps and step >= cfg.max_steps:
             last_epoch = epoch + 1
             break
@@ -212,12 +215,14 @@ def iter_train(cfg: TrainConfig) -> Job[dict[str, Any]]:
     return summary
 
 
-def _log_epoch(cfg: TrainConfig, detector, val, device, epoch: int, step: int, losses: list, seconds: float) -> None:
+def _log_epoch(
+    cfg: TrainConfig, detector, val, device, epoch: int, step: int, losses: list, lr: float, seconds: float
+) -> None:
     line: dict[str, Any] = {
         "epoch": epoch,
         "step": step,
         "loss": float(np.mean(losses)) if losses else None,
-        "lr": learning_rate(cfg, max(step - 1, 0), step),
+        "lr": lr,  # the last step's
         "seconds": round(seconds, 1),
     }
     if cfg.eval_images:
