@@ -85,6 +85,11 @@ class DetectorPass:
     outputs: dict[str, torch.Tensor] = field(repr=False)  # layer -> (C, h, w), cropped to the image
     grads: dict[str, torch.Tensor] = field(repr=False)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the recorded outputs and gradients."""
+        return sum(t.numel() * t.element_size() for d in (self.outputs, self.grads) for t in d.values())
+
     def cam(self, layer: str, method: str = "gradcam", model: str = "", scaling: str = "percentile") -> CamResult:
         """The CAM of the target detection's score at `layer` (a block name or FPN P3..FPN P7)."""
         if self.target is None:
@@ -116,7 +121,7 @@ def _crop(t: torch.Tensor, shown: tuple[int, int], padded: tuple[int, int]) -> t
     h, w = t.shape[-2:]
     rows = max(1, math.ceil(h * shown[0] / padded[0]))
     cols = max(1, math.ceil(w * shown[1] / padded[1]))
-    return t[..., :rows, :cols]
+    return t[..., :rows, :cols].clone()  # not a view: the padded map is not kept alive
 
 
 def detector_pass(

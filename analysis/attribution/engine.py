@@ -21,6 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -39,6 +40,10 @@ from fishspine.analysis.options import (
     REDUCTIONS,
 )
 from fishspine.models import Backbone, BlockInfo
+
+if TYPE_CHECKING:
+    from fishspine.analysis.attribution.detection_cam import DetectorPass
+    from fishspine.models.detector import DetectorSpec
 
 DEFAULT_CACHE_BYTES = 1 << 30
 
@@ -251,6 +256,8 @@ class AnalysisEngine:
         self._passes: OrderedDict[PassKey, ModelPass] = OrderedDict()
         # (pass key, method, options) -> input attribution; far smaller than a pass, far slower to make
         self._attributions: OrderedDict[tuple, CamResult] = OrderedDict()
+        # (id of the detector's backbone, image, box, label) -> a detection's pass (detection_cam.py)
+        self._detections: OrderedDict[tuple, DetectorPass] = OrderedDict()
         self._lock = threading.RLock()
         # Held while a model runs: a pass's capture hooks must not see an attribution's forwards (the app
         # runs both in workers), so the two take turns, an attribution between its steps.
@@ -262,7 +269,11 @@ class AnalysisEngine:
     def nbytes(self) -> int:
         """Bytes held by every cached pass and input attribution."""
         with self._lock:
-            return sum(p.nbytes for p in self._passes.values()) + sum(a.nbytes for a in self._attributions.values())
+            return (
+                sum(p.nbytes for p in self._passes.values())
+                + sum(a.nbytes for a in self._attributions.values())
+                + sum(d.nbytes for d in self._detections.values())
+            )
 
     def __len__(self) -> int:
         return len(self._passes)
@@ -310,8 +321,8 @@ class AnalysisEngine:
             self.trim()
 
     def trim(self) -> None:
-        """Drop least recently used passes, then attributions, until the cache fits `max_bytes` (the newest
-        of each always stays)."""
+        """Drop least recently used passes, then attributions, then detection passes, until the cache fits
+        `max_bytes` (the newest of each always stays)."""
         dropped = False
         with self._lock:
             total = self.nbytes
@@ -319,10 +330,11 @@ class AnalysisEngine:
                 _, old = self._passes.popitem(last=False)
                 total -= old.nbytes
                 dropped = True
-            while total > self.max_bytes and len(self._attributions) > 1:
-                _, old = self._attributions.popitem(last=False)
-                total -= old.nbytes
-                dropped = True
+            for held in (self._attributions, self._detections):
+                while total > self.max_bytes and len(held) > 1:
+                    _, old = held.popitem(last=False)
+                    total -= old.nbytes
+                    dropped = True
         if dropped:
             _release_freed_memory()
 
@@ -339,6 +351,8 @@ class AnalysisEngine:
                 del self._passes[k]
             for k in [k for k in self._attributions if matches(k[0])]:
                 del self._attributions[k]
+            for k in [k for k in self._detections if (model is None or k[0] == id(model)) and image in (None, k[1])]:
+                del self._detections[k]
         if gone:
             _release_freed_memory()
         return len(gone)
@@ -360,6 +374,33 @@ class AnalysisEngine:
             out[label] = self.analyse(model, pixels, self.key(model, image, size, precision, class_index, loss))
         yield Progress(len(models), len(models), "done")
         return out
+
+    # ------------------------------------------------------------------------ detections
+    def detection_pass(
+        self,
+        detector: torch.nn.Module,
+        spec: DetectorSpec,
+        pixels: np.ndarray,
+        image: str,
+        box: tuple[float, float, float, float] | None = None,
+        label: int | None = None,
+    ) -> DetectorPass:
+        """A whole detector's pass for one detection on `pixels` (see detection_cam.detector_pass), held
+        like the other passes; it runs while no other model computation runs."""
+        from fishspine.analysis.attribution.detection_cam import detector_pass
+
+        key = (id(detector.backbone.body), image, None if box is None else tuple(box), label)
+        with self._lock:
+            hit = self._detections.get(key)
+            if hit is not None:
+                self._detections.move_to_end(key)
+                return hit
+        with self._compute:
+            result = detector_pass(detector, spec, pixels, box, label)
+        with self._lock:
+            self._detections[key] = result
+            self.trim()
+        return result
 
     # ------------------------------------------------------------------------ input attributions
     @staticmethod

@@ -71,6 +71,8 @@ def _load_model_source(source: str, device: str) -> ModelEntry:
         str(source),
         trained=trained,
         device=str(device),
+        detector=ckpt.detector,
+        detector_spec=ckpt.detector_spec,
     )
 
 

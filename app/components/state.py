@@ -49,6 +49,9 @@ class ModelEntry:
     trained: bool
     device: str = "cpu"
     macs: int = 0  # per 224x224 image (640x640 for SpineNet), convolutions and linear layers
+    # A whole detector's checkpoint gives the detector over `model` and what it detects (detection CAMs).
+    detector: Any = None  # torch.nn.Module
+    detector_spec: Any = None  # fishspine.models.detector.DetectorSpec
 
 
 _image_keys = itertools.count(1)

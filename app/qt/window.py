@@ -171,7 +171,7 @@ class MainWindow(QMainWindow):
             "cam": CamView(self.state, self.run_job, self.engine),
             "gradients": GradientView(self.state),
             "architecture": ArchitectureView(self.state, self.run_job),
-            "coco": CocoView(self.state, self.run_job),
+            "coco": CocoView(self.state, self.run_job, self.engine),
             "study": StudyView(self.state, self.run_model_job),
         }
         for view in self.views.values():
@@ -513,7 +513,7 @@ class MainWindow(QMainWindow):
             self.device_box.setCurrentText("cpu")
             return
         for m in self.state.models:
-            m.model.to(device)
+            (m.model if m.detector is None else m.detector).to(device)  # a detector moves with its backbone
             m.device = str(device)
         self._models_changed()
 

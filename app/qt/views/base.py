@@ -118,6 +118,20 @@ def show_block_map(model: str, block: Any, cmap: str | None = None) -> QWidget:
     return view
 
 
+def export_to(path: str | Path, make_result: Callable[[], Any]) -> list[Path]:
+    """Write `make_result()`'s figure (.png/.svg/.pdf) or data (.csv/.json) to `path`, chosen by its suffix."""
+    from fishspine.analysis.figures.base import save_figure, write_csv, write_json
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".png", ".svg", ".pdf", ".csv", ".json"):
+        raise ValueError(f"{path.name}: export as .png, .svg, .pdf (figure) or .csv, .json (data)")
+    result = make_result()
+    if suffix in (".csv", ".json"):
+        return [write_csv(path, result.rows) if suffix == ".csv" else write_json(path, result.payload)]
+    return save_figure(result.figure(), path)
+
+
 class View(QWidget):
     """One tab: controls on the left of a bar, hover text, Export… and Copy; the display below.
 
@@ -200,18 +214,9 @@ class View(QWidget):
 
     def export(self, path: str | Path) -> list[Path]:
         """Write the figure (.png/.svg/.pdf, the CLI's figure) or its data (.csv/.json) to `path`."""
-        from fishspine.analysis.figures.base import save_figure, write_csv, write_json
-
         if not self.has_content:
             raise ValueError(f"nothing to export yet: the {self.title} view is empty")
-        path = Path(path)
-        suffix = path.suffix.lower()
-        if suffix not in (".png", ".svg", ".pdf", ".csv", ".json"):
-            raise ValueError(f"{path.name}: export as .png, .svg, .pdf (figure) or .csv, .json (data)")
-        result = self.export_result()
-        if suffix in (".csv", ".json"):
-            return [write_csv(path, result.rows) if suffix == ".csv" else write_json(path, result.payload)]
-        return save_figure(result.figure(), path)
+        return export_to(path, self.export_result)
 
     def export_name(self) -> str:
         """The file name the Export dialog proposes."""

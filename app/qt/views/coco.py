@@ -181,7 +181,7 @@ class CocoView(View):
     title = "COCO"
     view_requested = Signal(str)  # the window shows this view (a crop's image goes to "cam")
 
-    def __init__(self, state: AppState, run_job: Callable) -> None:
+    def __init__(self, state: AppState, run_job: Callable, engine: Any = None) -> None:
         super().__init__(state)
         self.run_job = run_job
         self._generation = 0  # only the newest evaluation job's outcome is applied
@@ -250,7 +250,7 @@ class CocoView(View):
         plots.addWidget(self.pr)
         plots.setSizes([450, 650])
         self.errors_panel = ErrorsPanel()
-        self.evidence_panel = EvidencePanel(state, run_job)
+        self.evidence_panel = EvidencePanel(state, run_job, engine)  # engine: the detection CAMs' passes
         self.evidence_panel.view_requested.connect(self.view_requested)  # a crop's image, in Grad-CAM
         self.pages = QTabWidget()
         self.pages.addTab(plots, "AP by size")

@@ -44,6 +44,7 @@ from fishspine.analysis.images import file_in_folder
 from fishspine.analysis.jobs import Job, Progress
 from fishspine.app.components.state import AppState
 from fishspine.app.qt.views.base import model_qcolor
+from fishspine.app.qt.views.detection_cams import DetectionCamPanel, detectors_of, object_of
 
 TILE = 132  # pixels of a crop's longer side in the gallery
 NOT_FOUND = "image not found"
@@ -281,10 +282,11 @@ class EvidencePanel(QWidget):
 
     view_requested = Signal(str)
 
-    def __init__(self, state: AppState, run_job: Callable) -> None:
+    def __init__(self, state: AppState, run_job: Callable, engine: Any = None) -> None:
         super().__init__()
         self.state = state
         self.run_job = run_job
+        self.engine = engine
         self.request: EvidenceRequest | None = None
         self.outcome: EvidenceOutcome | None = None
         self._generation = 0
@@ -345,7 +347,13 @@ class EvidencePanel(QWidget):
         self.gallery.setWordWrap(True)
         self.gallery.setUniformItemSizes(True)
         self.gallery.itemClicked.connect(self._crop_clicked)
-        outer.addWidget(self.gallery, 1)
+        self.gallery.itemDoubleClicked.connect(lambda entry: self.choose(entry.data(Qt.UserRole)))
+        self.cams = DetectionCamPanel(state, run_job, engine)
+        split = QSplitter(Qt.Vertical)
+        split.addWidget(self.gallery)
+        split.addWidget(self.cams)
+        split.setSizes([300, 300])
+        outer.addWidget(split, 1)
         self._show_folder()
         state.settings_changed.connect(self._settings_changed)
 
@@ -362,6 +370,7 @@ class EvidencePanel(QWidget):
     def clear(self) -> None:
         """Forget the evidence shown (its backbone, baseline or results are gone)."""
         self.request, self.outcome = None, None
+        self.cams.clear()
         self._generation += 1  # a job still running is not applied
         self.gallery.clear()
         while self.kinds.count():
@@ -480,10 +489,14 @@ class EvidencePanel(QWidget):
             self.gallery.addItem(entry)
 
     def _crop_clicked(self, entry: QListWidgetItem) -> None:
-        self.choose(entry.data(Qt.UserRole))
+        i = entry.data(Qt.UserRole)
+        if self.engine is None or not detectors_of(self.state):
+            self.choose(i)  # no detector to take CAMs of: the image goes to the Grad-CAM view
+            return
+        self.show_detection_cams(i)
 
-    def choose(self, i: int) -> None:
-        """Open item `i`'s image in Grad-CAM when its file is in the images folder."""
+    def _item_image(self, i: int):
+        """(item, its image's path or None, a description of it)."""
         item, req = self.outcome.evidence.items[i], self.request
         name = req.files.get(item.image_id)
         path = file_in_folder(self.folder(), name) if self.folder() else None
@@ -491,8 +504,39 @@ class EvidencePanel(QWidget):
         what = f"image {item.image_id} ({name}), box [{x:.0f}, {y:.0f}, {w:.0f}, {h:.0f}]"
         if path is None or not path.is_file():
             self.state.notify("warning", f"COCO evidence: {what}: {NOT_FOUND} in {self.folder() or 'no images folder'}")
+            return item, None, what
+        return item, path, what
+
+    def show_detection_cams(self, i: int) -> None:
+        """Every loaded detector's CAM of its detection of item `i`'s object, below the gallery."""
+        item, path, _what = self._item_image(i)
+        if path is None:
             return
-        category = req.categories.get(item.category_id, "?")
+        category = self.request.categories.get(item.category_id, "?")
+
+        def job():
+            from fishspine.analysis.images import ImageError, load_image
+
+            yield Progress(0, 1, path.name)
+            try:
+                return load_image(path)
+            except ImageError as exc:
+                return str(exc)
+
+        def loaded(pixels) -> None:
+            if isinstance(pixels, str):
+                self.state.notify("error", pixels)
+                return
+            self.cams.show_object(object_of(f"coco:{path.resolve()}", str(path), pixels, item.box, category))
+
+        self.run_job(f"loading {path.name}", job, loaded)
+
+    def choose(self, i: int) -> None:
+        """Open item `i`'s image in Grad-CAM when its file is in the images folder."""
+        item, path, what = self._item_image(i)
+        if path is None:
+            return
+        category = self.request.categories.get(item.category_id, "?")
         self.open_image(str(path), f"COCO evidence: {what}, {category} ({item.kind.replace('_', ' ')})")
 
     def open_image(self, path: str, description: str) -> None:
