@@ -33,14 +33,7 @@ fi
 [[ $STAGES == *collect* ]] || exit 0
 
 DEMO=assets/demo
-rm -rf "$DEMO/checkpoints" "$DEMO/coco" "$DEMO/images"
-mkdir -p "$DEMO/checkpoints" "$DEMO/coco" "$DEMO/images"
-for b in "${BACKBONES[@]}"; do
-  cp "$WORK/runs/$b/detector_epoch$EPOCHS.safetensors" "$DEMO/checkpoints/${LABEL[$b]}.safetensors"
-  cp "$WORK/runs/$b/val_detections.json" "$DEMO/coco/${LABEL[$b]}.json"
-done
-cp "$WORK/data/annotations/instances_val.json" "$DEMO/coco/instances_val.json"
-for i in 000000 000001 000002; do cp "$WORK/data/val/val_$i.png" "$DEMO/images/shapes_$i.png"; done
+$PY scripts/collect_demo.py "$WORK" "$EPOCHS" "$DEVICE"
 # Real photographs shipped with scikit-image (public domain / CC0; credits in assets/demo/README.md).
 if [ -d "${SKIMAGE_DATA:-}" ]; then
   $PY - "$SKIMAGE_DATA" "$DEMO/images" <<'PYEOF'
@@ -54,7 +47,6 @@ for name in ("astronaut.png", "chelsea.png", "coffee.png"):
     img.save(dst / (Path(name).stem + ".jpg"), quality=90)
 PYEOF
 fi
-chmod 644 "$DEMO"/checkpoints/* "$DEMO"/coco/* "$DEMO"/images/*
 $F coco --gt "$DEMO/coco/instances_val.json" --dt ResNet-50="$DEMO/coco/ResNet-50.json" \
   --dt FishNet-150="$DEMO/coco/FishNet-150.json" --dt SCNet-50="$DEMO/coco/SCNet-50.json" \
-  --dt SpineNet-49="$DEMO/coco/SpineNet-49.json" --baseline ResNet-50 --iou-types bbox -o "$WORK/coco"
+  --dt SpineNet-49="$DEMO/coco/SpineNet-49.json" --baseline ResNet-50 -o "$WORK/coco"

@@ -53,5 +53,5 @@ def test_demo_checkpoints_are_trained_fishspine_files_within_the_size_budget():
         families.add(ckpt.family)
     assert families == {"resnet", "fishnet", "scnet", "spinenet"}
     total = sum(p.stat().st_size for p in DEMO_DIR.rglob("*") if p.is_file())
-    assert total < 40 * 2**20
+    assert total < 60 * 2**20  # the asset budget
     assert len(demo["images"]) == 6

@@ -102,7 +102,7 @@ def baseline_first(path: Path) -> tuple[bool, str]:
 
 def demo_sources() -> dict:
     """The demo: {"models": sources, "images": paths, "coco_gt": path, "coco_results": {name: path},
-    "coco_baseline": name}.
+    "coco_baseline": name, "coco_images": the validation images' folder}.
 
     The shipped demo (assets/demo: trained checkpoints, sample images, the generated dataset's val
     ground truth and each backbone's detections) when present, else untrained tiny zoo models.
@@ -115,6 +115,7 @@ def demo_sources() -> dict:
             "coco_gt": "",
             "coco_results": {},
             "coco_baseline": "",
+            "coco_images": "",
         }
     coco = DEMO_DIR / "coco"
     gt = coco / "instances_val.json"
@@ -125,4 +126,5 @@ def demo_sources() -> dict:
         "coco_gt": str(gt) if gt.exists() else "",
         "coco_results": results,
         "coco_baseline": DEMO_BASELINE if DEMO_BASELINE in results else "",
+        "coco_images": str(DEMO_DIR / "val") if (DEMO_DIR / "val").is_dir() else "",
     }

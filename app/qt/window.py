@@ -659,7 +659,10 @@ class MainWindow(QMainWindow):
             self.state.add_image(ImageEntry("sample (generated)", "", sample_image(384)))
         if demo["coco_gt"] and demo["coco_results"]:
             self.state.update_settings(
-                coco_gt=demo["coco_gt"], coco_results=dict(demo["coco_results"]), coco_baseline=demo["coco_baseline"]
+                coco_gt=demo["coco_gt"],
+                coco_results=dict(demo["coco_results"]),
+                coco_baseline=demo["coco_baseline"],
+                coco_images=demo["coco_images"],
             )
             self.views["coco"].evaluate()
 
