@@ -50,7 +50,7 @@ def main(work: Path, epoch: int, device: str = "cpu") -> None:
         data = CocoDetectionData(staged, "val", ckpt.detector_spec.image_size, ckpt.detector_spec.categories)
         with torch.no_grad():
             dets = predict(ckpt.detector, data, torch.device(device))
-        for d in dets:  # a tenth of a pixel and 4 digits of score: the asset budget, no AP lost to rounding
+        for d in dets:  # rounded to a tenth of a pixel and 4 digits of score, for the asset budget
             d["bbox"] = [round(v, 1) for v in d["bbox"]]
             d["score"] = round(d["score"], 4)
         (DEMO / "coco" / f"{label}.json").write_text(json.dumps(dets, separators=(",", ":")))
