@@ -23,10 +23,6 @@ from fishspine.cli.common import UserError, _progress, _run
 def cmd_coco(args: argparse.Namespace) -> int:
     """COCO per-scale AP of several backbones' result files, with deltas against a baseline."""
     from fishspine.analysis.coco.evaluation import CocoError, format_table, iter_evaluate, per_scale_table
-    from fishspine.analysis.coco.tables import latex_table, markdown_table
-    from fishspine.analysis.figures.base import save_figures, write_csv, write_json
-    from fishspine.analysis.figures.coco import per_class_figure, pr_curves_figure, size_bars_figure, table_figure
-    from fishspine.models.atomic_files import atomic_write_bytes
 
     results = {}
     for spec in args.dt:
@@ -61,7 +57,12 @@ def cmd_coco(args: argparse.Namespace) -> int:
             raise UserError(str(exc)) from exc
         text = format_table(evals, args.baseline, bootstrap=boot, seed=args.seed)
         print(text)
-        print()
+        print(flush=True)  # the table is out before matplotlib is even imported
+        from fishspine.analysis.coco.tables import latex_table, markdown_table
+        from fishspine.analysis.figures.base import save_figures, write_csv, write_json
+        from fishspine.analysis.figures.coco import per_class_figure, pr_curves_figure, size_bars_figure, table_figure
+        from fishspine.models.atomic_files import atomic_write_bytes
+
         stem = out / f"coco_{iou_type}"
         rows = per_scale_table(evals, args.baseline, boot, args.seed)
         written = [write_csv(stem.with_suffix(".csv"), rows)]

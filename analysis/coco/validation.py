@@ -103,6 +103,16 @@ def read_json_file(source: str | Path, what: str, max_bytes: int = MAX_JSON_BYTE
         raise CocoError(f"{what} {path}: more than the {max_bytes:,} bytes accepted")
     if not raw.strip():
         raise CocoError(f"{what} {path}: is empty; expected a COCO .json file")
+    # orjson refuses NaN, Infinity, overflowing floats and deep nesting as the checked parser below does,
+    # and reads an integer past 64 bits as a float (never a slow or huge int), which the checks of ids,
+    # counts and coordinates refuse. What orjson refuses goes to the checked parser for a message that
+    # says what is wrong.
+    import orjson
+
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
     try:
         text = raw.decode("utf-8")
         return json.loads(text, parse_constant=_refuse_constant, parse_int=_bounded_int, parse_float=_finite_float)
