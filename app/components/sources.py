@@ -71,6 +71,7 @@ def _load_model_source(source: str, device: str) -> ModelEntry:
         str(source),
         trained=trained,
         device=str(device),
+        categories=list(ckpt.detector_spec.category_names) if ckpt.detector_spec is not None else [],
     )
 
 
