@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from fishspine.analysis.attribution.class_names import NO_CLASSIFIER as NO_CLASSIFIER_TEXT
 from fishspine.analysis.options import CAM_CMAPS, CAM_METHODS, GALLERY_ROWS_RANGE, INPUT_METHODS, SCALINGS
 from fishspine.app.components.state import AppState
 from fishspine.app.qt.views.base import SELECTED_PEN, View, bind_setting, lookup_table, model_qcolor
@@ -75,9 +76,12 @@ class FitLabel(pg.LabelItem):
         self.updateGeometry()
 
     def resizeEvent(self, ev) -> None:
-        if getattr(self, "angle", 0) == 0:  # set only after the first resize
+        level = getattr(self, "angle", 0) == 0  # set only after the first resize
+        if level:
             self.item.setTextWidth(max(self.width(), 1.0))
         super().resizeEvent(ev)
+        if level and self.item.boundingRect().height() > self.height():
+            self.item.setPos(self.item.pos().x(), 0)  # too long: the first lines (the model) stay in sight
 
 
 class MapBox(pg.ViewBox):
@@ -118,6 +122,7 @@ class ImageGrid(pg.GraphicsLayoutWidget):
         self.aspect = 1.0  # height / width of the images shown
         self.pane = (0, 0)  # (width, height) every image box has now
         self.side_px = 0  # the margin left and right that centres the panes
+        self.on_fit: Callable[[], None] | None = None  # told when the panes change size
         self._avail = (0, 0)
 
     def ensure(
@@ -251,6 +256,8 @@ class ImageGrid(pg.GraphicsLayoutWidget):
         self.side_px = side
         self.setFixedHeight(self.header_px + rows * (box_h + self.caption_px + 2 * SPACING_PX) + 2 * SPACING_PX)
         self.pane = (box_w, box_h)
+        if self.on_fit is not None:
+            self.on_fit()
 
 
 class ColourBarLegend(QWidget):
@@ -660,6 +667,12 @@ class CamView(ImageGridView):
         self.compute_button.hide()
         # One block picker per model column, in a row above the grid (placed over its column).
         self.block_boxes: dict[str, QComboBox] = {}
+        self.block_row = QWidget()
+        self.block_row.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
+        self._lead = QLabel("CAM block", self.block_row)
+        self._lead.setAlignment(Qt.AlignRight | Qt.AlignVCenter)
+        self.above.addWidget(self.block_row)
+        self.grid.on_fit = self._place_block_row
         self.klass = ClassBox()
         self.klass.setRange(-1, 100_000)
         self.klass.setSpecialValueText("top class")
@@ -760,23 +773,17 @@ class CamView(ImageGridView):
 
         labels = [m.label for m in self.state.models]
         if list(self.block_boxes) != labels:
-            while self.above.count():
-                item = self.above.takeAt(0)
-                if item.widget() is not None:
-                    item.widget().deleteLater()
+            for box in self.block_boxes.values():
+                box.deleteLater()
             self.block_boxes = {}
-            self._lead = QLabel("CAM block")
-            self._lead.setAlignment(Qt.AlignRight | Qt.AlignVCenter)
-            self.above.addWidget(self._lead)
             for label in labels:
-                box = QComboBox()
+                box = QComboBox(self.block_row)
                 box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
-                box.setMinimumContentsLength(6)
+                box.setMinimumContentsLength(4)
                 box.setToolTip(f"the block whose output {label}'s CAM weighs")
                 box.activated.connect(lambda _i, m=label, b=box: self._block_chosen(m, b))
-                self.above.addWidget(box)
+                box.show()
                 self.block_boxes[label] = box
-            self.above.addStretch(1)
         chosen = self.state.settings.cam_blocks
         for m in self.state.models:
             box = self.block_boxes[m.label]
@@ -791,13 +798,21 @@ class CamView(ImageGridView):
         self._place_block_row()
 
     def _place_block_row(self) -> None:
-        """Each picker over its model's column (the grid's panes have one width)."""
-        if not self.block_boxes:
-            return
+        """Each picker over its model's column (placed by hand: a layout would make the pickers' widths the
+        view's minimum, and the grid could no longer shrink)."""
         box_w = self.grid.pane[0]
-        self._lead.setFixedWidth(max(1, self.grid.side_px + self.grid.label_px + box_w + SPACING_PX))
+        height = self._lead.sizeHint().height() + 6
+        self.block_row.setFixedHeight(height)
+        x = self.scroll.frameWidth() + self.grid.side_px + self.grid.label_px + box_w + SPACING_PX  # past the image
+        self._lead.setGeometry(0, 0, max(x - 4, 0), height)
         for box in self.block_boxes.values():
-            box.setFixedWidth(max(40, box_w))
+            box.setGeometry(x, 0, max(box_w, 20), height)
+            x += box_w + SPACING_PX
+
+    def _target_title(self, model: str, cam) -> str:
+        """The target as a column's title says it (short: the class box and the hover say the rest)."""
+        text = self._target_text(model, cam)
+        return "feature energy (no classifier)" if text.startswith(NO_CLASSIFIER_TEXT) else text
 
     def _target_text(self, model: str, cam) -> str:
         """What the CAM of `model` targets, named: an ImageNet class, a detector's classes, or why none."""
@@ -887,7 +902,7 @@ class CamView(ImageGridView):
                 continue
             values = cam.cam.astype(np.float32)
             _set_map(cell.overlay, values, self.state.settings.cam_cmap)
-            title = cam_title(f"<b>{m}</b>", cam).replace(cam.target_label, self._target_text(m, cam))
+            title = cam_title(f"<b>{m}</b>", cam).replace(cam.target_label, self._target_title(m, cam))
             title = title.replace("\n", "<br>")
             self.grid.headers[c].setText(title, color=model_qcolor(c - 1), size="8pt")
             cell.model, cell.block, cell.values = m, cam, values
