@@ -200,3 +200,18 @@ def test_the_class_box_and_titles_name_the_class(qtbot, window, files):
     assert "no classifier" in view.grid.headers[1].text and NO_CLASSIFIER in view.describe(
         view.grid.cells[(0, 1)], -1, -1
     )
+
+
+def test_the_enlarged_map_follows_new_results(qtbot, window, files):
+    open_and_analyse(qtbot, window, files)
+    window.show_view("activations")
+    gallery = window.views["activations"]
+    qtbot.waitUntil(lambda: gallery.has_content, timeout=60_000)
+    cell = next(c for c in gallery.grid.cells.values() if c.model == "r50" and c.block is not None)
+    gallery.on_cell_clicked(cell)
+    first = gallery.panel.image.image.copy()
+    window.state.update_settings(reduction="max")
+    qtbot.waitUntil(lambda: window.state.insights["r50"].activations.reduction == "max", timeout=60_000)
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(lambda: "max" in gallery.panel.hist.axis.labelText.lower(), timeout=10_000)
+    assert gallery.panel.block == cell.block.name and not np.array_equal(gallery.panel.image.image, first)

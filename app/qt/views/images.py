@@ -571,6 +571,13 @@ class ActivationsView(ImageGridView):
                 cell.model, cell.block, cell.values = m, b, values
         self.legend.set_scales(colour_scales(results))
         self.frame_once(image)
+        if self.panel.isVisible():  # the enlarged map follows new results (another reduction, image, scaling)
+            shown = results.get(self.panel.model)
+            match = [b for b in shown.blocks if b.name == self.panel.block] if shown is not None else []
+            if match:
+                self.enlarge(self.panel.model, match[0])
+            else:
+                self.panel.hide()
         return True
 
     def _with_selected(self, model: str, result, picks: list[int]) -> list[int]:
@@ -910,6 +917,12 @@ class CamView(ImageGridView):
         self.legend.set_scales([cam_colour_scale(shown, self.state.settings.cam_cmap)] if shown else [])
         self._set_opacity()
         self.frame_once(image)
+        if self.panel.isVisible():  # the enlarged CAM follows new results (block, method, class, image)
+            cell = next((c for c in self.grid.cells.values() if c.model == self.panel.model and c.block), None)
+            if cell is not None:
+                self.on_cell_clicked(cell)
+            else:
+                self.panel.hide()
         return True
 
     def describe(self, cell: Cell, x: int, y: int) -> str:
