@@ -215,3 +215,14 @@ def test_the_enlarged_map_follows_new_results(qtbot, window, files):
     wait_idle(qtbot, window)
     qtbot.waitUntil(lambda: "max" in gallery.panel.hist.axis.labelText.lower(), timeout=10_000)
     assert gallery.panel.block == cell.block.name and not np.array_equal(gallery.panel.image.image, first)
+
+
+def test_a_detectors_backbone_names_what_its_detector_detects(window):
+    from types import SimpleNamespace
+
+    model = tiny_model("spinenet49")
+    entry = ModelEntry("det", model, "spinenet49", "spinenet", 1, "det.safetensors", True)
+    entry.categories = ["circle", "square", "star", "triangle"]
+    window.state.add_model(entry)
+    text = window.views["cam"]._target_text("det", SimpleNamespace(class_index=None))
+    assert text.startswith(NO_CLASSIFIER) and "detector of 4: circle, square, star …" in text
