@@ -87,6 +87,10 @@ def test_every_bad_session_file_is_refused_in_one_line(bad_sessions, case):
         (("settings", "scaling", "zscore"), "'settings.scaling' is 'zscore'; allowed: 'percentile', 'minmax'"),
         (("settings", "cam_cmap", "rainbow"), "allowed: 'inferno', 'viridis', 'jet'"),
         (("settings", "coco_results", {"a": 1}), "'settings.coco_results.a' is 1; allowed: a file path"),
+        (("settings", "cam_alpha", 1.5), "'settings.cam_alpha' is 1.5; allowed: a number from 0 to 1"),
+        (("settings", "cam_alpha", "0.5"), "'settings.cam_alpha' is '0.5'; allowed: a number from 0 to 1"),
+        (("settings", "cam_blocks", {"r50": 3}), "'settings.cam_blocks.r50' is 3; allowed: a string"),
+        (("settings", "cam_blocks", ["layer4.2"]), "'settings.cam_blocks' is a list of 1; allowed: an object"),
         (("selected_image", None, "0"), "'selected_image' is '0'"),
     ],
 )
@@ -214,6 +218,8 @@ VALID_SETTINGS = st.fixed_dictionaries(
         "cam_method": st.sampled_from(CAM_METHODS + INPUT_METHODS),
         "scaling": st.sampled_from(SCALINGS),
         "cam_cmap": st.sampled_from(CAM_CMAPS),
+        "cam_alpha": st.floats(0.0, 1.0),
+        "cam_blocks": st.dictionaries(LABELS, LABELS, max_size=4),
         "class_index": st.none() | st.integers(0, 100_000),
         "gradient_which": st.sampled_from(GRADIENT_WHICH),
         "gallery_rows": st.integers(*GALLERY_ROWS_RANGE),
@@ -249,6 +255,15 @@ def test_every_valid_session_round_trips_through_save_and_read(tmp_path_factory,
     assert session.images == images and session.selected_image == state.selected_image
     assert validate_session(session.to_json())[0] == session
     assert not any(isinstance(v, float) and math.isnan(v) for v in session.settings.values())
+
+
+def test_the_cam_opacity_and_blocks_per_model_round_trip(tmp_path):
+    state = AppState()
+    state.update_settings(cam_alpha=0.35, cam_blocks={"r50": "layer3.1", "f99": "score"})
+    session, warnings = read_session(state.save_session(tmp_path / "s.fishspine"))
+    assert not warnings
+    assert session.settings["cam_alpha"] == 0.35
+    assert session.settings["cam_blocks"] == {"r50": "layer3.1", "f99": "score"}
 
 
 @pytest.mark.parametrize("method", INPUT_METHODS)

@@ -131,6 +131,22 @@ def _class_index(key: str, value: Any) -> int | None:
     return value
 
 
+def _fraction(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise _bad(key, value, "a number from 0 to 1")
+    return float(value)
+
+
+def _cam_blocks(key: str, value: Any) -> dict[str, str]:
+    allowed = f"an object of at most {MAX_MODELS} model label: block name pairs"
+    if not isinstance(value, dict) or len(value) > MAX_MODELS:
+        raise _bad(key, value, allowed)
+    for name, block in value.items():
+        _label(f"{key}.{name[:40]}" if isinstance(name, str) else key, name)
+        _label(f"{key}.{name[:40]}", block)
+    return dict(value)
+
+
 def _coco_results(key: str, value: Any) -> dict[str, str]:
     allowed = f"an object of at most {MAX_COCO_RESULTS} name: result-file path pairs"
     if not isinstance(value, dict) or len(value) > MAX_COCO_RESULTS:
@@ -150,6 +166,8 @@ SETTINGS_SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "cam_method": _choice(CAM_METHODS + INPUT_METHODS),
     "scaling": _choice(SCALINGS),
     "cam_cmap": _choice(CAM_CMAPS),
+    "cam_alpha": _fraction,
+    "cam_blocks": _cam_blocks,
     "class_index": _class_index,
     "gradient_which": _choice(GRADIENT_WHICH),
     "gallery_rows": _int(*GALLERY_ROWS_RANGE),

@@ -53,6 +53,11 @@ class ModelEntry:
     detector: Any = None  # torch.nn.Module
     detector_spec: Any = None  # fishspine.models.detector.DetectorSpec
 
+    @property
+    def categories(self) -> list[str]:
+        """What the model's detector detects (empty for a backbone alone); the CAM view names them."""
+        return [] if self.detector_spec is None else list(self.detector_spec.category_names)
+
 
 _image_keys = itertools.count(1)
 
@@ -86,6 +91,9 @@ class Settings:
     cam_method: str = "gradcam"
     scaling: str = "percentile"  # analysis.options.SCALINGS: the range a map's colours span
     cam_cmap: str = "inferno"  # analysis.options.CAM_CMAPS
+    cam_alpha: float = 0.5  # the CAM overlay's opacity, on screen and in the export
+    # model label -> the block its CAM is taken at (a model not named: its last block at stride 32)
+    cam_blocks: dict[str, str] = field(default_factory=dict)
     class_index: int | None = None
     gradient_which: str = "output"
     gallery_rows: int = 8
@@ -176,6 +184,10 @@ class AppState:
                 m.label = new
         if old in self.insights:
             self.insights[new] = self.insights.pop(old)
+        if old in self.settings.cam_blocks:  # the column keeps its CAM block under its new name
+            blocks = dict(self.settings.cam_blocks)
+            blocks[new] = blocks.pop(old)
+            self.settings.cam_blocks = blocks
         self.models_changed.emit()
 
     def move_model(self, label: str, offset: int) -> None:
@@ -224,9 +236,15 @@ class AppState:
 
     def select_block(self, name: str, model: str = "") -> None:
         """Select block `name` (of `model`, or of every model that has one so named): every view marks it
-        and the CAM follows it."""
+        and the CAM of those models follows it (the other models keep their CAM block)."""
         changed = name != self.selected_block
         self.selected_block, self.selected_model = name, model
+        if name:
+            blocks = dict(self.settings.cam_blocks)
+            for m in self.models:
+                if model in ("", m.label) and any(b.name == name for b in m.model.blocks):
+                    blocks[m.label] = name
+            self.settings.cam_blocks = blocks
         self.block_selected.emit(model=model, block=name)
         if changed:
             self.selection_changed.emit()

@@ -65,7 +65,16 @@ def thumbnail(pixels):
 VIEWS = ("activations", "cam", "gradients", "architecture", "coco")  # the views the analysis and the demo fill
 TABS = (*VIEWS, "study")  # every tab (the study tab shows a study folder, opened or run)
 # Settings whose change the views must see re-derived (a pass runs only when the engine lacks one).
-ANALYSIS_SETTINGS = {"reduction", "normalisation", "scaling", "cam_method", "image_size", "class_index", "precision"}
+ANALYSIS_SETTINGS = {
+    "reduction",
+    "normalisation",
+    "scaling",
+    "cam_method",
+    "cam_blocks",
+    "image_size",
+    "class_index",
+    "precision",
+}
 
 
 class MainWindow(QMainWindow):
@@ -431,10 +440,12 @@ class MainWindow(QMainWindow):
         s = self.state.settings
         models = {m.label: m.model for m in self.state.models}
         image = self.state.image
-        # The block selected in any view drives the CAM of every model that has it.
-        chosen = self.state.selected_block
+        # Each model's CAM block (the CAM view's picker per column; a block selected in any view sets it
+        # for the models that have it); a model without one, or whose choice it lacks, keeps its default.
         cam_blocks = {
-            m.label: chosen for m in self.state.models if chosen and any(b.name == chosen for b in m.model.blocks)
+            m.label: s.cam_blocks[m.label]
+            for m in self.state.models
+            if any(b.name == s.cam_blocks.get(m.label) for b in m.model.blocks)
         }
         engine = self.engine
         pass_args = (image.pixels, image.key, s.image_size, s.precision, s.class_index)

@@ -19,22 +19,27 @@ from PySide6.QtCore import QPointF, QRectF, Qt, QTimer
 from PySide6.QtGui import QColor, QImage, QPainter
 from PySide6.QtWidgets import (
     QComboBox,
+    QHBoxLayout,
     QLabel,
     QPushButton,
     QScrollArea,
     QSizePolicy,
     QSlider,
     QSpinBox,
+    QSplitter,
     QVBoxLayout,
     QWidget,
 )
 
+from fishspine.analysis.attribution.class_names import NO_CLASSIFIER as NO_CLASSIFIER_TEXT
 from fishspine.analysis.options import CAM_CMAPS, CAM_METHODS, GALLERY_ROWS_RANGE, INPUT_METHODS, SCALINGS
 from fishspine.app.components.state import AppState
-from fishspine.app.qt.views.base import SELECTED_PEN, View, bind_setting, lookup_table, model_qcolor, show_block_map
+from fishspine.app.qt.views.base import SELECTED_PEN, View, bind_setting, lookup_table, model_qcolor
 
-CELL_PX = 170  # height of one row of cells on screen
+CELL_PX = 170  # the smallest a row of a filling grid may be before it scrolls
+MIN_SIDE_PX = 48  # no pane is drawn smaller than this, however narrow the window
 BUILD_SLICE_S = 0.03  # longest the UI thread spends laying out grid cells in one go
+SPACING_PX = 2
 
 
 @dataclass
@@ -48,6 +53,35 @@ class Cell:
     model: str = ""
     block: Any = None  # BlockMap (gallery) or CamResult (CAM) or None (the input image)
     values: np.ndarray | None = None  # what the hover reads
+
+
+class FitLabel(pg.LabelItem):
+    """A grid label that never widens its column: its text wraps to the column's width and is clipped
+    to its own box (pyqtgraph's LabelItem asks for its text's full width, so long titles made the
+    columns of one grid different widths)."""
+
+    def __init__(self, text: str = "", **opts: Any) -> None:
+        super().__init__(text, **opts)
+        from PySide6.QtGui import QTextOption
+        from PySide6.QtWidgets import QGraphicsItem
+
+        self.setFlag(QGraphicsItem.ItemClipsChildrenToShape)
+        self.item.document().setDefaultTextOption(QTextOption(Qt.AlignHCenter))
+
+    def updateMin(self) -> None:
+        super().updateMin()
+        self.setMinimumWidth(0)
+        self.setMinimumHeight(0)
+        self._sizeHint = {k: (0, 0) if k != Qt.SizeHint.MaximumSize else (-1, -1) for k in self._sizeHint}
+        self.updateGeometry()
+
+    def resizeEvent(self, ev) -> None:
+        level = getattr(self, "angle", 0) == 0  # set only after the first resize
+        if level:
+            self.item.setTextWidth(max(self.width(), 1.0))
+        super().resizeEvent(ev)
+        if level and self.item.boundingRect().height() > self.height():
+            self.item.setPos(self.item.pos().x(), 0)  # too long: the first lines (the model) stay in sight
 
 
 class MapBox(pg.ViewBox):
@@ -81,8 +115,15 @@ class ImageGrid(pg.GraphicsLayoutWidget):
         self._spec: tuple = ()
         self._pending: Iterator[None] | None = None
         self._on_ready: Callable[[], None] | None = None
-        self.ci.layout.setSpacing(2)
-        self.setMinimumHeight(CELL_PX)
+        self.ci.layout.setSpacing(SPACING_PX)
+        self.ci.setContentsMargins(0, 0, 0, 0)
+        self.fill = False
+        self.header_px, self.caption_px, self.label_px = 18, 14, 18
+        self.aspect = 1.0  # height / width of the images shown
+        self.pane = (0, 0)  # (width, height) every image box has now
+        self.side_px = 0  # the margin left and right that centres the panes
+        self.on_fit: Callable[[], None] | None = None  # told when the panes change size
+        self._avail = (0, 0)
 
     def ensure(
         self,
@@ -96,19 +137,18 @@ class ImageGrid(pg.GraphicsLayoutWidget):
         """Lay out `rows` x `cols` cells; True once they all exist (the layout is kept while the shape is).
 
         A new layout is built a few rows per turn of the event loop (BUILD_SLICE_S each), so a big
-        gallery never holds the UI thread; `on_ready` is called when the last row is in. Rows are
-        CELL_PX high (the scroll area scrolls them) unless `fill`: then they share the height."""
+        gallery never holds the UI thread; `on_ready` is called when the last row is in. Every image
+        box has one size (`fit`): the columns share the width; with `fill` the rows also share the
+        height (nothing scrolls), otherwise a row is at most as high as the space shown (it scrolls)."""
         spec = (rows, cols, overlay, fill)
         if spec != self._spec:
             self.clear()
             self.cells = {}
-            self._spec, self.shape = spec, (rows, cols)
-            self._pending = self._build_rows(rows, cols, overlay, row_labels or [""] * rows)
-            if fill:
-                self.setMinimumHeight(rows * CELL_PX)
-                self.setMaximumHeight(rows * 3 * CELL_PX)
-            else:
-                self.setFixedHeight(rows * (CELL_PX + 18) + 30)
+            self._spec, self.shape, self.fill = spec, (rows, cols), fill
+            labels = row_labels or [""] * rows
+            self.label_px = 18 if any(labels) else 0
+            self._pending = self._build_rows(rows, cols, overlay, labels)
+            self.fit(*self._avail)
         self._on_ready = on_ready
         if self._pending is not None:
             self._build_some()
@@ -116,14 +156,14 @@ class ImageGrid(pg.GraphicsLayoutWidget):
 
     def _build_rows(self, rows: int, cols: int, overlay: bool, row_labels: list[str]) -> Iterator[None]:
         # Row 0: a header per column; then per row a box with its caption underneath, as in the figures.
-        self.headers = [self.addLabel("", row=0, col=c + 1, size="9pt") for c in range(cols)]
+        self.headers = [self._label("", row=0, col=c + 1, size="9pt") for c in range(cols)]
         for r in range(rows):
-            self.addLabel(row_labels[r], row=1 + 2 * r, col=0, rowspan=2, angle=-90, size="8pt", color="#555")
+            self._label(row_labels[r], row=1 + 2 * r, col=0, rowspan=2, angle=-90, size="8pt", color="#555")
             for c in range(cols):
                 box = MapBox(self.wheel_zooms)
                 self.addItem(box, row=1 + 2 * r, col=c + 1)
                 box.sigRangeChangedManually.connect(lambda _mask, b=box: self.follow(b))
-                caption = self.addLabel("", row=2 + 2 * r, col=c + 1, size="7pt")
+                caption = self._label("", row=2 + 2 * r, col=c + 1, size="7pt")
                 image = pg.ImageItem(axisOrder="row-major")
                 box.addItem(image)
                 over = None
@@ -132,6 +172,11 @@ class ImageGrid(pg.GraphicsLayoutWidget):
                     box.addItem(over)
                 self.cells[(r, c)] = Cell(box, image, over, caption)
             yield
+
+    def _label(self, text: str, row: int, col: int, rowspan: int = 1, **opts: Any) -> FitLabel:
+        label = FitLabel(text, **opts)
+        self.addItem(label, row=row, col=col, rowspan=rowspan)
+        return label
 
     def _build_some(self) -> None:
         start = time.perf_counter()
@@ -167,8 +212,52 @@ class ImageGrid(pg.GraphicsLayoutWidget):
 
     def frame(self, height: int, width: int) -> None:
         """Show the whole image in every cell."""
+        if height and width and abs(height / width - self.aspect) > 1e-6:
+            self.aspect = height / width
+            self.fit(*self._avail)
         for cell in self.cells.values():
             cell.box.setRange(xRange=(0, width), yRange=(0, height), padding=0.02)
+
+    def pane_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) of every image box when the grid has `width` x `height` pixels to show in."""
+        rows, cols = self.shape
+        if rows == 0 or cols == 0:
+            return (0, 0)
+        free_w = width - self.label_px - SPACING_PX * cols
+        box_w = free_w / cols
+        if self.fill:  # every row on screen at once
+            free_h = height - self.header_px - SPACING_PX - rows * (self.caption_px + 2 * SPACING_PX)
+            box_h_max = free_h / rows
+        else:  # one whole row on screen at least; more rows scroll
+            box_h_max = height - self.header_px - self.caption_px - 3 * SPACING_PX
+        box_w = min(box_w, box_h_max / self.aspect)
+        box_w = max(MIN_SIDE_PX, int(box_w))
+        return box_w, max(MIN_SIDE_PX, int(round(box_w * self.aspect)))
+
+    def fit(self, width: int, height: int) -> None:
+        """Size every pane for `width` x `height` pixels of screen (the scroll area's viewport): equal
+        panes as large as fit, the grid centred across the width."""
+        self._avail = (width, height)
+        rows, cols = self.shape
+        if rows == 0 or cols == 0 or width <= 0 or height <= 0:
+            return
+        box_w, box_h = self.pane_size(width, height)
+        layout = self.ci.layout
+        layout.setColumnFixedWidth(0, self.label_px)
+        for c in range(cols):
+            layout.setColumnFixedWidth(c + 1, box_w)
+        layout.setRowFixedHeight(0, self.header_px)
+        for r in range(rows):
+            layout.setRowFixedHeight(1 + 2 * r, box_h)
+            layout.setRowFixedHeight(2 + 2 * r, self.caption_px)
+        used_w = self.label_px + cols * (box_w + SPACING_PX)
+        side = max(0, (width - used_w) // 2)
+        self.ci.setContentsMargins(side, 0, side, 0)
+        self.side_px = side
+        self.setFixedHeight(self.header_px + rows * (box_h + self.caption_px + 2 * SPACING_PX) + 2 * SPACING_PX)
+        self.pane = (box_w, box_h)
+        if self.on_fit is not None:
+            self.on_fit()
 
 
 class ColourBarLegend(QWidget):
@@ -215,9 +304,127 @@ class ColourBarLegend(QWidget):
         painter.end()
 
 
+class MapPanel(QWidget):
+    """A clicked map, large, beside the grid (never a window of its own): the grid's colour map, a colour
+    bar naming what the colours measure with its scale, and the histogram of the map's values (drag its
+    ends to change the levels)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model, self.block, self.cmap = "", "", ""
+        column = QVBoxLayout(self)
+        column.setContentsMargins(4, 0, 0, 0)
+        top = QHBoxLayout()
+        self.title = QLabel("")
+        self.title.setWordWrap(True)
+        self.title.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        top.addWidget(self.title, 1)
+        close = QPushButton("×")
+        close.setToolTip("close the enlarged map")
+        close.setFixedWidth(28)
+        close.clicked.connect(self.hide)
+        top.addWidget(close, 0, Qt.AlignTop)
+        column.addLayout(top)
+        self.plot = pg.GraphicsLayoutWidget()
+        self.box = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
+        self.box.setBackgroundColor("#f4f4f4")
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.box.addItem(self.image)
+        self.plot.addItem(self.box, row=0, col=0)
+        # The histogram's gradient is the colour bar: its axis carries the values the colours stand for.
+        self.hist = pg.HistogramLUTItem(image=self.image)
+        self.hist.gradient.showTicks(False)  # the colour map is the grid's: no stops to drag
+        self.hist.gradient.setEnabled(False)
+        self.plot.addItem(self.hist, row=0, col=1)
+        column.addWidget(self.plot, 1)
+        self.scale = QLabel("")
+        self.scale.setWordWrap(True)
+        self.scale.setStyleSheet("color: #333;")
+        column.addWidget(self.scale)
+        self.setMinimumWidth(260)
+        self.hide()
+
+    def show_map(
+        self,
+        model: str,
+        block: str,
+        title: str,
+        values: np.ndarray,
+        levels: tuple[float, float],
+        cmap: str,
+        unit: str,
+        scale: str,
+    ) -> None:
+        """Show `values` (H, W) coloured by `cmap` from levels[0] to levels[1]; `unit` names the values on
+        the colour bar's axis, `scale` says how the grid's colours span them."""
+        self.model, self.block, self.cmap = model, block, cmap
+        self.title.setText(title)
+        table = lookup_table(cmap)
+        self.hist.gradient.setColorMap(pg.ColorMap(np.linspace(0.0, 1.0, len(table)), table))
+        self.image.setImage(np.ascontiguousarray(values, dtype=np.float32), autoLevels=False, levels=levels)
+        lo, hi = levels
+        self.hist.setLevels(lo, hi if hi > lo else lo + 1e-6)
+        self.hist.setHistogramRange(min(lo, float(np.nanmin(values))), max(hi, float(np.nanmax(values))))
+        self.hist.axis.setLabel(unit)
+        self.scale.setText(f"colour bar: {scale}")
+        self.box.autoRange(padding=0.02)
+        self.show()
+
+    def lookup(self) -> np.ndarray:
+        """The 256 RGB colours the panel draws with (for checks: the grid's colour map)."""
+        return self.hist.gradient.getLookupTable(256, alpha=False)
+
+
+class _FitScroll(QScrollArea):
+    """A scroll area that tells its grid how much room there is."""
+
+    def __init__(self, grid: ImageGrid) -> None:
+        super().__init__()
+        self.grid = grid
+        self.setWidgetResizable(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)  # the panes fit the width
+        # a scroll bar coming and going would change the width and re-fit: it is there for good
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOn)
+        self.setWidget(grid)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self.refit()
+
+    def refit(self) -> None:
+        """Size the grid's panes for the viewport as it is now."""
+        size = self.viewport().size()
+        self.grid.fit(size.width(), size.height())
+
+
 def _set_map(item: pg.ImageItem, values: np.ndarray, cmap: str, levels=(0.0, 1.0)) -> None:
     item.setImage(values, levels=levels, autoLevels=False)
     item.setLookupTable(lookup_table(cmap))
+
+
+class ClassBox(QSpinBox):
+    """The class index box, showing the class's name beside its index when the models name classes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: tuple[str, ...] = ()
+
+    def textFromValue(self, value: int) -> str:
+        if 0 <= value < len(self.names):
+            return f"{value} · {self.names[value]}"
+        return str(value)
+
+    def valueFromText(self, text: str) -> int:
+        head = text.split("·")[0].strip()
+        return int(head) if head.lstrip("-").isdigit() else self.minimum()
+
+    def validate(self, text: str, pos: int):
+        from PySide6.QtGui import QValidator
+
+        head = text.split("·")[0].strip()
+        if text == self.specialValueText() or head.lstrip("-").isdigit():
+            return QValidator.Acceptable, text, pos
+        return (QValidator.Intermediate if head in ("", "-") else QValidator.Invalid), text, pos
 
 
 class ImageGridView(View):
@@ -226,16 +433,25 @@ class ImageGridView(View):
     def __init__(self, state: AppState, wheel_zooms: bool = True) -> None:
         super().__init__(state)
         self.grid = ImageGrid(wheel_zooms)
-        self.scroll = QScrollArea()
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setWidget(self.grid)
+        self.scroll = _FitScroll(self.grid)
         self.legend = ColourBarLegend()
-        display = QWidget()
-        column = QVBoxLayout(display)
+        self.above = QHBoxLayout()  # controls a view puts above its grid (the CAM's block per model)
+        self.above.setContentsMargins(0, 0, 0, 0)
+        grid_side = QWidget()
+        column = QVBoxLayout(grid_side)
         column.setContentsMargins(0, 0, 0, 0)
         column.setSpacing(2)
+        column.addLayout(self.above)
         column.addWidget(self.scroll, 1)
         column.addWidget(self.legend)
+        self.panel = MapPanel()
+        display = QSplitter(Qt.Horizontal)
+        display.addWidget(grid_side)
+        display.addWidget(self.panel)
+        display.setStretchFactor(0, 3)
+        display.setStretchFactor(1, 2)
+        display.setChildrenCollapsible(False)
+        self.splitter = display
         self.set_display(display)
         self._framed: tuple[int, int] | None = None
         self.grid.scene().sigMouseMoved.connect(self._hovered)
@@ -355,6 +571,13 @@ class ActivationsView(ImageGridView):
                 cell.model, cell.block, cell.values = m, b, values
         self.legend.set_scales(colour_scales(results))
         self.frame_once(image)
+        if self.panel.isVisible():  # the enlarged map follows new results (another reduction, image, scaling)
+            shown = results.get(self.panel.model)
+            match = [b for b in shown.blocks if b.name == self.panel.block] if shown is not None else []
+            if match:
+                self.enlarge(self.panel.model, match[0])
+            else:
+                self.panel.hide()
         return True
 
     def _with_selected(self, model: str, result, picks: list[int]) -> list[int]:
@@ -389,7 +612,32 @@ class ActivationsView(ImageGridView):
 
     def on_cell_clicked(self, cell: Cell) -> None:
         self.state.select_block(cell.block.name, cell.model)
-        show_block_map(cell.model, cell.block)
+        self.enlarge(cell.model, cell.block)
+
+    def enlarge(self, model: str, b) -> None:
+        """Show block map `b` (an analysis BlockMap) of `model` in the side panel, in the raw values of
+        its reduction: the histogram's levels are the ends the grid's colours span."""
+        import math
+
+        from fishspine.analysis.attribution.activations import REDUCTION_LABELS, colour_scales
+
+        result = self.results().get(model)
+        if result is None:
+            return
+        lo, hi = (b.map_min, b.map_max) if math.isnan(b.lo) else (b.lo, b.hi)
+        values = lo + b.map.astype(np.float32) * (hi - lo)  # the map as the reduction gave it
+        scale = next((s for s in colour_scales({model: result}) if model in s.models), None)
+        what = REDUCTION_LABELS.get(result.reduction, result.reduction)
+        self.panel.show_map(
+            model,
+            b.name,
+            f"<b>{model}</b> · {b.name} ({b.role}, stride {2**b.level}) · output {list(b.shape)}",
+            values,
+            (lo, hi),
+            result.cmap,
+            what,
+            (scale.label.replace("\n", " ") if scale else what) + f"; here {lo:.3g} to {hi:.3g}",
+        )
 
     def export_result(self):
         from fishspine.analysis.figures.attribution import activations_export
@@ -412,6 +660,7 @@ class CamView(ImageGridView):
     def __init__(self, state: AppState, run_job: Callable | None = None, engine: Any = None) -> None:
         super().__init__(state)
         self.run_job, self.engine = run_job, engine
+        self.scroll.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)  # one row that fits: nothing to scroll
         self._computing = None  # the worker of the attribution job running, if any
         self.method = QComboBox()
         self.method.addItems(CAM_METHODS + INPUT_METHODS)
@@ -423,17 +672,19 @@ class CamView(ImageGridView):
         self.compute_button.setToolTip("compute this input attribution for every model (many passes each)")
         self.compute_button.clicked.connect(self.compute)
         self.compute_button.hide()
-        self.block_box = QComboBox()
-        self.block_box.setMinimumContentsLength(12)
-        self.block_box.setToolTip("the block whose output the CAM weighs (models without it keep their last block)")
-        self.block_box.activated.connect(lambda _i: self._block_chosen())
-        self.klass = QSpinBox()
+        # One block picker per model column, in a row above the grid (placed over its column).
+        self.block_boxes: dict[str, QComboBox] = {}
+        self.block_row = QWidget()
+        self.block_row.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
+        self._lead = QLabel("CAM block", self.block_row)
+        self._lead.setAlignment(Qt.AlignRight | Qt.AlignVCenter)
+        self.above.addWidget(self.block_row)
+        self.grid.on_fit = self._place_block_row
+        self.klass = ClassBox()
         self.klass.setRange(-1, 100_000)
         self.klass.setSpecialValueText("top class")
         self.klass.setKeyboardTracking(False)
-        self.klass.setToolTip(
-            "target class (top class = each model's top prediction; backbones without a classifier use feature energy)"
-        )
+        self.klass.setMinimumWidth(150)
         bind_setting(
             state,
             self.klass,
@@ -443,10 +694,17 @@ class CamView(ImageGridView):
         )
         self.alpha = QSlider(Qt.Horizontal)
         self.alpha.setRange(0, 100)
-        self.alpha.setValue(50)
         self.alpha.setMinimumWidth(60)
         self.alpha.setMaximumWidth(90)
-        self.alpha.valueChanged.connect(lambda _v: self._set_opacity())
+        self.alpha.setToolTip("the overlay's opacity (saved with the session; the export uses it)")
+        bind_setting(
+            state,
+            self.alpha,
+            "cam_alpha",
+            self._set_opacity,
+            to_setting=lambda v: v / 100,
+            from_setting=lambda a: round(a * 100),
+        )
         self.cmap_box = QComboBox()
         self.cmap_box.addItems(CAM_CMAPS)
         self.cmap_box.setToolTip("the CAM's colour map (inferno and viridis are perceptually uniform)")
@@ -459,7 +717,6 @@ class CamView(ImageGridView):
         bind_setting(state, self.scaling_box, "scaling", self.refresh)
         for text, w in (
             ("method", self.method),
-            ("block", self.block_box),
             ("class", self.klass),
             ("overlay", self.alpha),
             ("", self.cmap_box),  # the colour map and scaling name themselves ("inferno", "percentile")
@@ -502,30 +759,116 @@ class CamView(ImageGridView):
             s.cam_method.replace("_", " "), lambda: self.engine.iter_attributions(*args), lambda _cams: None, ended
         )
 
-    def _block_chosen(self) -> None:
-        name = self.block_box.currentData()
+    def _block_chosen(self, model: str, box: QComboBox) -> None:
+        """A block picked for one model's column: that model's CAM moves there, the others stay."""
+        blocks = dict(self.state.settings.cam_blocks)
+        name = box.currentData()
         if name:
-            self.state.select_block(name)
+            blocks[model] = name
+        else:
+            blocks.pop(model, None)
+        self.state.update_settings(cam_blocks=blocks)
 
     def _set_opacity(self) -> None:
         for cell in self.grid.cells.values():
             if cell.overlay is not None:
-                cell.overlay.setOpacity(self.alpha.value() / 100)
+                cell.overlay.setOpacity(self.state.settings.cam_alpha)
 
     def _fill_blocks(self) -> None:
-        """Every block of every model, in depth order, named once."""
-        seen: dict[str, str] = {}
+        """A picker per model column: its blocks in depth order, the one its CAM is taken at chosen."""
+        from fishspine.analysis.attribution.engine import default_cam_block
+
+        labels = [m.label for m in self.state.models]
+        if list(self.block_boxes) != labels:
+            for box in self.block_boxes.values():
+                box.deleteLater()
+            self.block_boxes = {}
+            for label in labels:
+                box = QComboBox(self.block_row)
+                box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+                box.setMinimumContentsLength(4)
+                box.setToolTip(f"the block whose output {label}'s CAM weighs")
+                box.activated.connect(lambda _i, m=label, b=box: self._block_chosen(m, b))
+                box.show()
+                self.block_boxes[label] = box
+        chosen = self.state.settings.cam_blocks
         for m in self.state.models:
+            box = self.block_boxes[m.label]
+            default = default_cam_block(m.model.blocks)
+            box.blockSignals(True)
+            box.clear()
+            box.addItem(f"default: {default}", "")
             for b in m.model.blocks:
-                seen.setdefault(b.name, f"{b.name} ({b.role}, 1/{2**b.level})")
-        current = self.state.selected_block
-        self.block_box.blockSignals(True)
-        self.block_box.clear()
-        self.block_box.addItem("last block of each model", "")
-        for name, text in seen.items():
-            self.block_box.addItem(text, name)
-        self.block_box.setCurrentIndex(max(0, self.block_box.findData(current)))
-        self.block_box.blockSignals(False)
+                box.addItem(f"{b.name} ({b.role}, 1/{2**b.level})", b.name)
+            box.setCurrentIndex(max(0, box.findData(chosen.get(m.label, ""))))
+            box.blockSignals(False)
+        self._place_block_row()
+
+    def _place_block_row(self) -> None:
+        """Each picker over its model's column (placed by hand: a layout would make the pickers' widths the
+        view's minimum, and the grid could no longer shrink)."""
+        box_w = self.grid.pane[0]
+        height = self._lead.sizeHint().height() + 6
+        self.block_row.setFixedHeight(height)
+        x = self.scroll.frameWidth() + self.grid.side_px + self.grid.label_px + box_w + SPACING_PX  # past the image
+        self._lead.setGeometry(0, 0, max(x - 4, 0), height)
+        for box in self.block_boxes.values():
+            box.setGeometry(x, 0, max(box_w, 20), height)
+            x += box_w + SPACING_PX
+
+    def _target_title(self, model: str, cam) -> str:
+        """The target as a column's title says it (short: the class box and the hover say the rest)."""
+        text = self._target_text(model, cam)
+        return "feature energy (no classifier)" if text.startswith(NO_CLASSIFIER_TEXT) else text
+
+    def _target_text(self, model: str, cam) -> str:
+        """What the CAM of `model` targets, named: an ImageNet class, a detector's classes, or why none."""
+        from fishspine.analysis.attribution.class_names import NO_CLASSIFIER, class_label
+
+        entry = next((m for m in self.state.models if m.label == model), None)
+        names, has_classifier, categories = self._class_info(entry)
+        if not has_classifier:
+            if categories:  # a detector's backbone: the detector scores these, the backbone nothing
+                shown = ", ".join(categories[:3]) + (" …" if len(categories) > 3 else "")
+                return f"{NO_CLASSIFIER} (detector of {len(categories)}: {shown})"
+            return NO_CLASSIFIER
+        return class_label(cam.class_index, names)
+
+    def _class_info(self, entry) -> tuple[tuple[str, ...], bool, list[str]]:
+        """(class names, has a classifier, detector categories) of a model entry."""
+        from fishspine.analysis.attribution.class_names import class_names, classifier_classes
+
+        if entry is None:
+            return (), False, []
+        n = classifier_classes(entry.model)
+        return class_names(n, entry.categories), n is not None, list(entry.categories)
+
+    def _update_class_box(self) -> None:
+        """The class box names the class for the models shown, or says why there is none."""
+        from fishspine.analysis.attribution.class_names import NO_CLASSIFIER
+
+        infos = [self._class_info(m) for m in self.state.models]
+        classifiers = [names for names, has, _ in infos if has]
+        if not classifiers:
+            self.klass.names = ()
+            self.klass.setSpecialValueText(NO_CLASSIFIER)
+            self.klass.setEnabled(False)
+            self.klass.setMinimumWidth(self.klass.fontMetrics().horizontalAdvance(NO_CLASSIFIER) + 34)
+            self.klass.setToolTip("none of these backbones has a classifier: each CAM weighs its feature energy")
+        else:
+            # names only when every classifier shown names its classes alike (all ImageNet, say)
+            same = all(n == classifiers[0] for n in classifiers)
+            self.klass.names = classifiers[0] if same else ()
+            self.klass.setSpecialValueText("top class")
+            self.klass.setEnabled(True)
+            self.klass.setMinimumWidth(150)
+            mixed = len(classifiers) < len(infos)
+            self.klass.setToolTip(
+                "target class (top class = each model's top prediction"
+                + ("; backbones without a classifier use their feature energy)" if mixed else ")")
+            )
+        if self.klass.value() >= 0:  # the text shows the name of the class now named
+            self.klass.lineEdit().setText(self.klass.textFromValue(self.klass.value()))
 
     def show_state(self) -> bool:
         from fishspine.analysis.attribution.cam import cam_colour_scale
@@ -538,9 +881,14 @@ class CamView(ImageGridView):
         cams = self.attributions() if on_request else {k: v.cam for k, v in self.state.insights.items()}
         self.compute_button.setVisible(on_request)
         self.compute_button.setEnabled(self._computing is None and any(c is None for c in cams.values()))
-        self.block_box.setEnabled(not on_request)
+        for box in self.block_boxes.values():
+            box.setEnabled(not on_request)
+        self._update_class_box()
+        self.grid.header_px, self.grid.caption_px = 58, 0  # up to four lines of title, no caption
         if not self.grid.ensure(1, len(cams) + 1, overlay=True, row_labels=[""], fill=True, on_ready=self.refresh):
             return False
+        self.scroll.refit()
+        self._place_block_row()
         image = self.shown_image()
         first = self.grid.cells[(0, 0)]
         first.image.setImage(image, autoLevels=False, levels=(0, 255))
@@ -561,29 +909,47 @@ class CamView(ImageGridView):
                 continue
             values = cam.cam.astype(np.float32)
             _set_map(cell.overlay, values, self.state.settings.cam_cmap)
-            title = cam_title(f"<b>{m}</b>", cam).replace("\n", "<br>")
+            title = cam_title(f"<b>{m}</b>", cam).replace(cam.target_label, self._target_title(m, cam))
+            title = title.replace("\n", "<br>")
             self.grid.headers[c].setText(title, color=model_qcolor(c - 1), size="8pt")
             cell.model, cell.block, cell.values = m, cam, values
         shown = {m: cam for m, cam in cams.items() if cam is not None}
         self.legend.set_scales([cam_colour_scale(shown, self.state.settings.cam_cmap)] if shown else [])
         self._set_opacity()
         self.frame_once(image)
+        if self.panel.isVisible():  # the enlarged CAM follows new results (block, method, class, image)
+            cell = next((c for c in self.grid.cells.values() if c.model == self.panel.model and c.block), None)
+            if cell is not None:
+                self.on_cell_clicked(cell)
+            else:
+                self.panel.hide()
         return True
 
     def describe(self, cell: Cell, x: int, y: int) -> str:
         c = cell.block
-        text = f"{cell.model} · {c.method} @ {c.block} · {c.target_label} · peak before scaling {c.raw_max:.3g}"
+        target = self._target_text(cell.model, c)
+        text = f"{cell.model} · {c.method} @ {c.block} · {target} · peak before scaling {c.raw_max:.3g}"
         if x >= 0:
             text += f" · CAM at ({x}, {y}): {cell.values[y, x]:.2f}"
         return text
 
     def on_cell_clicked(self, cell: Cell) -> None:
-        insight = self.state.insights.get(cell.model)
-        if insight is not None:
-            try:
-                show_block_map(cell.model, insight.activations.block(cell.block.block))
-            except KeyError:
-                pass
+        """The clicked CAM large in the side panel, in its raw values (0 to the value shown as 1)."""
+        from fishspine.analysis.attribution.cam import cam_colour_scale
+
+        c = cell.block
+        hi = c.hi if np.isfinite(c.hi) and c.hi > 0 else max(c.raw_max, 1e-12)
+        scale = cam_colour_scale({cell.model: c}, self.state.settings.cam_cmap)
+        self.panel.show_map(
+            cell.model,
+            c.block,
+            f"<b>{cell.model}</b> · {c.method} @ {c.block} · {self._target_text(cell.model, c)}",
+            c.cam.astype(np.float32) * hi,
+            (0.0, hi),
+            self.state.settings.cam_cmap,
+            f"{c.method} (raw)",
+            f"{scale.label}; here 0 to {hi:.3g}",
+        )
 
     def export_result(self):
         from fishspine.analysis.figures.attribution import cam_export
@@ -595,5 +961,5 @@ class CamView(ImageGridView):
         else:
             cams = {k: v.cam for k, v in self.state.insights.items()}
         return cam_export(
-            self.image_name(), self.shown_image(), cams, self.alpha.value() / 100, self.state.settings.cam_cmap
+            self.image_name(), self.shown_image(), cams, self.state.settings.cam_alpha, self.state.settings.cam_cmap
         )
