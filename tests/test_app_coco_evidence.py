@@ -215,6 +215,8 @@ def test_clicking_a_crop_adds_its_image_and_asks_for_grad_cam(qtbot, view, coco)
     state = view.state
     assert len(state.images) == 1 and Path(state.images[0].path) == coco["images"] / file_name
     assert state.selected_image == 0 and state.images[0].pixels.shape == (SIDE, SIDE, 3)
+    x, y, w, h = item.box  # the object is outlined over the image's maps and CAMs
+    assert state.images[0].focus == pytest.approx((x, y, x + w, y + h)) and state.images[0].focus_label
     assert any(f"image {item.image_id} ({file_name}), box [{item.box[0]:.0f}" in t for _, t in state.messages)
     # The same crop again selects the loaded image instead of adding it twice.
     panel.choose(entry.data(Qt.UserRole))

@@ -228,3 +228,30 @@ def test_a_detectors_backbone_names_what_its_detector_detects(window):
     window.state.add_model(entry)
     text = window.views["cam"]._target_text("det", SimpleNamespace(class_index=None))
     assert text.startswith(NO_CLASSIFIER) and "detector of 4: circle, square, star …" in text
+
+
+def test_the_focus_object_is_outlined_in_every_pane_and_the_export(qtbot, window, files, tmp_path):
+    """An object chosen in the COCO evidence (ImageEntry.focus, the image's pixels) is outlined over
+    every map and CAM at the size shown, and the CAM export draws the same box."""
+    import json
+
+    open_and_analyse(qtbot, window, files)
+    entry = window.state.image
+    h, w = entry.pixels.shape[:2]
+    window.state.focus_on(window.state.selected_image, (w * 0.25, h * 0.5, w * 0.75, h), "square")
+    for name in ("activations", "cam"):
+        window.show_view(name)
+        view = window.views[name]
+        qtbot.waitUntil(lambda v=view: v.has_content, timeout=60_000)
+        shown = view.shown_image().shape
+        outlines = [c.focus for c in view.grid.cells.values() if c.focus is not None and c.focus.isVisible()]
+        assert len(outlines) == len(view.grid.cells)
+        rect = outlines[0].rect()
+        assert (rect.left(), rect.top()) == pytest.approx((shown[1] * 0.25, shown[0] * 0.5), abs=1e-6)
+        assert (rect.width(), rect.height()) == pytest.approx((shown[1] * 0.5, shown[0] * 0.5), abs=1e-6)
+    (out,) = window.views["cam"].export(tmp_path / "cam.json")
+    assert json.loads(out.read_text())["asked_box_xyxy"] == pytest.approx(
+        [shown[1] * 0.25, shown[0] * 0.5, shown[1] * 0.75, shown[0]], abs=0.01
+    )
+    window.state.focus_on(window.state.selected_image, None)  # no object: no outline
+    assert not any(c.focus.isVisible() for c in window.views["cam"].grid.cells.values() if c.focus is not None)

@@ -72,6 +72,10 @@ class ImageEntry:
     thumb: Any = None  # a small copy for the image strip, made where the image is loaded
     # The engine caches passes by this key: unique per loaded image, also when one file is loaded twice.
     key: str = field(default_factory=lambda: f"image-{next(_image_keys)}")
+    # The object the user came to this image for (the COCO evidence): (x0, y0, x1, y1) in its pixels,
+    # outlined over every map and CAM of it, and what it is.
+    focus: tuple[float, float, float, float] | None = None
+    focus_label: str = ""
 
 
 @dataclass
@@ -148,6 +152,7 @@ class AppState:
         self.results_changed = Event()
         self.coco_changed = Event()
         self.message = Event()
+        self.focus_changed = Event()  # the selected image's focus object changed: views outline it
 
     # -- models
     def unique_label(self, label: str) -> str:
@@ -215,6 +220,16 @@ class AppState:
             self.selected_image = index
             self.insights = {}
             self.selection_changed.emit()
+
+    def focus_on(self, index: int, box: tuple[float, float, float, float] | None, label: str = "") -> None:
+        """Select image `index` with the object in `box` (x0, y0, x1, y1, its pixels; None: no object)
+        outlined in every view."""
+        entry = self.images[index]
+        entry.focus, entry.focus_label = (None if box is None else tuple(float(v) for v in box)), label
+        if index == self.selected_image:
+            self.focus_changed.emit()
+        else:
+            self.select_image(index)
 
     def remove_image(self, index: int) -> None:
         """Remove image `index`; the selection moves to its neighbour (or nothing, when it was the last)."""

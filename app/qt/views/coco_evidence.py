@@ -537,14 +537,23 @@ class EvidencePanel(QWidget):
         if path is None:
             return
         category = self.request.categories.get(item.category_id, "?")
-        self.open_image(str(path), f"COCO evidence: {what}, {category} ({item.kind.replace('_', ' ')})")
+        x, y, w, h = item.box
+        self.open_image(
+            str(path),
+            f"COCO evidence: {what}, {category} ({item.kind.replace('_', ' ')})",
+            (x, y, x + w, y + h),
+            category,
+        )
 
-    def open_image(self, path: str, description: str) -> None:
-        """Add (or select, when it is loaded) the image at `path` and show it in the Grad-CAM view."""
+    def open_image(
+        self, path: str, description: str, box: tuple[float, float, float, float] | None = None, label: str = ""
+    ) -> None:
+        """Add (or select, when it is loaded) the image at `path` and show it in the Grad-CAM view, with
+        the object in `box` (x0, y0, x1, y1 in its pixels) outlined over its maps and CAMs."""
         resolved = str(Path(path).resolve())
         for i, im in enumerate(self.state.images):
             if im.path and str(Path(im.path).resolve()) == resolved:
-                self.state.select_image(i)
+                self.state.focus_on(i, box, label)
                 self.state.notify("info", description)
                 self.view_requested.emit("cam")
                 return
@@ -564,7 +573,7 @@ class EvidencePanel(QWidget):
                 self.state.notify("error", entry)
                 return
             self.state.add_images([entry])
-            self.state.select_image(len(self.state.images) - 1)
+            self.state.focus_on(len(self.state.images) - 1, box, label)
             self.state.notify("info", description)
             self.view_requested.emit("cam")
 

@@ -135,8 +135,12 @@ class DetectionCamPanel(QWidget):
         self.hide()
 
     def _settings_changed(self, changed: set[str]) -> None:
-        if self.target is not None and changed & {"cam_method", "scaling", "cam_cmap"}:
+        if self.target is None:
+            return
+        if changed & {"cam_method", "scaling"}:
             self.compute()
+        elif changed & {"cam_cmap", "cam_alpha"} and self.result is not None:
+            self._render()  # the same CAMs, drawn otherwise
 
     def compute(self) -> None:
         """Run the detectors on the object in a worker (the engine keeps their passes)."""
@@ -176,8 +180,7 @@ class DetectionCamPanel(QWidget):
         if self.result is None or not self.result.cams:
             raise ValueError("no detection CAM yet: click an object in the evidence gallery")
         r, s = self.result, self.state.settings
-        alpha = getattr(s, "cam_alpha", 0.5)
-        return cam_export(r.target.name, r.target.pixels, r.cams, alpha, s.cam_cmap, r.target.box)
+        return cam_export(r.target.name, r.target.pixels, r.cams, s.cam_alpha, s.cam_cmap, r.target.box)
 
     def _render(self) -> None:
         from fishspine.analysis.figures.base import figure_bytes

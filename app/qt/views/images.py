@@ -19,6 +19,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt, QTimer
 from PySide6.QtGui import QColor, QImage, QPainter
 from PySide6.QtWidgets import (
     QComboBox,
+    QGraphicsRectItem,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -40,6 +41,7 @@ CELL_PX = 170  # the smallest a row of a filling grid may be before it scrolls
 MIN_SIDE_PX = 48  # no pane is drawn smaller than this, however narrow the window
 BUILD_SLICE_S = 0.03  # longest the UI thread spends laying out grid cells in one go
 SPACING_PX = 2
+FOCUS_PEN = pg.mkPen("w", width=2, style=Qt.DashLine, cosmetic=True)
 
 
 @dataclass
@@ -53,6 +55,7 @@ class Cell:
     model: str = ""
     block: Any = None  # BlockMap (gallery) or CamResult (CAM) or None (the input image)
     values: np.ndarray | None = None  # what the hover reads
+    focus: QGraphicsRectItem | None = None  # the outline of the image's focus object, made on first use
 
 
 class FitLabel(pg.LabelItem):
@@ -456,6 +459,33 @@ class ImageGridView(View):
         self._framed: tuple[int, int] | None = None
         self.grid.scene().sigMouseMoved.connect(self._hovered)
         self.grid.scene().sigMouseClicked.connect(self._clicked)
+        state.focus_changed.connect(self.draw_focus)
+
+    def focus_box(self) -> tuple[float, float, float, float] | None:
+        """The selected image's focus object (ImageEntry.focus) in the pixels of the image as shown."""
+        entry = self.state.image
+        if entry is None or entry.focus is None:
+            return None
+        scale = self.shown_image().shape[0] / entry.pixels.shape[0]
+        return tuple(v * scale for v in entry.focus)
+
+    def draw_focus(self) -> None:
+        """Outline the focus object (dashed, as in the exported figures) in every pane, or nothing."""
+        box = self.focus_box()
+        for cell in self.grid.cells.values():
+            if cell.focus is None:
+                if box is None:
+                    continue
+                cell.focus = QGraphicsRectItem()
+                cell.focus.setPen(FOCUS_PEN)
+                cell.focus.setZValue(10)  # over the map and the CAM overlay
+                cell.box.addItem(cell.focus)
+            if box is None:
+                cell.focus.hide()
+                continue
+            x0, y0, x1, y1 = box
+            cell.focus.setRect(QRectF(x0, y0, x1 - x0, y1 - y0))
+            cell.focus.show()
 
     def shown_image(self) -> np.ndarray:
         """The image as the models saw it (the input size of the analysis shown)."""
@@ -571,6 +601,7 @@ class ActivationsView(ImageGridView):
                 cell.model, cell.block, cell.values = m, b, values
         self.legend.set_scales(colour_scales(results))
         self.frame_once(image)
+        self.draw_focus()
         if self.panel.isVisible():  # the enlarged map follows new results (another reduction, image, scaling)
             shown = results.get(self.panel.model)
             match = [b for b in shown.blocks if b.name == self.panel.block] if shown is not None else []
@@ -917,6 +948,7 @@ class CamView(ImageGridView):
         self.legend.set_scales([cam_colour_scale(shown, self.state.settings.cam_cmap)] if shown else [])
         self._set_opacity()
         self.frame_once(image)
+        self.draw_focus()
         if self.panel.isVisible():  # the enlarged CAM follows new results (block, method, class, image)
             cell = next((c for c in self.grid.cells.values() if c.model == self.panel.model and c.block), None)
             if cell is not None:
@@ -960,6 +992,5 @@ class CamView(ImageGridView):
                 raise ValueError(f"{self.state.settings.cam_method} is not computed yet: press Compute")
         else:
             cams = {k: v.cam for k, v in self.state.insights.items()}
-        return cam_export(
-            self.image_name(), self.shown_image(), cams, self.state.settings.cam_alpha, self.state.settings.cam_cmap
-        )
+        s = self.state.settings
+        return cam_export(self.image_name(), self.shown_image(), cams, s.cam_alpha, s.cam_cmap, self.focus_box())
