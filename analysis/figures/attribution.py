@@ -12,7 +12,7 @@ from fishspine.analysis.attribution.activations import ActivationResult, colour_
 from fishspine.analysis.attribution.cam import CamResult, cam_colour_scale, overlay
 from fishspine.analysis.attribution.colour_scale import ColourScale
 from fishspine.analysis.attribution.gradients import GradientTrace
-from fishspine.analysis.figures.base import ViewExport, model_color, new_figure, style_context
+from fishspine.analysis.figures.base import ViewExport, model_color, model_colors, new_figure, style_context
 from fishspine.analysis.options import CAM_CMAPS
 
 COLOUR_BAR_ROW = 0.1  # height of the colour bar row, as a share of a map row
@@ -107,19 +107,23 @@ def cam_figure(
     return fig
 
 
-def gradient_trace_figure(traces: Mapping[str, GradientTrace], which: str = "output") -> Figure:
-    """Gradient norm per block against normalised depth (0 = deepest), log scale, models overlaid."""
+def gradient_trace_figure(
+    traces: Mapping[str, GradientTrace], which: str = "output", families: Mapping[str, str] | None = None
+) -> Figure:
+    """Gradient norm per block against normalised depth (0 = deepest), log scale, models overlaid; each model
+    coloured by its family (`families`: label -> family, else the family its label names) as in the app."""
     if which not in ("output", "weight"):
         raise ValueError("which must be 'output' or 'weight'")
     fig = new_figure(5.5, 3.4)
     with style_context():
         ax = fig.add_subplot()
-        for j, (m, t) in enumerate(traces.items()):
+        colors = model_colors(traces, families)
+        for m, t in traces.items():
             pts = [(d, y) for d, y in zip(t.depth, t.norms(which)) if y > 0 and math.isfinite(y)]
             if not pts:
                 continue
             ratio = "n/a" if not math.isfinite(t.ratio_of(which)) else f"{t.ratio_of(which):.3g}"
-            ax.plot(*zip(*pts), marker="o", ms=2.5, color=model_color(j), label=f"{m} (shallowest/deepest = {ratio})")
+            ax.plot(*zip(*pts), marker="o", ms=2.5, color=colors[m], label=f"{m} (shallowest/deepest = {ratio})")
         ax.set_yscale("log")
         ax.set_xlabel("normalised depth (0 = deepest block, 1 = shallowest)")
         ax.set_ylabel(f"‖∂L/∂{'block output' if which == 'output' else 'block weights'}‖₂")
@@ -181,9 +185,14 @@ def cam_export(
 
 
 def gradients_export(
-    images: list[str], input_size: int, traces: Mapping[str, GradientTrace], which: str = "output"
+    images: list[str],
+    input_size: int,
+    traces: Mapping[str, GradientTrace],
+    which: str = "output",
+    families: Mapping[str, str] | None = None,
 ) -> ViewExport:
-    """The gradient traces as exported: the ratio and the loss of the plotted norms (`which`)."""
+    """The gradient traces as exported: the ratio and the loss of the plotted norms (`which`); NaN and
+    infinite numbers (a block without weights, a 0/0 ratio) are written as null."""
     data = [row for t in traces.values() for row in t.rows()]
     payload = {
         "images": images,
@@ -191,4 +200,4 @@ def gradients_export(
         "which": which,
         "models": {m: t.summary(which) for m, t in traces.items()},
     }
-    return ViewExport(lambda: gradient_trace_figure(traces, which), data, payload)
+    return ViewExport(lambda: gradient_trace_figure(traces, which, families), data, payload)

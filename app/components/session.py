@@ -157,6 +157,8 @@ SETTINGS_SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "coco_gt": _path,
     "coco_results": _coco_results,
     "coco_baseline": _label,
+    "coco_iou_type": _choice(("bbox", "segm")),
+    "coco_metrics": _choice(("AP", "AR")),
     "coco_images": _path,
     "study_folder": _path,
     "cache_mb": _int(*CACHE_MB_RANGE),
