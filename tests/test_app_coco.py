@@ -161,7 +161,7 @@ def test_bars_and_pr_curves_one_item_per_model(qtbot, view, demo_evals):
     bars = [it for it in view.bars.getPlotItem().items if isinstance(it, pg.BarGraphItem)]
     assert len(bars) == len(NAMES)
     rows = per_scale_table(demo_evals, "ResNet-50")
-    for j, (item, r) in enumerate(zip(bars, rows)):
+    for item, r in zip(bars, rows):
         assert list(item.opts["height"]) == pytest.approx([r["AP_S"], r["AP_M"], r["AP_L"]])
         assert item.opts["brush"] == view_color(r["backbone"])
     legend = [label.text for _, label in view.bars_legend.items]

@@ -33,7 +33,7 @@ def log_tick_label(v: float) -> str:
     if k == 10:
         n, k = n + 1, 1
     if -3 <= n <= 3:
-        return f"{k * 10.0**n:.3g}"
+        return f"{k * 10.0**n:.6g}"  # 6 digits: 1000 stays 1000, 0.30000000000000004 is 0.3
     head = "" if k == 1 else f"{k:.3g}·"
     return f"{head}10{str(n).translate(SUPERSCRIPT)}"
 
@@ -128,6 +128,16 @@ class GradientView(View):
         self.points: list[tuple[str, str, float, float]] = []
         self._curves: list[pg.PlotDataItem] = []
         self.plot.scene().sigMouseMoved.connect(self._hovered)
+        # A hover readout names a point of what was drawn: it goes as soon as that changes (another image,
+        # models added or removed, a setting), not at the next hover.
+        state.selection_changed.connect(self.clear_readout)
+        state.models_changed.connect(self.clear_readout)
+        state.results_changed.connect(self.clear_readout)
+        state.settings_changed.connect(lambda changed: self.clear_readout())
+
+    def clear_readout(self) -> None:
+        """Forget the hover readout."""
+        self.info.setText("")
 
     def traces(self) -> dict:
         return {k: v.trace for k, v in self.state.insights.items()}
@@ -141,6 +151,7 @@ class GradientView(View):
         return model_qcolors(self.traces(), self.families())
 
     def show_state(self) -> bool:
+        self.clear_readout()
         if not self.state.insights:
             return False
         which = self.state.settings.gradient_which
