@@ -42,6 +42,7 @@ from PySide6.QtWidgets import (
 )
 
 from fishspine.analysis.jobs import Job, Progress
+from fishspine.analysis.options import COCO_IOU_TYPES, COCO_METRICS
 from fishspine.app.components.state import AppState
 from fishspine.app.qt.file_dialogs import open_file, open_files
 from fishspine.app.qt.views.base import View, bind_setting, model_qcolors
@@ -49,8 +50,8 @@ from fishspine.app.qt.views.coco_evidence import ErrorsPanel, EvidencePanel, Evi
 
 COLUMNS = ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L", "AR100")
 AR_COLUMNS = ("AR1", "AR10", "AR100", "AR_S", "AR_M", "AR_L")
-COLUMN_SETS = {"AP": COLUMNS, "AR": AR_COLUMNS}  # the "columns" choice (setting coco_metrics)
-IOU_TYPES = ("bbox", "segm")  # the "iou" choice (setting coco_iou_type)
+COLUMN_SETS = dict(zip(COCO_METRICS, (COLUMNS, AR_COLUMNS)))  # the "columns" choice (setting coco_metrics)
+IOU_TYPES = COCO_IOU_TYPES  # the "iou" choice (setting coco_iou_type)
 COLUMN_TIPS = {
     "AP": "AP at IoU 0.50:0.95, every object size",
     "AP50": "AP at IoU 0.50",

@@ -22,6 +22,7 @@ Y_LABEL = {"output": "‖∂L/∂ block output‖₂", "weight": "‖∂L/∂ bl
 SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 DECADE_STEPS = (1, 2, 5)  # decades between labelled ticks: 1, 2, 5, 10, 20, 50, ...
 MINOR_PRIORITY = (5, 2, 3, 4, 6, 7, 8, 9)  # the minor ticks (k x 10^n) that get a label first
+MINOR_LABELLED = (5, 2, 3)  # over a decade or more only these get labels: 2, 3, 5 read as a scale, 7 alone does not
 LABEL_GAP = 1.3  # label centres at least this many label heights apart
 
 
@@ -63,8 +64,10 @@ def log_ticks(lo: float, hi: float, length_px: float, label_px: float) -> tuple[
     if step == 1:
         candidates = [n + math.log10(k) for k in MINOR_PRIORITY for n in range(math.floor(lo), math.ceil(hi) + 1)]
         candidates = [c for c in candidates if lo <= c <= hi]
+        few = len(MINOR_PRIORITY) if span < 1 else len(MINOR_LABELLED)
+        allowed = [n + math.log10(k) for k in MINOR_PRIORITY[:few] for n in range(math.floor(lo), math.ceil(hi) + 1)]
         for c in candidates:  # by priority: 5s, then 2s, ... each where it keeps its distance
-            if all(abs(c - t) >= gap for t in majors + labelled):
+            if c in allowed and all(abs(c - t) >= gap for t in majors + labelled):
                 labelled.append(c)
         unlabelled = [c for c in candidates if c not in labelled] if 0.1 * per_decade >= 3 else []
         if len(majors) + len(labelled) < 2:  # less than a decade and no k·10ⁿ fits: round numbers
