@@ -125,12 +125,30 @@ def gradient_trace_figure(
             ratio = "n/a" if not math.isfinite(t.ratio_of(which)) else f"{t.ratio_of(which):.3g}"
             ax.plot(*zip(*pts), marker="o", ms=2.5, color=colors[m], label=f"{m} (shallowest/deepest = {ratio})")
         ax.set_yscale("log")
+        _round_decades(ax)
         ax.set_xlabel("normalised depth (0 = deepest block, 1 = shallowest)")
         ax.set_ylabel(f"‖∂L/∂{'block output' if which == 'output' else 'block weights'}‖₂")
         losses = sorted({t.loss for t in traces.values()})
         ax.set_title(f"Gradient magnitude, deepest block to shallowest\nloss: {', '.join(losses)}")
         ax.legend(loc="best", frameon=False)
     return fig
+
+
+def _round_decades(ax, most: int = 8) -> None:
+    """Over many decades, label every 2nd, 5th, 10th, 20th ... decade (matplotlib's own stride is any integer,
+    10⁻³¹⁵, 10⁻²⁷³, ...), at most `most` labels, with an unlabelled tick at the decades between."""
+    from matplotlib.ticker import LogFormatterSciNotation, LogLocator, NullFormatter
+
+    lo, hi = (math.log10(v) for v in ax.get_ylim())
+    span = hi - lo
+    if not math.isfinite(span) or span <= most:
+        return  # matplotlib labels a few decades (and the 2, 3, 5 between them) without crowding
+    stride = next(m * 10**e for e in range(6) for m in (1, 2, 5) if span / (m * 10**e) <= most)
+    ax.yaxis.set_major_locator(LogLocator(base=10.0**stride, numticks=most + 2))
+    ax.yaxis.set_major_formatter(LogFormatterSciNotation(base=10.0))
+    if span <= 60:  # a tick per decade where decades are still a few points apart
+        ax.yaxis.set_minor_locator(LogLocator(base=10.0, subs=(1.0,), numticks=int(span) + 3))
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 # ---------------------------------------------------------------------- exports (the app's and the CLI's)
