@@ -36,3 +36,7 @@ CAM_LABELS = {
     "integrated_gradients": "Integrated Gradients",
     "occlusion": "Occlusion",
 }
+
+#: The COCO table's evaluation (box or mask) and its columns (average precision or recall).
+COCO_IOU_TYPES = ("bbox", "segm")
+COCO_METRICS = ("AP", "AR")

@@ -132,7 +132,7 @@ def _coco_evidence(args: argparse.Namespace, gt: dict, dets: dict, ranges: dict 
     """`coco --evidence DIR`: per backbone and size range, the objects behind its difference to the baseline."""
     from fishspine.analysis.coco.evaluation import DEFAULT_AREA_RANGES
     from fishspine.analysis.coco.evidence import evidence, image_loader
-    from fishspine.analysis.figures.base import model_color
+    from fishspine.analysis.figures.base import model_colors
     from fishspine.analysis.figures.coco_evidence import evidence_export
 
     files = {e["id"]: e.get("file_name") for e in gt["images"]}
@@ -140,12 +140,13 @@ def _coco_evidence(args: argparse.Namespace, gt: dict, dets: dict, ranges: dict 
 
     image = image_loader(args.images, files)
     names = list(dets)
+    colours = model_colors(names)  # each backbone's colour in every figure and in the app, whatever the order
     for name in names:
         if name == args.baseline:
             continue
         for area in ranges or DEFAULT_AREA_RANGES:
             ev = evidence(gt, (name, dets[name]), (args.baseline, dets[args.baseline]), area, ranges)
-            colors = (model_color(names.index(name)), model_color(names.index(args.baseline)))
+            colors = (colours[name], colours[args.baseline])
             counts = ", ".join(f"{k} {v}" for k, v in ev.counts().items())
             print(f"{name} vs {args.baseline}, {area}: {counts}")
             export = evidence_export(ev, image, categories, colors)

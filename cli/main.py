@@ -377,7 +377,10 @@ def cmd_gradients(args: argparse.Namespace) -> int:
             f"{m}: shallowest/deepest {args.which} gradient norm = {t.ratio_of(args.which):.4g} "
             f"({len(t.blocks)} blocks, loss {t.loss}, {len(stems)} images)"
         )
-    _write_outputs(gradients_export(stems, args.size, traces, args.which), args.output / "gradient_trace", args.formats)
+    families = {label: model.family for label, model in models.items()}  # each model's colour follows its family
+    _write_outputs(
+        gradients_export(stems, args.size, traces, args.which, families), args.output / "gradient_trace", args.formats
+    )
     return 0
 
 

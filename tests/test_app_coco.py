@@ -135,7 +135,7 @@ def test_table_one_row_per_model_with_deltas_against_the_baseline(qtbot, view, d
         for i in range(view.table.rowCount()):
             name_item = view.table.item(i, 0)
             assert name_item.text().endswith("(baseline)") == (name_item.data(Qt.UserRole) == base)
-            assert name_item.foreground().color().name() == pg.mkColor(view_color(i)).name()
+            assert name_item.foreground().color().name() == pg.mkColor(view_color(name_item.data(Qt.UserRole))).name()
         assert (f"Δ vs {base}" in view.info.text()) == (base is not None)
     # Deltas coloured: a gain green, a loss red.
     view.baseline.setCurrentText("ResNet-50")
@@ -149,10 +149,11 @@ def test_table_one_row_per_model_with_deltas_against_the_baseline(qtbot, view, d
     assert view.state.settings.coco_baseline == "ResNet-50"
 
 
-def view_color(i: int) -> str:
-    from fishspine.app.qt.views.base import model_qcolor
+def view_color(name: str) -> str:
+    """A backbone's colour: by its family, whatever the order the files were loaded in."""
+    from fishspine.app.qt.views.base import model_qcolors
 
-    return model_qcolor(i)
+    return model_qcolors(NAMES)[name]
 
 
 def test_bars_and_pr_curves_one_item_per_model(qtbot, view, demo_evals):
@@ -160,9 +161,9 @@ def test_bars_and_pr_curves_one_item_per_model(qtbot, view, demo_evals):
     bars = [it for it in view.bars.getPlotItem().items if isinstance(it, pg.BarGraphItem)]
     assert len(bars) == len(NAMES)
     rows = per_scale_table(demo_evals, "ResNet-50")
-    for j, (item, r) in enumerate(zip(bars, rows)):
+    for item, r in zip(bars, rows):
         assert list(item.opts["height"]) == pytest.approx([r["AP_S"], r["AP_M"], r["AP_L"]])
-        assert item.opts["brush"] == view_color(j)
+        assert item.opts["brush"] == view_color(r["backbone"])
     legend = [label.text for _, label in view.bars_legend.items]
     assert legend == ["ResNet-50 (baseline)", "FishNet-150", "SCNet-50", "SpineNet-49"]
     labels = {it.textItem.toPlainText() for it in view.bars.getPlotItem().items if isinstance(it, pg.TextItem)}
@@ -179,7 +180,7 @@ def test_bars_and_pr_curves_one_item_per_model(qtbot, view, demo_evals):
             ok = ~(prec != prec)
             x, y = curve.getData()
             assert x == pytest.approx(rec[ok]) and y == pytest.approx(prec[ok])
-            assert curve.opts["pen"].color().name() == pg.mkColor(view_color(j)).name()
+            assert curve.opts["pen"].color().name() == pg.mkColor(view_color(name)).name()
             assert plot.legend.items[j][1].text.startswith(name)
 
     # No baseline: values above the bars, no baseline in the legend.

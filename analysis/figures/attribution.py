@@ -12,7 +12,7 @@ from fishspine.analysis.attribution.activations import ActivationResult, colour_
 from fishspine.analysis.attribution.cam import CamResult, cam_colour_scale, overlay
 from fishspine.analysis.attribution.colour_scale import ColourScale
 from fishspine.analysis.attribution.gradients import GradientTrace
-from fishspine.analysis.figures.base import ViewExport, model_color, new_figure, style_context
+from fishspine.analysis.figures.base import ViewExport, model_color, model_colors, new_figure, style_context
 from fishspine.analysis.options import CAM_CMAPS
 
 COLOUR_BAR_ROW = 0.1  # height of the colour bar row, as a share of a map row
@@ -130,26 +130,48 @@ def cam_figure(
     return fig
 
 
-def gradient_trace_figure(traces: Mapping[str, GradientTrace], which: str = "output") -> Figure:
-    """Gradient norm per block against normalised depth (0 = deepest), log scale, models overlaid."""
+def gradient_trace_figure(
+    traces: Mapping[str, GradientTrace], which: str = "output", families: Mapping[str, str] | None = None
+) -> Figure:
+    """Gradient norm per block against normalised depth (0 = deepest), log scale, models overlaid; each model
+    coloured by its family (`families`: label -> family, else the family its label names) as in the app."""
     if which not in ("output", "weight"):
         raise ValueError("which must be 'output' or 'weight'")
     fig = new_figure(5.5, 3.4)
     with style_context():
         ax = fig.add_subplot()
-        for j, (m, t) in enumerate(traces.items()):
+        colors = model_colors(traces, families)
+        for m, t in traces.items():
             pts = [(d, y) for d, y in zip(t.depth, t.norms(which)) if y > 0 and math.isfinite(y)]
             if not pts:
                 continue
             ratio = "n/a" if not math.isfinite(t.ratio_of(which)) else f"{t.ratio_of(which):.3g}"
-            ax.plot(*zip(*pts), marker="o", ms=2.5, color=model_color(j), label=f"{m} (shallowest/deepest = {ratio})")
+            ax.plot(*zip(*pts), marker="o", ms=2.5, color=colors[m], label=f"{m} (shallowest/deepest = {ratio})")
         ax.set_yscale("log")
+        _round_decades(ax)
         ax.set_xlabel("normalised depth (0 = deepest block, 1 = shallowest)")
         ax.set_ylabel(f"‖∂L/∂{'block output' if which == 'output' else 'block weights'}‖₂")
         losses = sorted({t.loss for t in traces.values()})
         ax.set_title(f"Gradient magnitude, deepest block to shallowest\nloss: {', '.join(losses)}")
         ax.legend(loc="best", frameon=False)
     return fig
+
+
+def _round_decades(ax, most: int = 8) -> None:
+    """Over many decades, label every 2nd, 5th, 10th, 20th ... decade (matplotlib's own stride is any integer,
+    10⁻³¹⁵, 10⁻²⁷³, ...), at most `most` labels, with an unlabelled tick at the decades between."""
+    from matplotlib.ticker import LogFormatterSciNotation, LogLocator, NullFormatter
+
+    lo, hi = (math.log10(v) for v in ax.get_ylim())
+    span = hi - lo
+    if not math.isfinite(span) or span <= most:
+        return  # matplotlib labels a few decades (and the 2, 3, 5 between them) without crowding
+    stride = next(m * 10**e for e in range(6) for m in (1, 2, 5) if span / (m * 10**e) <= most)
+    ax.yaxis.set_major_locator(LogLocator(base=10.0**stride, numticks=most + 2))
+    ax.yaxis.set_major_formatter(LogFormatterSciNotation(base=10.0))
+    if span <= 60:  # a tick per decade where decades are still a few points apart
+        ax.yaxis.set_minor_locator(LogLocator(base=10.0, subs=(1.0,), numticks=int(span) + 3))
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 # ---------------------------------------------------------------------- exports (the app's and the CLI's)
@@ -209,9 +231,14 @@ def cam_export(
 
 
 def gradients_export(
-    images: list[str], input_size: int, traces: Mapping[str, GradientTrace], which: str = "output"
+    images: list[str],
+    input_size: int,
+    traces: Mapping[str, GradientTrace],
+    which: str = "output",
+    families: Mapping[str, str] | None = None,
 ) -> ViewExport:
-    """The gradient traces as exported: the ratio and the loss of the plotted norms (`which`)."""
+    """The gradient traces as exported: the ratio and the loss of the plotted norms (`which`); NaN and
+    infinite numbers (a block without weights, a 0/0 ratio) are written as null."""
     data = [row for t in traces.values() for row in t.rows()]
     payload = {
         "images": images,
@@ -219,4 +246,4 @@ def gradients_export(
         "which": which,
         "models": {m: t.summary(which) for m, t in traces.items()},
     }
-    return ViewExport(lambda: gradient_trace_figure(traces, which), data, payload)
+    return ViewExport(lambda: gradient_trace_figure(traces, which, families), data, payload)

@@ -12,6 +12,7 @@ import io
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +29,22 @@ from fishspine.models.atomic_files import atomic_write_bytes  # noqa: E402
 FIGURE_FORMATS = ("png", "svg", "pdf")
 PNG_DPI = 300
 
-#: One colour per model column, in order (colour-blind safe, Okabe-Ito).
+#: One colour per model column, in order (colour-blind safe, Okabe-Ito). Superseded by `model_colors`,
+#: which gives a model the same colour whatever the order it was loaded in.
 MODEL_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+
+#: Each architecture family's hue (Okabe-Ito, as the demo's four backbones have always been drawn), then
+#: darker and lighter shades of it for the second, third ... model of that family.
+FAMILY_COLORS: dict[str, tuple[str, ...]] = {
+    "resnet": ("#0072B2", "#003F62", "#51B0E6", "#002235"),
+    "fishnet": ("#D55E00", "#753400", "#E99E63", "#401C00"),
+    "scnet": ("#009E73", "#00573F", "#46E5B9", "#002F23"),
+    "spinenet": ("#CC79A7", "#81315E", "#DAB5CA", "#471B33"),
+}
+#: Names that mean a family without containing its name (ResNeXt is registered in the ResNet family).
+FAMILY_ALIASES = {"resnext": "resnet"}
+#: Models of no known family (a result file called "ours"): hues no family uses.
+OTHER_COLORS = ("#000000", "#E69F00", "#777777", "#8C6D00", "#B0B0B0")
 
 STYLE: dict[str, Any] = {
     "font.size": 8,
@@ -65,8 +80,41 @@ def style_context():
 
 
 def model_color(index: int) -> str:
-    """The colour of the `index`-th model column."""
+    """The colour of the `index`-th model column (by position: `model_colors` keeps a model's colour)."""
     return MODEL_COLORS[index % len(MODEL_COLORS)]
+
+
+def family_of(label: str) -> str:
+    """The architecture family a model's label names ("ResNet-50" -> "resnet", "spinenet49_run2" ->
+    "spinenet"), or "" when it names none of FAMILY_COLORS's."""
+    text = re.sub(r"[^a-z0-9]", "", label.lower())
+    for key in sorted([*FAMILY_COLORS, *FAMILY_ALIASES], key=len, reverse=True):  # "resnext" before "resnet"
+        if key in text:
+            return FAMILY_ALIASES.get(key, key)
+    return ""
+
+
+def _natural(label: str) -> list:
+    # "ResNet-50" before "ResNet-101": numbers compare as numbers
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", label.lower()) if t]
+
+
+def model_colors(names: Iterable[str], families: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Each model's colour, the same whatever order `names` come in: its family's hue (`families[name]`, else
+    the family its name contains), and within a family a shade by the models' natural name order
+    (ResNet-50 before ResNet-101). Models of no known family share OTHER_COLORS the same way."""
+    names = list(dict.fromkeys(names))
+    families = families or {}
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        family = (families.get(n) or family_of(n)).lower()
+        groups.setdefault(family if family in FAMILY_COLORS else "", []).append(n)
+    out = {}
+    for family, members in groups.items():
+        shades = FAMILY_COLORS.get(family, OTHER_COLORS)
+        for k, n in enumerate(sorted(members, key=lambda n: (_natural(n), n))):
+            out[n] = shades[k % len(shades)]
+    return {n: out[n] for n in names}
 
 
 def figure_bytes(fig: Figure, fmt: str) -> bytes:
@@ -166,7 +214,7 @@ def write_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]], column
 
 def _json_default(obj: Any) -> Any:
     if hasattr(obj, "tolist"):
-        return obj.tolist()
+        return _finite(obj.tolist())
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"cannot write {type(obj).__name__} as JSON")

@@ -11,12 +11,19 @@ from matplotlib.figure import Figure
 
 from fishspine.analysis.coco.evaluation import CocoEvaluation, per_scale_table
 from fishspine.analysis.coco.tables import LATEX_HEADERS
-from fishspine.analysis.figures.base import model_color, new_figure, style_context
+from fishspine.analysis.figures.base import model_colors, new_figure, style_context
 
 SIZES = (("small", "AP_S"), ("medium", "AP_M"), ("large", "AP_L"))
 #: Gains and losses against the baseline (Okabe-Ito bluish green and vermillion: colour-blind safe).
 GAIN, LOSS, NEUTRAL = "#009E73", "#D55E00", "#555555"
-TABLE_HEADERS = LATEX_HEADERS  # matplotlib's mathtext reads the LaTeX table's headers as they are
+# matplotlib's mathtext reads the LaTeX table's headers as they are
+TABLE_HEADERS = {
+    **LATEX_HEADERS,
+    **{f"AR{m}": f"AR$_{{{m}}}$" for m in (1, 10, 100)},
+    **{f"AR_{k}": f"AR$_{k}$" for k in "SML"},
+}
+AP_COLUMNS = ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L")
+LABEL_CLEARANCE_PT = 1.5  # between a bar's label and the baseline's dashed line
 
 
 def delta_color(d: float | None) -> str:
@@ -29,8 +36,9 @@ def delta_color(d: float | None) -> str:
 def size_bars_figure(
     evals: Mapping[str, CocoEvaluation], baseline: str | None = None, bootstrap: int = 0, seed: int = 0
 ) -> Figure:
-    """AP_S / AP_M / AP_L per backbone, grouped by size, deltas against the baseline above the bars; with
-    `bootstrap` > 0, error bars show each delta's 95% paired-bootstrap interval around the bar's top."""
+    """AP_S / AP_M / AP_L per backbone, grouped by size, deltas against the baseline above the bars and the
+    baseline's level as a dashed line across each group (a label the line would strike through sits above it);
+    with `bootstrap` > 0, error bars show each delta's 95% paired-bootstrap interval around the bar's top."""
     rows = per_scale_table(evals, baseline, bootstrap, seed)
     with_ci = any("ΔAP_S_lo" in r for r in rows)
     fig = new_figure(5.5, 3.3)
@@ -38,6 +46,9 @@ def size_bars_figure(
         ax = fig.add_subplot()
         n = len(rows)
         width = 0.8 / max(n, 1)
+        colors = model_colors(r["backbone"] for r in rows)
+        labels = []  # (annotation, size group)
+        levels = {}  # size group -> the baseline's AP
         for j, r in enumerate(rows):
             xs = np.arange(len(SIZES)) + (j - (n - 1) / 2) * width
             vals = [r[key] for _, key in SIZES]
@@ -46,7 +57,7 @@ def size_bars_figure(
                 xs,
                 [0 if math.isnan(v) else v for v in vals],
                 width * 0.92,
-                color=model_color(j),
+                color=colors[r["backbone"]],
                 label=f"{r['backbone']} (baseline)" if is_base else r["backbone"],
                 edgecolor="#222222" if is_base else "none",
                 linewidth=0.8,
@@ -58,10 +69,14 @@ def size_bars_figure(
                 err = np.nan_to_num(np.array([lo, hi]), nan=0.0).clip(min=0)
                 ax.errorbar(xs, tops, yerr=err, fmt="none", ecolor="#222222", elinewidth=0.7, capsize=1.5)
                 tops = [t + e for t, e in zip(tops, err[1])]
-            for bar, top, (_, key) in zip(bars, tops, SIZES):
+            if is_base:
+                levels = {i: v for i, v in enumerate(vals) if not math.isnan(v)}
+                for i, v in levels.items():
+                    ax.plot([i - 0.42, i + 0.42], [v, v], color=colors[r["backbone"]], lw=0.9, ls="--", zorder=1.5)
+            for i, (bar, top, (_, key)) in enumerate(zip(bars, tops, SIZES)):
                 d = r.get(f"Δ{key}")
                 text = f"{r[key]:.1f}" if d is None or math.isnan(d) else f"{d:+.1f}"
-                ax.annotate(
+                label = ax.annotate(
                     text,
                     (bar.get_x() + bar.get_width() / 2, top),
                     xytext=(0, 2),
@@ -71,6 +86,7 @@ def size_bars_figure(
                     fontsize=6,
                     color="#222222",  # not green/vermillion: those are also two backbones' bar colours here
                 )
+                labels.append((label, i))
         ax.set_xticks(range(len(SIZES)), [f"{s}\n{k}" for s, k in SIZES])
         ax.set_ylabel("AP (%)")
         first = next(iter(evals.values()))
@@ -81,7 +97,38 @@ def size_bars_figure(
             )
         ax.set_title(title, fontsize=8)
         ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        _clear_of_lines(fig, ax, labels, levels)
     return fig
+
+
+def _clear_of_lines(fig: Figure, ax, labels: list, levels: Mapping[int, float]) -> None:
+    """Lift each label that the baseline's line of its group would cross (or touch) to just above the line.
+
+    Measured in points after a layout pass: the label's height is fixed in points, the distance from its bar to
+    the line is not, so the shift is decided where both are known; the labels then stay put in points, which
+    every later layout (a PNG at 300 dpi, a PDF) keeps, since the figure's size in inches does not change."""
+    if not levels or not labels:
+        return
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = fig.canvas if hasattr(fig.canvas, "get_renderer") else FigureCanvasAgg(fig)
+    for _ in range(3):  # a lifted label can move the layout (and the scale) a little: settle it
+        canvas.draw()
+        renderer = canvas.get_renderer()
+        to_points = 72.0 / fig.dpi
+        moved = False
+        for label, group in labels:
+            if group not in levels:
+                continue
+            box = label.get_window_extent(renderer)
+            line = ax.transData.transform((0, levels[group]))[1]
+            clearance = LABEL_CLEARANCE_PT / to_points
+            if box.y0 - clearance < line < box.y1 + clearance:
+                dx, dy = label.xyann
+                label.xyann = (dx, dy + (line + clearance - box.y0) * to_points + 0.01)
+                moved = True
+        if not moved:
+            return
 
 
 def pr_curves_figure(evals: Mapping[str, CocoEvaluation], iou: float | None = 0.5) -> Figure:
@@ -90,11 +137,12 @@ def pr_curves_figure(evals: Mapping[str, CocoEvaluation], iou: float | None = 0.
     fig = new_figure(2.4 * len(areas), 2.8 + 0.13 * len(evals))
     with style_context():
         axes = fig.subplots(1, len(areas), sharey=True)
+        colors = model_colors(evals)
         for ax, area in zip(np.atleast_1d(axes), areas):
-            for j, (name, ev) in enumerate(evals.items()):
+            for name, ev in evals.items():
                 rec, prec = ev.pr_curve(area, iou)
                 ap = ev.average_precision(area, iou=iou)
-                ax.plot(rec, prec, color=model_color(j), label=f"{name} ({100 * ap:.1f})")
+                ax.plot(rec, prec, color=colors[name], label=f"{name} ({100 * ap:.1f})")
             ax.set_title(area)
             ax.set_xlabel("recall")
             ax.set_xlim(0, 1)
@@ -139,13 +187,18 @@ def per_class_figure(ev: CocoEvaluation) -> Figure:
 
 
 def table_figure(
-    evals: Mapping[str, CocoEvaluation], baseline: str | None = None, bootstrap: int = 0, seed: int = 0
+    evals: Mapping[str, CocoEvaluation],
+    baseline: str | None = None,
+    bootstrap: int = 0,
+    seed: int = 0,
+    columns: tuple[str, ...] | None = None,
 ) -> Figure:
     """The per-scale table as a paper's table: booktabs rules (thick top and bottom, thin mid rule),
     values in %, each delta against the baseline below its value (green gain, vermillion loss) with its
-    95% paired-bootstrap interval when `bootstrap` > 0; the baseline marked with a dagger."""
+    95% paired-bootstrap interval when `bootstrap` > 0; the baseline marked with a dagger. `columns`: any of
+    per_scale_table's (AR1 ... AR_L), AP to AP_L by default."""
     rows = per_scale_table(evals, baseline, bootstrap, seed)
-    cols = ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L")
+    cols = tuple(columns or AP_COLUMNS)
     with_delta = any(f"Δ{c}" in r for r in rows for c in cols)
     with_ci = any(f"Δ{c}_lo" in r for r in rows for c in cols)
     name_w = 0.3 + 0.065 * max(len(r["backbone"]) + 2 for r in rows)
@@ -161,7 +214,8 @@ def table_figure(
         ax.set_xlim(0, width)
         ax.set_ylim(height, 0)  # inches, top down
         first = next(iter(evals.values()))
-        title = f"COCO {first.iou_type} AP (%), maxDets {first.max_dets[-1]}"
+        measure = "AR" if all(c.startswith("AR") for c in cols) else "AP"
+        title = f"COCO {first.iou_type} {measure} (%), maxDets {first.max_dets[-1]}"
         ax.text(0.1, 0.22, title, fontsize=8.5, va="center", ha="left", weight="bold")
         xs = [name_w + col_w * (i + 0.5) for i in range(len(cols))]
         top = 0.42

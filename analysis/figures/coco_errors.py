@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from fishspine.analysis.coco.errors import BACKGROUND_IOU, ERROR_NAMES, ERROR_TYPES, FOREGROUND_IOU, ErrorBreakdown
-from fishspine.analysis.figures.base import ViewExport, model_color, new_figure, style_context
+from fishspine.analysis.figures.base import ViewExport, model_colors, new_figure, style_context
 
 #: The bars of each panel: the six types, then TIDE's two summaries.
 COLUMNS = (*ERROR_TYPES, "fp", "fn")
@@ -70,6 +70,7 @@ def errors_figure(breakdowns: Breakdowns, baseline: str | None = None) -> Figure
         height = 0.8 / max(len(names), 1)
         ys = np.arange(len(COLUMNS))[::-1].astype(float)
         ys[-2:] -= 0.5  # a gap before the two summaries
+        colors = model_colors(names)
         for ax, area in zip(axes, areas):
             for j, name in enumerate(names):
                 b = breakdowns[name][area]
@@ -77,7 +78,7 @@ def errors_figure(breakdowns: Breakdowns, baseline: str | None = None) -> Figure
                 offset = ((len(names) - 1) / 2 - j) * height
                 label = f"{name}{' (baseline)' if name == baseline else ''}"
                 ax.barh(ys + offset, [0 if math.isnan(v) else v for v in costs], height * 0.9,
-                        color=model_color(j), label=label if area == areas[0] else None)  # fmt: skip
+                        color=colors[name], label=label if area == areas[0] else None)  # fmt: skip
             ax.set_yticks(ys, [LABELS[c] for c in COLUMNS])
             ax.axhline(ys[-3] - 0.5 - 0.25, color="0.6", lw=0.5)
             aps = ", ".join(f"{100 * breakdowns[n][area].ap:.1f}" for n in names)

@@ -105,6 +105,8 @@ class Settings:
     coco_gt: str = ""
     coco_results: dict[str, str] = field(default_factory=dict)
     coco_baseline: str = ""
+    coco_iou_type: str = "bbox"  # the COCO table's evaluation: "bbox" or "segm" (masks)
+    coco_metrics: str = "AP"  # the COCO table's columns: "AP" or "AR"
     coco_images: str = ""  # the folder of the ground truth's images (crops of the COCO evidence)
     study_folder: str = ""  # the study shown in the Study tab ("" = none)
     cache_mb: int = 1024  # what the analysis engine may keep of finished passes

@@ -52,6 +52,14 @@ def model_qcolor(index: int) -> str:
     return model_color(index)
 
 
+def model_qcolors(names, families: dict[str, str] | None = None) -> dict[str, str]:
+    """Each model's colour (analysis.figures.base.model_colors: by family, then a shade within it), the one it
+    has in every figure whatever the order the models were loaded in, as Qt colour strings."""
+    from fishspine.analysis.figures.base import model_colors
+
+    return model_colors(names, families)
+
+
 _open_windows: list[QWidget] = []  # enlarged maps stay open until the user closes them
 
 

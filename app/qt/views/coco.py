@@ -6,6 +6,10 @@ size range, all visible at once; hovering a bar or a curve names it. Evaluation 
 result file at a time: a ground truth or result file that fails is reported and left out, and what
 is shown stays. Export writes the command line's figure chosen in the "export" box.
 
+The table shows either the AP columns or the AR columns ("columns": AR1/AR10/AR100, AR_S/AR_M/AR_L, as
+`fishspine coco` writes them), of the box or, when the ground truth and every result file have masks, the
+mask evaluation ("iou"); a result file without masks is said to lack them, and the boxes stay shown.
+
 Below the table, three pages: the bars and PR curves; "Errors", TIDE's error breakdown of every result
 (computed by the same evaluation job); and "Evidence": clicking a backbone's AP, AP_S, AP_M or AP_L cell
 shows the objects behind it against the baseline (app/qt/views/coco_evidence.py); clicking one of those
@@ -38,12 +42,16 @@ from PySide6.QtWidgets import (
 )
 
 from fishspine.analysis.jobs import Job, Progress
+from fishspine.analysis.options import COCO_IOU_TYPES, COCO_METRICS
 from fishspine.app.components.state import AppState
 from fishspine.app.qt.file_dialogs import open_file, open_files
-from fishspine.app.qt.views.base import View, model_qcolor
+from fishspine.app.qt.views.base import View, bind_setting, model_qcolors
 from fishspine.app.qt.views.coco_evidence import ErrorsPanel, EvidencePanel, EvidenceRequest
 
 COLUMNS = ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L", "AR100")
+AR_COLUMNS = ("AR1", "AR10", "AR100", "AR_S", "AR_M", "AR_L")
+COLUMN_SETS = dict(zip(COCO_METRICS, (COLUMNS, AR_COLUMNS)))  # the "columns" choice (setting coco_metrics)
+IOU_TYPES = COCO_IOU_TYPES  # the "iou" choice (setting coco_iou_type)
 COLUMN_TIPS = {
     "AP": "AP at IoU 0.50:0.95, every object size",
     "AP50": "AP at IoU 0.50",
@@ -52,11 +60,17 @@ COLUMN_TIPS = {
     "AP_M": "AP of medium objects (32² ≤ area < 96²)",
     "AP_L": "AP of large objects (area ≥ 96²)",
     "AR100": "recall, 100 detections per image",
+    "AR1": "recall, 1 detection per image",
+    "AR10": "recall, 10 detections per image",
+    "AR_S": "recall of small objects (area < 32²), 100 detections per image",
+    "AR_M": "recall of medium objects (32² ≤ area < 96²), 100 detections per image",
+    "AR_L": "recall of large objects (area ≥ 96²), 100 detections per image",
 }
 SIZES = (("small", "AP_S"), ("medium", "AP_M"), ("large", "AP_L"))
 EVIDENCE_COLUMNS = {"AP": "all", "AP_S": "small", "AP_M": "medium", "AP_L": "large"}  # a clicked cell's size range
 PAGES = ("sizes", "errors", "evidence")  # the pages below the table, by the export choice that shows each
 PR_IOU = 0.5
+LABEL_CLEARANCE_PX = 3  # between a bar's label and the baseline's dashed line
 GAIN, LOSS = QColor("#1a7f37"), QColor("#c62828")
 BASELINE_TINT = QColor("#eef3fb")
 RESULT_HINT = (
@@ -88,6 +102,8 @@ class CocoOutcome:
     keys: dict[str, tuple] = field(default_factory=dict)  # name -> file_key of the evaluated file
     errors: dict[str, Any] = field(default_factory=dict)  # name -> {size range: analysis.coco.errors.ErrorBreakdown}
     dets: dict[str, list] = field(default_factory=dict)  # name -> checked detections (what evidence compares)
+    # name -> the mask (segm) evaluation, or why there is none (the ground truth or the file has no masks)
+    segm: dict[str, Any] = field(default_factory=dict)
     gt_dict: dict | None = None  # the loaded ground truth
     failed: dict[str, str] = field(default_factory=dict)  # name -> why
 
@@ -98,13 +114,17 @@ def evaluation_job(
     """Evaluate each result file against `gt` on its own, so one bad file costs only itself; with each
     evaluation, its TIDE error breakdown per size range (`fishspine coco --errors`).
 
+    Where the ground truth and a file have masks, the file's mask (segm) evaluation too; where they do not,
+    why not (the box evaluation is kept either way).
+
     A job (analysis/jobs.py): progress per file; returns a CocoOutcome. `reuse` maps a name to (file_key,
-    evaluation, breakdowns, detections) from an earlier run against the same ground truth: an unchanged
-    file is not re-run.
+    evaluation, breakdowns, detections, segm evaluation or why none) from an earlier run against the same
+    ground truth: an unchanged file is not re-run.
     """
     from fishspine.analysis.coco.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED
     from fishspine.analysis.coco.errors import error_breakdown
     from fishspine.analysis.coco.evaluation import CocoError, evaluate_one, load_ground_truth, load_results
+    from fishspine.analysis.coco.validation import require_segmentation
 
     out = CocoOutcome(generation, gt, file_key(gt))
     try:
@@ -119,11 +139,16 @@ def evaluation_job(
         f"{len(gt_dict['images'])} images, {len(gt_dict['annotations'])} objects, "
         f"{len(gt_dict['categories'])} categories"
     )
+    try:
+        require_segmentation(gt_dict, Path(gt).name)
+        gt_masks = ""
+    except CocoError as exc:
+        gt_masks = f"the ground truth has no masks ({exc})"
     for i, (name, path) in enumerate(results.items()):
         key = file_key(path)
         earlier = reuse.get(name)
         if earlier is not None and earlier[0] == key:
-            out.evals[name], out.errors[name], out.dets[name] = earlier[1:]
+            out.evals[name], out.errors[name], out.dets[name], out.segm[name] = earlier[1:]
         else:
             try:
                 dets = load_results(path, gt_dict, "bbox", name)
@@ -132,6 +157,7 @@ def evaluation_job(
                 # the command's defaults (its size ranges, 100 detections per image): Export equals its files
                 out.errors[name] = error_breakdown(gt_dict, dets, name, None, ev.max_dets[-1])
                 out.evals[name], out.dets[name] = ev, dets
+                out.segm[name] = gt_masks or mask_evaluation(gt_dict, path, name)
             except CocoError as exc:
                 out.failed[name] = str(exc)
             except Exception as exc:  # noqa: BLE001 - a malformed detection must not stop the others
@@ -139,6 +165,21 @@ def evaluation_job(
         out.keys[name] = key
         yield Progress(i + 1, len(results), name)
     return out
+
+
+def mask_evaluation(gt: dict, path: str, name: str) -> Any:
+    """The mask (segm) evaluation of result file `path` with its bootstrap replicates, or why there is none
+    (a string: the file's detections carry no masks, or a mask is malformed)."""
+    from fishspine.analysis.coco.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED
+    from fishspine.analysis.coco.evaluation import CocoError, evaluate_one, load_results
+
+    try:
+        dets = load_results(path, gt, "segm", name)
+    except CocoError as exc:
+        return f"{name} has no usable masks ({exc})"
+    ev = evaluate_one(gt, dets, name, "segm", keep_matches=True)
+    ev.replicates(DEFAULT_RESAMPLES, DEFAULT_SEED)
+    return ev
 
 
 def looks_like_results(path: str | Path) -> bool:
@@ -187,8 +228,8 @@ class CocoView(View):
         self._generation = 0  # only the newest evaluation job's outcome is applied
         self._good_gt = ""  # the ground truth of the evaluation shown
         self._good_gt_key: tuple = ()
-        # name -> (file_key, evaluation, error breakdowns, detections) against _good_gt
-        self._cache: dict[str, tuple[tuple, Any, Any, list]] = {}
+        # name -> (file_key, evaluation, error breakdowns, detections, segm evaluation or why none) against _good_gt
+        self._cache: dict[str, tuple[tuple, Any, Any, list, Any]] = {}
         self._gt_dict: dict | None = None
         self._summary = ""
         for text, slot, tip in (
@@ -212,7 +253,22 @@ class CocoView(View):
             "or the evidence panel's gallery"
         )
         self.kind.currentTextChanged.connect(self._kind_chosen)
-        for text, w in (("baseline", self.baseline), ("export", self.kind)):
+        self.iou_type = QComboBox()
+        self.iou_type.addItems(IOU_TYPES)
+        self.iou_type.setToolTip("box (bbox) or mask (segm) evaluation; segm needs masks in ground truth and results")
+        bind_setting(state, self.iou_type, "coco_iou_type", self._iou_type_chosen)
+        self.metrics = QComboBox()
+        self.metrics.addItems(list(COLUMN_SETS))
+        self.metrics.setToolTip(
+            "the table's columns: average precision (AP, AP50, AP75, AP_S/M/L) or recall (AR1/10/100, AR_S/M/L)"
+        )
+        bind_setting(state, self.metrics, "coco_metrics", self.refresh)
+        for text, w in (
+            ("baseline", self.baseline),
+            ("iou", self.iou_type),
+            ("columns", self.metrics),
+            ("export", self.kind),
+        ):
             self.controls.addWidget(QLabel(text))
             self.controls.addWidget(w)
         self.placeholder.setText(
@@ -239,6 +295,9 @@ class CocoView(View):
         self.bars_legend = self.bars.addLegend(offset=(8, 4), labelTextSize="8.5pt", colCount=2)
         self.bars.scene().sigMouseMoved.connect(self._bars_hovered)
         self._bar_spots: list[tuple[float, float, float, str, str, str]] = []  # x, width, height, name, size, key
+        self._bar_labels: list[tuple[pg.TextItem, float, float, int]] = []  # label, x, bar top, size group
+        self._base_levels: dict[int, float] = {}  # size group -> the baseline's AP (its dashed line)
+        self.bars.getViewBox().sigResized.connect(lambda *_: self.place_bar_labels())
 
         self.pr = pg.GraphicsLayoutWidget()
         self.pr.scene().sigMouseMoved.connect(self._pr_hovered)
@@ -264,6 +323,9 @@ class CocoView(View):
         self._table_rows_fitted = -1
         self.set_display(self.body)
         state.coco_changed.connect(self._coco_changed)
+        # A hover readout describes what was drawn: it goes when that changes, before the redraw.
+        state.coco_changed.connect(self.clear_readout)
+        state.settings_changed.connect(self._coco_setting_changed)
 
     # -- files
     def open_gt(self) -> None:
@@ -357,7 +419,7 @@ class CocoView(View):
             hint = f" {RESULT_HINT}." if "not valid JSON" in why or "could not be evaluated" in why else ""
             self.state.notify("error", f"COCO: {sentence(why)} {name!r} was not added; {kept}.{hint}")
         self._good_gt, self._good_gt_key = out.gt, out.gt_key
-        self._cache = {n: (out.keys[n], ev, out.errors[n], out.dets[n]) for n, ev in out.evals.items()}
+        self._cache = {n: (out.keys[n], ev, out.errors[n], out.dets[n], out.segm[n]) for n, ev in out.evals.items()}
         self._gt_dict = out.gt_dict
         if not out.evals and not out.failed:
             self.state.notify(
@@ -367,6 +429,7 @@ class CocoView(View):
             )
         if list(out.evals) != list(shown) or any(out.evals[n] is not shown[n] for n in out.evals):
             self.state.set_coco(out.evals)
+        self._iou_type_chosen()
 
     # -- state -> widgets
     def _coco_changed(self) -> None:
@@ -390,6 +453,53 @@ class CocoView(View):
             self.baseline.blockSignals(False)
             self.refresh()
 
+    def _coco_setting_changed(self, changed: set[str]) -> None:
+        if any(c.startswith("coco") for c in changed):
+            self.clear_readout()
+
+    def clear_readout(self) -> None:
+        """Forget the hover readout (and the emphasised curve): what it described is about to change."""
+        self.info.setText(self._summary if self.has_content else "")
+        self._emphasise(None)
+
+    def _iou_type_chosen(self) -> None:
+        """segm chosen where the results allow it is shown; otherwise say why not and show the boxes."""
+        if self.state.settings.coco_iou_type == "segm" and self.state.coco:
+            why = self.segm_missing()
+            if why:
+                self.state.notify("warning", f"COCO: no mask (segm) evaluation: {sentence(why)} Showing bbox.")
+                self.state.update_settings(coco_iou_type="bbox")  # the control says what is shown
+                return
+        self.refresh()
+
+    def segm_missing(self) -> str:
+        """Why the loaded results have no mask evaluation ("" when every one has it)."""
+        for name in self.state.coco:
+            segm = self._cache.get(name, (None,) * 5)[4]
+            if segm is None:
+                return f"{name} was not evaluated with masks"
+            if isinstance(segm, str):
+                return segm
+        return ""
+
+    def iou(self) -> str:
+        """The evaluation shown: "segm" when chosen and every result has it, else "bbox"."""
+        return "segm" if self.state.settings.coco_iou_type == "segm" and not self.segm_missing() else "bbox"
+
+    def evals(self) -> dict[str, Any]:
+        """The evaluations shown (name -> CocoEvaluation): the boxes', or the masks' when chosen."""
+        if self.iou() == "segm":
+            return {n: self._cache[n][4] for n in self.state.coco}
+        return self.state.coco
+
+    def columns(self) -> tuple[str, ...]:
+        """The table's columns: the AP ones or the AR ones."""
+        return COLUMN_SETS.get(self.state.settings.coco_metrics, COLUMNS)
+
+    def colors(self) -> dict[str, str]:
+        """Each backbone's colour (by its family, then a shade): the same whatever order the files came in."""
+        return model_qcolors(self.state.coco)
+
     def base(self) -> str | None:
         """The baseline, when it is among the evaluations."""
         b = self.state.settings.coco_baseline
@@ -400,7 +510,7 @@ class CocoView(View):
         (computed by the evaluation job), else 0 (no intervals; never computed on the UI thread)."""
         from fishspine.analysis.coco.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED
 
-        evals = self.state.coco.values()
+        evals = self.evals().values()
         ready = evals and all(ev.replicates(DEFAULT_RESAMPLES, DEFAULT_SEED, compute=False) is not None for ev in evals)
         return DEFAULT_RESAMPLES if ready else 0
 
@@ -409,10 +519,12 @@ class CocoView(View):
         from fishspine.analysis.coco.bootstrap import DEFAULT_SEED
         from fishspine.analysis.coco.evaluation import per_scale_table
 
-        return per_scale_table(self.state.coco, self.base(), self.bootstrap(), DEFAULT_SEED)
+        return per_scale_table(self.evals(), self.base(), self.bootstrap(), DEFAULT_SEED)
 
     def show_state(self) -> bool:
-        evals = self.state.coco
+        self._summary = ""
+        self.info.setText("")
+        evals = self.evals()
         if not evals:
             return False
         base = self.base()
@@ -424,6 +536,10 @@ class CocoView(View):
         req = self.evidence_panel.request
         if req and (req.baseline != base or self._cache.get(req.backbone, [None] * 4)[3] is not req.dets[req.backbone]):
             self.evidence_panel.clear()  # what it compared changed: a click on the table shows the new evidence
+        why = self.segm_missing()
+        self.iou_type.setToolTip(
+            "box (bbox) or mask (segm) evaluation" + (f"; segm is not available: {why}" if why else "")
+        )
         first = next(iter(evals.values()))
         self._summary = f"{first.iou_type} · {len(evals)} backbone{'s' * (len(evals) != 1)}" + (
             f" · Δ vs {base}" if base else " · choose a baseline for deltas"
@@ -435,11 +551,12 @@ class CocoView(View):
         return True
 
     def _fill_table(self, rows: list[dict], base: str | None) -> None:
+        columns, colors, evidence = self.columns(), self.colors(), self.iou() == "bbox"  # evidence compares boxes
         self.table.clearContents()
-        self.table.setColumnCount(1 + len(COLUMNS))
+        self.table.setColumnCount(1 + len(columns))
         self.table.setRowCount(len(rows))
-        self.table.setHorizontalHeaderLabels(["backbone"] + list(COLUMNS))
-        for j, c in enumerate(COLUMNS, start=1):
+        self.table.setHorizontalHeaderLabels(["backbone"] + list(columns))
+        for j, c in enumerate(columns, start=1):
             self.table.horizontalHeaderItem(j).setToolTip(COLUMN_TIPS[c] + " (%); Δ against the baseline")
         bold = QFont()
         bold.setBold(True)
@@ -449,14 +566,11 @@ class CocoView(View):
             is_base = name == base
             item = QTableWidgetItem(f"{name}  (baseline)" if is_base else name)
             item.setData(Qt.UserRole, name)
-            item.setForeground(QBrush(QColor(model_qcolor(i))))
+            item.setForeground(QBrush(QColor(colors[name])))
             item.setFont(bold)
-            extra = " · ".join(
-                f"{k} {r[k]:.1f}" for k in ("AR1", "AR10", "AR_S", "AR_M", "AR_L") if k in r and not math.isnan(r[k])
-            )
-            item.setToolTip(f"{files.get(name, name)}\n{extra}")
+            item.setToolTip(files.get(name, name))
             self.table.setItem(i, 0, item)
-            for j, c in enumerate(COLUMNS, start=1):
+            for j, c in enumerate(columns, start=1):
                 v, d = r.get(c, math.nan), r.get(f"Δ{c}")
                 text = "-" if math.isnan(v) else f"{v:.1f}"
                 cell = QTableWidgetItem(text)
@@ -474,7 +588,7 @@ class CocoView(View):
                 if is_base:
                     cell.setBackground(QBrush(BASELINE_TINT))
                     cell.setToolTip("the baseline")
-                elif base and c in EVIDENCE_COLUMNS:
+                elif base and c in EVIDENCE_COLUMNS and evidence:
                     tip = cell.toolTip()
                     cell.setToolTip((tip + "\n" if tip else "") + "click: the objects behind this number")
                 cell.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
@@ -502,11 +616,14 @@ class CocoView(View):
         n = len(rows)
         width = 0.8 / max(n, 1)
         top = 0.0
+        colors = self.colors()
+        self._bar_labels = []
+        self._base_levels = {}
         for j, r in enumerate(rows):
             xs = np.arange(len(SIZES)) + (j - (n - 1) / 2) * width
             vals = [0.0 if math.isnan(r[k]) else r[k] for _, k in SIZES]
             top = max(top, *vals)
-            color = model_qcolor(j)
+            color = colors[r["backbone"]]
             is_base = r["backbone"] == base
             bars = pg.BarGraphItem(
                 x=xs,
@@ -527,8 +644,10 @@ class CocoView(View):
                 text.setFont(self._label_font)
                 text.setPos(x, v)
                 self.bars.addItem(text)
+                self._bar_labels.append((text, x, v, SIZES.index((size, k))))
                 self._bar_spots.append((x, width, v, r["backbone"], size, k))
             if is_base:  # the baseline's level across each group, what the deltas are measured from
+                self._base_levels = dict(enumerate(vals))
                 for i, v in enumerate(vals):
                     line = pg.PlotCurveItem(
                         [i - 0.42, i + 0.42], [v, v], pen=pg.mkPen(color, width=1.5, style=Qt.DashLine)
@@ -538,12 +657,28 @@ class CocoView(View):
         axis.setTicks([[(i, f"{s} ({k})") for i, (s, k) in enumerate(SIZES)]])
         self.bars.setXRange(-0.5, len(SIZES) - 0.5, padding=0)
         self.bars.setYRange(0, max(top * 1.35, 1.0), padding=0)
+        self.place_bar_labels()
         # Two short lines: a long one would widen the plot past its splitter pane and clip the bars.
         self.bars.setTitle(
             "AP by object size (%)"
             + (f"<br><span style='font-size:8.5pt; color:#555'>labels: Δ against {base}</span>" if base else ""),
             size="10pt",
         )
+
+    def place_bar_labels(self) -> None:
+        """Each bar's label above its bar, moved above the baseline's dashed line where the line would strike
+        it through (in pixels: redone when the plot's size changes)."""
+        box = self.bars.getViewBox()
+        _, py = box.viewPixelSize()
+        if not py or not math.isfinite(py):
+            return
+        for text, x, v, group in self._bar_labels:
+            height = text.boundingRect().height() * py  # the label's height in data units at this size
+            bottom, line = v, self._base_levels.get(group)
+            clearance = LABEL_CLEARANCE_PX * py
+            if line is not None and bottom - clearance < line < bottom + height + clearance:
+                bottom = line + clearance  # the line would cross the label (or touch it): lift it above
+            text.setPos(x, bottom)
 
     def _draw_pr(self, evals: Mapping[str, Any]) -> None:
         ranges = next(iter(evals.values())).area_ranges
@@ -577,19 +712,20 @@ class CocoView(View):
                     p.setYLink(self.pr_plots[areas[0]])
                 self.pr_plots[area] = p
         self._pr_curves = {}
+        colors = self.colors()
         for area, p in self.pr_plots.items():
             p.clear()
             if p.legend is not None:
                 p.legend.clear()
             self._pr_curves[area] = []
-            for j, (name, ev) in enumerate(evals.items()):
+            for name, ev in evals.items():
                 rec, prec = ev.pr_curve(area, PR_IOU)
                 ap = 100 * ev.average_precision(area, iou=PR_IOU)
                 ok = np.isfinite(prec)
                 curve = p.plot(
                     rec[ok],
                     prec[ok],
-                    pen=pg.mkPen(model_qcolor(j), width=2),
+                    pen=pg.mkPen(colors[name], width=2),
                     name=f"{name} ({'-' if math.isnan(ap) else f'{ap:.1f}'})",
                 )
                 self._pr_curves[area].append((name, curve, rec[ok], prec[ok], ap))
@@ -612,7 +748,7 @@ class CocoView(View):
         """A click on the table: a backbone's AP/AP_S/AP_M/AP_L cell opens the objects behind it, in a worker."""
         key = self.table.horizontalHeaderItem(column).text() if column > 0 else ""
         item = self.table.item(row, 0)
-        if key not in EVIDENCE_COLUMNS or item is None:
+        if key not in EVIDENCE_COLUMNS or item is None or self.iou() != "bbox":
             return
         name, base = item.data(Qt.UserRole), self.base()
         if base is None:
@@ -620,7 +756,7 @@ class CocoView(View):
             return
         if name == base or name not in self._cache or base not in self._cache or self._gt_dict is None:
             return
-        names = list(self.state.coco)
+        colors = self.colors()
         area = EVIDENCE_COLUMNS[key]
         self.evidence_panel.open(
             EvidenceRequest(
@@ -630,7 +766,7 @@ class CocoView(View):
                 dets={name: self._cache[name][3], base: self._cache[base][3]},
                 area=area,
                 area_ranges=dict(self.state.coco[name].area_ranges),
-                colors=(model_qcolor(names.index(name)), model_qcolor(names.index(base))),
+                colors=(colors[name], colors[base]),
             )
         )
         self.pages.setCurrentWidget(self.evidence_panel)
@@ -690,14 +826,15 @@ class CocoView(View):
             return
 
     def _emphasise(self, model: str | None) -> None:
+        colors = self.colors()
         for curves in self._pr_curves.values():
-            for j, (name, curve, *_) in enumerate(curves):
-                curve.setPen(pg.mkPen(model_qcolor(j), width=3.5 if name == model else 2))
+            for name, curve, *_ in curves:
+                curve.setPen(pg.mkPen(colors.get(name, "#777777"), width=3.5 if name == model else 2))
                 curve.setZValue(1 if name == model else 0)
 
     def _row_chosen(self) -> None:
         name = self.chosen_backbone()
-        ev = self.state.coco.get(name) if name else None
+        ev = self.evals().get(name) if name else None
         if ev is not None:
             path = self.state.settings.coco_results.get(name, "")
             self.info.setText(f"{name}: {Path(path).name or name} · AP {100 * ev.average_precision():.1f}")
@@ -718,9 +855,10 @@ class CocoView(View):
         from fishspine.analysis.coco.bootstrap import DEFAULT_SEED
         from fishspine.analysis.figures.coco import pr_curves_figure, size_bars_figure, table_figure
 
-        evals, base, boot = self.state.coco, self.base(), self.bootstrap()
+        evals, base, boot = self.evals(), self.base(), self.bootstrap()
+        columns = AR_COLUMNS if self.columns() == AR_COLUMNS else None  # AP: the table `fishspine coco` draws
         return {
-            "table": lambda: table_figure(evals, base, boot, DEFAULT_SEED),
+            "table": lambda: table_figure(evals, base, boot, DEFAULT_SEED, columns),
             "sizes": lambda: size_bars_figure(evals, base, boot, DEFAULT_SEED),
             "pr": lambda: pr_curves_figure(evals, PR_IOU),
         }[self.kind.currentText()]()
