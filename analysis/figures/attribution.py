@@ -12,7 +12,7 @@ from fishspine.analysis.attribution.activations import ActivationResult, colour_
 from fishspine.analysis.attribution.cam import CamResult, cam_colour_scale, overlay
 from fishspine.analysis.attribution.colour_scale import ColourScale
 from fishspine.analysis.attribution.gradients import GradientTrace
-from fishspine.analysis.figures.base import ViewExport, model_color, model_colors, new_figure, style_context
+from fishspine.analysis.figures.base import ViewExport, model_colors, new_figure, style_context
 from fishspine.analysis.options import CAM_CMAPS
 
 COLOUR_BAR_ROW = 0.1  # height of the colour bar row, as a share of a map row
@@ -47,10 +47,11 @@ def activation_gallery_figure(
     fig = new_figure(0.6 + cell * len(labels), 0.95 + cell * (n_rows + COLOUR_BAR_ROW) * aspect)
     with style_context():
         grid = fig.add_gridspec(n_rows + 1, len(labels), height_ratios=[1.0] * n_rows + [COLOUR_BAR_ROW])
+        colors = model_colors(labels)
         for j, m in enumerate(labels):
             ax = fig.add_subplot(grid[0, j])
             ax.imshow(image)
-            ax.set_title(m, fontsize=8, color=model_color(j))
+            ax.set_title(m, fontsize=8, color=colors[m])
             ax.axis("off")
             res = results[m]
             for i, idx in enumerate(picks[m], start=1):
@@ -116,15 +117,16 @@ def cam_figure(
         ax.axis("off")
         if asked_box is not None:
             _draw_box(ax, asked_box, "white", dashed=True)
+        colors = model_colors(cams)
         for j, (m, c) in enumerate(cams.items()):
             ax = fig.add_subplot(grid[0, j + 1])
             ax.imshow(overlay(image, c.cam, cmap, alpha))
-            ax.set_title(cam_title(m, c), fontsize=7, color=model_color(j))
+            ax.set_title(cam_title(m, c), fontsize=7, color=colors[m])
             ax.axis("off")
             if asked_box is not None:
                 _draw_box(ax, asked_box, "white", dashed=True)
             if c.box is not None:
-                _draw_box(ax, c.box, model_color(j))
+                _draw_box(ax, c.box, colors[m])
         if cams:
             draw_colour_bar(fig, fig.add_subplot(grid[1, 1:]), cam_colour_scale(cams, cmap))
     return fig

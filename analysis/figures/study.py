@@ -19,7 +19,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle
 
-from fishspine.analysis.figures.base import ViewExport, model_color, new_figure, style_context
+from fishspine.analysis.figures.base import ViewExport, family_of, model_colors, new_figure, style_context
 
 FORMAT = "fishspine-study"
 MAP_CMAP = "magma"
@@ -43,6 +43,11 @@ class Study:
     def models(self) -> dict[str, dict]:
         """Model label -> its summary entry, in the study's order."""
         return self.summary["models"]
+
+    @property
+    def colors(self) -> dict[str, str]:
+        """Each model's colour, by its variant's family (the same as in every other view and figure)."""
+        return model_colors(self.models, {m: family_of(str(e.get("variant", ""))) for m, e in self.models.items()})
 
 
 # ---------------------------------------------------------------------- loading and validation
@@ -228,9 +233,9 @@ def _depths(n: int) -> np.ndarray:
     return np.linspace(0.0, 1.0, n) if n > 1 else np.zeros(n)
 
 
-def _with(study: Study, metric: str) -> dict[int, tuple[str, Any]]:
-    """Model index -> (label, its `metric` entry), for the models that have it (colours stay per model)."""
-    return {i: (m, e[metric]) for i, (m, e) in enumerate(study.models.items()) if metric in e}
+def _with(study: Study, metric: str) -> dict[str, Any]:
+    """Model label -> its `metric` entry, for the models that have it."""
+    return {m: e[metric] for m, e in study.models.items() if metric in e}
 
 
 def _positive_floor(*arrays: np.ndarray) -> float:
@@ -248,18 +253,18 @@ def trace_bands_figure(study: Study, which: str = "output") -> Figure:
     with style_context():
         ax = fig.add_subplot()
         lines = {}
-        for j, (m, t) in _with(study, "traces").items():
+        for m, t in _with(study, "traces").items():
             ivs = np.array([_iv(t["blocks"][b][which]) for b in t["order"]], dtype=float).reshape(-1, 3)
-            lines[j] = (m, t, _depths(len(ivs)), ivs)
-        floor = _positive_floor(*(v[3] for v in lines.values()))
-        for j, (m, t, x, ivs) in lines.items():
+            lines[m] = (t, _depths(len(ivs)), ivs)
+        floor = _positive_floor(*(v[2] for v in lines.values()))
+        for m, (t, x, ivs) in lines.items():
             mean, lo, hi = ivs.T
             ok = np.isfinite(mean) & (mean > 0)
             band = np.isfinite(lo) & np.isfinite(hi) & ok
             # A lower bound <= 0 cannot be drawn on a log axis: the band runs to the bottom instead.
-            ax.fill_between(x, np.maximum(lo, floor), hi, where=band, color=model_color(j), alpha=0.2, lw=0)
+            ax.fill_between(x, np.maximum(lo, floor), hi, where=band, color=study.colors[m], alpha=0.2, lw=0)
             label = f"{m}: shallowest/deepest {_interval_text(t['ratio'][which])}"
-            ax.plot(x[ok], mean[ok], marker="o", ms=2.5, color=model_color(j), label=label)
+            ax.plot(x[ok], mean[ok], marker="o", ms=2.5, color=study.colors[m], label=label)
         ax.set_yscale("log")
         if lines:
             ax.set_ylim(bottom=floor)
@@ -276,7 +281,7 @@ def trace_bands_export(study: Study, which: str = "output") -> ViewExport:
     if which not in ("output", "weight"):
         raise ValueError("which must be 'output' or 'weight'")
     rows, payload = [], {"which": which, "models": {}}
-    for _, (m, t) in _with(study, "traces").items():
+    for m, t in _with(study, "traces").items():
         for b, d in zip(t["order"], _depths(len(t["order"]))):
             e = t["blocks"][b]
             rows.append({"model": m, "block": b, "level": e.get("level"), "depth": float(d)} | e[which])
@@ -292,13 +297,13 @@ def trace_bands_export(study: Study, which: str = "output") -> ViewExport:
 def erf_figure(study: Study) -> Figure:
     """One column per model, one row per output level: the mean ERF with its r50 / r90 circles."""
     models = _with(study, "erf")
-    levels = sorted({int(lv) for _, e in models.values() for lv in e})
+    levels = sorted({int(lv) for e in models.values() for lv in e})
     cols, cell = max(len(models), 1), 1.75
     fig = new_figure(0.9 + cell * cols, 0.6 + (cell + 0.25) * max(len(levels), 1))
     with style_context():
         grid = fig.add_gridspec(max(len(levels), 1), cols)
         axes, im = [], None
-        for c, (j, (m, erf)) in enumerate(models.items()):
+        for c, (m, erf) in enumerate(models.items()):
             for r, lv in enumerate(levels):
                 ax = fig.add_subplot(grid[r, c])
                 axes.append(ax)
@@ -308,7 +313,7 @@ def erf_figure(study: Study) -> Figure:
                 e = erf.get(str(lv))
                 head = f"{m}\n" if r == 0 else ""
                 if e is None:
-                    ax.set_title(f"{head}(no level {lv})", fontsize=7, color=model_color(j))
+                    ax.set_title(f"{head}(no level {lv})", fontsize=7, color=study.colors[m])
                     continue
                 a = study.erf[e["npz_key"]].astype(np.float64)
                 top = np.nanmax(a) if np.isfinite(a).any() else 0.0
@@ -326,7 +331,7 @@ def erf_figure(study: Study) -> Figure:
                 ax.set_xlim(-0.5, a.shape[1] - 0.5)
                 ax.set_ylim(a.shape[0] - 0.5, -0.5)
                 info = f"stride {_g(_f(e['stride']), '.0f')}: r50 {_g(_f(e['radius_50']), '.0f')} px, "
-                ax.set_title(f"{head}{info}r90 {_g(_f(e['radius_90']), '.0f')} px", fontsize=7, color=model_color(j))
+                ax.set_title(f"{head}{info}r90 {_g(_f(e['radius_90']), '.0f')} px", fontsize=7, color=study.colors[m])
         if im is not None:
             fig.colorbar(im, ax=axes, label="|∂ centre unit / ∂ input| (each map scaled to its max)", shrink=0.8)
         n = study.summary.get("config", {}).get("images")
@@ -341,7 +346,7 @@ def erf_figure(study: Study) -> Figure:
 def erf_export(study: Study) -> ViewExport:
     """The ERF grid: figure, one row per (model, level), the summary's ERF entries."""
     rows = []
-    for _, (m, erf) in _with(study, "erf").items():
+    for m, erf in _with(study, "erf").items():
         for lv in sorted(erf, key=int):
             e = erf[lv]
             com = e.get("centre_of_mass") or [None, None]
@@ -350,7 +355,7 @@ def erf_export(study: Study) -> ViewExport:
                 | {"radius_90": e["radius_90"], "centre_y": e["centre"][0], "centre_x": e["centre"][1]}
                 | {"centre_of_mass_y": com[0], "centre_of_mass_x": com[1]}
             )
-    payload = {"models": {m: erf for m, erf in _with(study, "erf").values()}}
+    payload = {"models": _with(study, "erf")}
     return ViewExport(lambda: erf_figure(study), rows, payload)
 
 
@@ -384,7 +389,7 @@ def cka_figure(study: Study) -> Figure:
     """Linear CKA between the blocks of every pair of models (upper triangle incl. the diagonal), 0..1."""
     groups = _cka_blocks(study)
     labels, k = list(groups), len(groups)
-    colour = {m: model_color(i) for i, m in enumerate(study.models)}
+    colour = study.colors
     fig = new_figure(max(5.5, 1.4 + 2.3 * k), max(3.6, 0.9 + 2.3 * k))
     with style_context():
         grid = fig.add_gridspec(k, k)
@@ -445,12 +450,12 @@ def faithfulness_figure(study: Study) -> Figure:
         axes = fig.subplots(1, 2, sharey=True)
         scores = set()
         for ax, kind, better in zip(axes, ("deletion", "insertion"), ("lower", "higher")):
-            for j, (m, f) in _with(study, "faithfulness").items():
+            for m, f in _with(study, "faithfulness").items():
                 scores.add(str(f.get("score")))
                 y = np.array([_f(v) for v in f[f"{kind}_curve"]], dtype=float)
                 x = np.array([_f(v) for v in f["fractions"]], dtype=float)
                 label = f"{m} @ {f.get('block')}: AUC {_interval_text(f[f'{kind}_auc'])}"
-                ax.plot(x, y, color=model_color(j), marker="o", ms=2, label=label)
+                ax.plot(x, y, color=study.colors[m], marker="o", ms=2, label=label)
             ax.set_title(f"{kind.capitalize()} ({better} AUC is better)")
             ax.set_xlabel(f"fraction of pixels {'removed' if kind == 'deletion' else 'restored'} (most salient first)")
             ax.set_xlim(0, 1)
@@ -465,11 +470,11 @@ def faithfulness_figure(study: Study) -> Figure:
 def faithfulness_export(study: Study) -> ViewExport:
     """Deletion/insertion: figure, one row per (model, curve, fraction), each model's faithfulness entry."""
     rows = []
-    for _, (m, f) in _with(study, "faithfulness").items():
+    for m, f in _with(study, "faithfulness").items():
         for kind in ("deletion", "insertion"):
             for x, y in zip(f["fractions"], f[f"{kind}_curve"]):
                 rows.append({"model": m, "block": f.get("block"), "curve": kind, "fraction": x, "score": y})
-    payload = {"models": {m: f for m, f in _with(study, "faithfulness").values()}}
+    payload = {"models": _with(study, "faithfulness")}
     return ViewExport(lambda: faithfulness_figure(study), rows, payload)
 
 
@@ -488,7 +493,7 @@ def activation_stats_figure(study: Study) -> Figure:
     with style_context():
         top, bottom = fig.subplots(2, 1, sharex=True)
         means = []
-        for j, (m, acts) in _with(study, "activations").items():
+        for m, acts in _with(study, "activations").items():
             order = _act_order(study.models[m])
             x = _depths(len(order))
             dead = sum(acts[b].get("dead_channels") or 0 for b in order)
@@ -497,7 +502,7 @@ def activation_stats_figure(study: Study) -> Figure:
                 mean, lo, hi = np.array([_iv(acts[b][key]) for b in order], dtype=float).reshape(-1, 3).T
                 err = np.nan_to_num(np.abs(np.stack([mean - lo, hi - mean])))
                 label = f"{m} ({dead} dead of {chans} channels)" if key == "mean_abs" else None
-                ax.errorbar(x, mean, yerr=err, color=model_color(j), marker="o", ms=2.5, capsize=1.5, label=label)
+                ax.errorbar(x, mean, yerr=err, color=study.colors[m], marker="o", ms=2.5, capsize=1.5, label=label)
                 if key == "mean_abs":
                     means.append(mean)
         if means and all((v[np.isfinite(v)] > 0).all() for v in means):
@@ -515,7 +520,7 @@ def activation_stats_figure(study: Study) -> Figure:
 def activation_stats_export(study: Study) -> ViewExport:
     """Activation statistics: figure, one row per (model, block) incl. dead channels, the summary's entries."""
     rows = []
-    for _, (m, acts) in _with(study, "activations").items():
+    for m, acts in _with(study, "activations").items():
         order = _act_order(study.models[m])
         for b, d in zip(order, _depths(len(order))):
             r = acts[b]
@@ -526,7 +531,7 @@ def activation_stats_export(study: Study) -> ViewExport:
                 | {"zero_fraction": zm, "zero_fraction_lo": zlo, "zero_fraction_hi": zhi}
                 | {"dead_channels": r.get("dead_channels"), "channels": r.get("channels")}
             )
-    payload = {"models": {m: a for m, a in _with(study, "activations").values()}}
+    payload = {"models": _with(study, "activations")}
     return ViewExport(lambda: activation_stats_figure(study), rows, payload)
 
 

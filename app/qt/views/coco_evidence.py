@@ -43,7 +43,7 @@ from PySide6.QtWidgets import (
 from fishspine.analysis.images import file_in_folder
 from fishspine.analysis.jobs import Job, Progress
 from fishspine.app.components.state import AppState
-from fishspine.app.qt.views.base import model_qcolor
+from fishspine.app.qt.views.base import model_qcolors
 from fishspine.app.qt.views.detection_cams import DetectionCamPanel, detectors_of, object_of
 
 TILE = 132  # pixels of a crop's longer side in the gallery
@@ -106,6 +106,7 @@ class ErrorsPanel(QWidget):
             "Where AP50 goes: TIDE error types (AP50 points gained by fixing each)", row=0, col=0, colspan=cols
         )
         first = None
+        colors = model_qcolors(names)
         for i, area in enumerate(sizes):
             r, c = divmod(i, cols)
             aps = ", ".join(f"{100 * breakdowns[n][area].ap:.1f}" for n in names)
@@ -124,7 +125,7 @@ class ErrorsPanel(QWidget):
                         y=ys + offset,
                         height=height * 0.9,
                         width=[0.0 if math.isnan(v) else v for v in costs],
-                        brush=model_qcolor(j),
+                        brush=colors[name],
                         pen=None,
                         name=f"{name} (baseline)" if name == baseline else name,
                     )
@@ -155,10 +156,10 @@ class ErrorsPanel(QWidget):
         self.table.setColumnCount(2 + len(COLUMNS))
         self.table.setRowCount(len(rows))
         self.table.setHorizontalHeaderLabels(["backbone", "AP50"] + [LABELS[c] for c in COLUMNS])
-        names = list(self.breakdowns)
+        colors = model_qcolors(self.breakdowns)
         for i, r in enumerate(rows):
             name = QTableWidgetItem(r["backbone"] + ("  (baseline)" if r["backbone"] == self.baseline else ""))
-            name.setForeground(QBrush(QColor(model_qcolor(names.index(r["backbone"])))))
+            name.setForeground(QBrush(QColor(colors[r["backbone"]])))
             self.table.setItem(i, 0, name)
             cells = [f"{r['AP50']:.1f}"]
             for c in COLUMNS:

@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
 from fishspine.analysis.attribution.class_names import NO_CLASSIFIER as NO_CLASSIFIER_TEXT
 from fishspine.analysis.options import CAM_CMAPS, CAM_METHODS, GALLERY_ROWS_RANGE, INPUT_METHODS, SCALINGS
 from fishspine.app.components.state import AppState
-from fishspine.app.qt.views.base import SELECTED_PEN, View, bind_setting, lookup_table, model_qcolor
+from fishspine.app.qt.views.base import SELECTED_PEN, View, bind_setting, lookup_table, model_qcolors
 
 CELL_PX = 170  # the smallest a row of a filling grid may be before it scrolls
 MIN_SIDE_PX = 48  # no pane is drawn smaller than this, however narrow the window
@@ -461,6 +461,10 @@ class ImageGridView(View):
         self.grid.scene().sigMouseClicked.connect(self._clicked)
         state.focus_changed.connect(self.draw_focus)
 
+    def model_colors(self) -> dict[str, str]:
+        """Each loaded model's colour (by family, then name: the same in every view and figure)."""
+        return model_qcolors([m.label for m in self.state.models], {m.label: m.family for m in self.state.models})
+
     def focus_box(self) -> tuple[float, float, float, float] | None:
         """The selected image's focus object (ImageEntry.focus) in the pixels of the image as shown."""
         entry = self.state.image
@@ -580,8 +584,9 @@ class ActivationsView(ImageGridView):
         if not self.grid.ensure(n_rows, len(results), row_labels=labels, on_ready=self.refresh):
             return False  # laying out the grid; refresh again once it is there
         image = self.shown_image()
+        colors = self.model_colors()
         for c, (m, res) in enumerate(results.items()):
-            self.grid.headers[c].setText(f"<b>{m}</b>", color=model_qcolor(c), size="9pt")
+            self.grid.headers[c].setText(f"<b>{m}</b>", color=colors.get(m, "k"), size="9pt")
             cell = self.grid.cells[(0, c)]
             cell.image.setImage(image, autoLevels=False, levels=(0, 255))
             cell.image.setLookupTable(None)
@@ -926,6 +931,7 @@ class CamView(ImageGridView):
         first.overlay.clear()
         self.grid.headers[0].setText("<b>image</b>", size="9pt")
         first.model, first.block, first.values = "", None, None
+        colors = self.model_colors()
         for c, (m, cam) in enumerate(cams.items(), start=1):
             cell = self.grid.cells[(0, c)]
             cell.image.setImage(image, autoLevels=False, levels=(0, 255))
@@ -933,7 +939,7 @@ class CamView(ImageGridView):
                 cell.overlay.clear()
                 self.grid.headers[c].setText(
                     f"<b>{m}</b><br>{self.state.settings.cam_method}<br>not computed: press Compute",
-                    color=model_qcolor(c - 1),
+                    color=colors.get(m, "k"),
                     size="8pt",
                 )
                 cell.model, cell.block, cell.values = "", None, None
@@ -942,7 +948,7 @@ class CamView(ImageGridView):
             _set_map(cell.overlay, values, self.state.settings.cam_cmap)
             title = cam_title(f"<b>{m}</b>", cam).replace(cam.target_label, self._target_title(m, cam))
             title = title.replace("\n", "<br>")
-            self.grid.headers[c].setText(title, color=model_qcolor(c - 1), size="8pt")
+            self.grid.headers[c].setText(title, color=colors.get(m, "k"), size="8pt")
             cell.model, cell.block, cell.values = m, cam, values
         shown = {m: cam for m, cam in cams.items() if cam is not None}
         self.legend.set_scales([cam_colour_scale(shown, self.state.settings.cam_cmap)] if shown else [])

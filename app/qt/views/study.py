@@ -31,8 +31,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from fishspine.analysis.figures.base import family_of
 from fishspine.app.components.state import AppState
-from fishspine.app.qt.views.base import View, model_qcolor
+from fishspine.app.qt.views.base import View, model_qcolors
 
 #: The plot picker's text of each figure `study_exports` can give, in the picker's order.
 PLOTS = {
@@ -71,7 +72,9 @@ def headline(summary: dict) -> str:
     if skipped:
         parts.append(f"<span style='color:#c62828'>{len(skipped)} unreadable images skipped</span>")
     lines = [" · ".join(parts)]
-    for i, (label, entry) in enumerate(summary.get("models", {}).items()):
+    models = summary.get("models", {})
+    colors = model_qcolors(models, {m: family_of(str(e.get("variant", ""))) for m, e in models.items()})
+    for label, entry in models.items():
         numbers = []
         ratio = entry.get("traces", {}).get("ratio", {})
         for which in ("output", "weight"):
@@ -82,7 +85,7 @@ def headline(summary: dict) -> str:
             if key in faith:
                 numbers.append(f"{name} {_fmt(faith[key].get('mean'))}")
         # labels and variants come from the study's file: text, never markup
-        name = f"<b style='color:{model_qcolor(i)}'>{html.escape(str(label))}</b>"
+        name = f"<b style='color:{colors[label]}'>{html.escape(str(label))}</b>"
         variant = html.escape(str(entry.get("variant", "?")))
         lines.append(f"{name} ({variant}): " + (" · ".join(numbers) or "no headline numbers"))
     return "<br>".join(lines)
