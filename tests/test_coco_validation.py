@@ -234,3 +234,24 @@ def test_valid_generated_files_pass_and_evaluate(tmp_path_factory, n_images, n_c
     for iou_type in ("bbox", "segm") if masks else ("bbox",):
         summary = evaluate(folder / "gt.json", {"m": folder / "dt.json"}, iou_type)["m"].summary()
         assert all(math.isnan(v) or 0 <= v <= 1 for v in summary.values())
+
+
+def test_box_results_checked_in_bulk_equal_the_per_detection_checks(monkeypatch):
+    """The bulk path for plain JSON box results gives exactly what the per-detection checks give, and
+    anything it does not take plainly (a bool id, a NaN, an unknown image) falls to those checks."""
+    from fishspine.analysis.coco import validation
+    from fishspine.analysis.coco.synthetic import synthetic_coco
+
+    gt, dets = synthetic_coco(n_images=20, n_categories=4, seed=2)
+    dets[0]["bbox"] = [1, 2, 3, 4]  # ints become floats, as per detection
+    dets[1]["score"] = 1
+    gt = validation.validate_ground_truth(gt, "gt")
+    bulk = validation.validate_results(dets, gt, "bbox", "r")
+    monkeypatch.setattr(validation, "_plain_box_results", lambda *a: None)
+    assert bulk == validation.validate_results(dets, gt, "bbox", "r")
+    assert [type(v) for v in bulk[0]["bbox"]] == [float] * 4 and type(bulk[1]["score"]) is float
+    monkeypatch.undo()
+    sizes = {im["id"]: None for im in gt["images"]}
+    cats = {c["id"] for c in gt["categories"]}
+    for bad in ({"image_id": True}, {"score": float("nan")}, {"image_id": 10**6}, {"bbox": [0, 0, -1, 2]}):
+        assert validation._plain_box_results([{**dets[0], **bad}, *dets[1:]], sizes, cats) is None

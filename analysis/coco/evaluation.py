@@ -205,9 +205,11 @@ def evaluate_one(
     area_ranges: Mapping[str, tuple[float, float]] | None = None,
     max_dets: Sequence[int] = DEFAULT_MAX_DETS,
     keep_matches: bool = False,
+    fresh: bool = False,
 ) -> CocoEvaluation:
     """Evaluate one result list against `gt` (already loaded and checked); `keep_matches` keeps the
-    per-image matching the bootstrap intervals need."""
+    per-image matching the bootstrap intervals need; `fresh`: `dets` are the caller's own new copies
+    (load_results's), which the evaluator may change, so they are not copied again."""
     from faster_coco_eval import COCO, COCOeval_faster
 
     if iou_type not in ("bbox", "segm"):
@@ -219,7 +221,8 @@ def evaluate_one(
     # never inside them: one-level copies keep the caller's (and a reused ground truth's) dicts as they were.
     sized_by = "box" if not dets or "bbox" in dets[0] else "mask"  # loadRes's rule, read before it adds boxes
     gt = {k: [dict(x) for x in v] if isinstance(v, list) else v for k, v in gt.items()}
-    dets = [dict(d) for d in dets]
+    if not fresh:
+        dets = [dict(d) for d in dets]
     coco_gt = COCO(gt)
     coco_dt = coco_gt.loadRes(dets) if dets else COCO()
     ev = COCOeval_faster(coco_gt, coco_dt, iou_type, print_function=lambda *a, **k: None)
@@ -267,7 +270,9 @@ def iter_evaluate(
     out = {}
     for i, (name, source) in enumerate(results.items()):
         dets = load_results(source, gt_dict, iou_type, name)
-        out[name] = evaluate_one(gt_dict, dets, name, iou_type, area_ranges, max_dets, keep_matches=bootstrap > 0)
+        out[name] = evaluate_one(
+            gt_dict, dets, name, iou_type, area_ranges, max_dets, keep_matches=bootstrap > 0, fresh=True
+        )
         if bootstrap > 0:
             out[name].replicates(bootstrap, seed)
         yield Progress(i + 1, len(results), name)
