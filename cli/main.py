@@ -192,6 +192,9 @@ def cmd_graph(args: argparse.Namespace) -> int:
         except CheckpointError as exc:
             raise UserError(f"{args.model!r} is neither a zoo model nor a checkpoint I can open: {exc}") from exc
     size = model.spec.input_size if args.size is None else args.size
+    if args.expand:
+        export = _interior_export(model, args.expand, size)
+        return _write_graph_export(export, args)
     graph = architecture_graph(model, size, args.layout)
     values = None
     if args.color_by:
@@ -203,6 +206,24 @@ def cmd_graph(args: argparse.Namespace) -> int:
         graph.rows(),
         graph.to_json(),
     )
+    return _write_graph_export(export, args)
+
+
+def _interior_export(model, block: str, size: int):
+    """The figure and data of what is inside one block (`fishspine graph --expand`, the app's expansion)."""
+    from fishspine.analysis.architecture.interior import block_interior
+    from fishspine.analysis.figures.base import ViewExport
+    from fishspine.analysis.figures.interior import interior_figure
+
+    try:
+        interior = block_interior(model, block, size)
+    except KeyError as exc:
+        names = ", ".join(b.name for b in model.blocks[:8])
+        raise UserError(f"{exc.args[0]}; blocks are named like {names}, …") from exc
+    return ViewExport(lambda: interior_figure(interior), interior.rows(), interior.to_json())
+
+
+def _write_graph_export(export, args: argparse.Namespace) -> int:
     out = Path(args.output)
     suffix = out.suffix.lstrip(".").lower()
     if suffix and suffix not in ("png", "svg", "pdf"):
@@ -227,6 +248,11 @@ def _add_graph(sub) -> None:
     )
     p.add_argument("--layout", choices=["staircase", "fish", "scale-permuted"], help="override the layout")
     p.add_argument("--color-by", choices=["params", "macs", "channels"], help="colour nodes by this number")
+    p.add_argument(
+        "--expand",
+        metavar="BLOCK",
+        help="draw what is inside this block instead (its traced operations, e.g. SCNet's pooled calibration branch)",
+    )
     p.add_argument(
         "--formats",
         nargs="+",
