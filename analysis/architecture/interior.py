@@ -175,7 +175,11 @@ class _Trace:
             return  # shapes, sizes and scalars are not data flow
         name = getattr(func, "__name__", str(func)).strip("_")
         label = _function_label(name, args, kwargs)
-        self._add(_Call(name, label, self.stack[-1] if self.stack else "", tuple(outputs[0].shape[1:]), [], _side(ins[0]), 0), outputs, ins)
+        self._add(
+            _Call(name, label, self.stack[-1] if self.stack else "", tuple(outputs[0].shape[1:]), [], _side(ins[0]), 0),
+            outputs,
+            ins,
+        )
 
     def pre(self, module: nn.Module, args) -> None:
         self.stack.append(self.paths.get(id(module), ""))
@@ -196,7 +200,9 @@ class _Trace:
         path = self.paths.get(id(module), "")
         params = sum(p.numel() for p in module.parameters(recurse=False))
         op = type(module).__name__
-        call = _Call(op, tap or _module_label(module), path, tuple(outputs[0].shape[1:]), [], _side(ins[0]), params, tap)
+        call = _Call(
+            op, tap or _module_label(module), path, tuple(outputs[0].shape[1:]), [], _side(ins[0]), params, tap
+        )
         self._add(call, outputs, ins)
 
 
@@ -211,7 +217,7 @@ def _short(v: Any) -> str:
 
 
 def _module_label(module: nn.Module) -> str:
-    """"Conv2d 3x3 /2 32→64"-style: the class and what sets its shape."""
+    """ "Conv2d 3x3 /2 32→64"-style: the class and what sets its shape."""
     name = type(module).__name__
     parts = [name]
     if isinstance(module, nn.modules.conv._ConvNd):
