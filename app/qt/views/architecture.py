@@ -205,9 +205,10 @@ class GraphColumn:
         # figure's proportions would fill a sliver of its column.
         self.box.setAspectLocked(False)
         self.box.setLimits(minXRange=2.0, maxXRange=4.0 * (x1 - x0), minYRange=0.5, maxYRange=4.0 * (bottom - top))
-        self.reset_zoom()
+        self.nodes.setData(x=xs, y=self._xy[:, 1], size=MIN_DIAMETER_PX)
+        self.reset_zoom()  # on the new data, before markers are sized and names placed at that zoom
         self._diameter = self._diameters()
-        self.nodes.setData(x=xs, y=self._xy[:, 1], size=self._diameter)
+        self.nodes.setSize(self._diameter)
         self.ring.setData([], [])
 
         # Names: made when first shown (`place_labels`, after every zoom).
@@ -239,8 +240,9 @@ class GraphColumn:
         self.build_seconds = time.perf_counter() - t0
 
     def reset_zoom(self) -> None:
-        """Fit the whole diagram again (the view it was first shown in)."""
+        """Fit the whole diagram again (the view it was first shown in), now rather than at the next paint."""
         self.box.enableAutoRange()
+        self.box.updateAutoRange()
 
     def recolor(self, values: dict[str, float] | None, span: tuple[float, float] | None) -> None:
         """Brushes by role (`values` None) or by `values` on the log scale `span` shared by every column."""
