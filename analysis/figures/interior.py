@@ -68,7 +68,8 @@ def interior_figure(interior: BlockInterior) -> Figure:
         for i, lvl in enumerate(range(levels[0], levels[-1] + 1)):
             ax.axhspan(lvl - 0.5, lvl + 0.5, color=("#f0f0f0", "#ffffff")[i % 2], zorder=0, lw=0)
         size = interior.input_size
-        ax.set_yticks(levels, [f"1/{2**lvl}\n{math.ceil(size / 2**lvl)}²" for lvl in levels])
+        rows = list(range(levels[0], levels[-1] + 1))  # a level a branch skips is still named
+        ax.set_yticks(rows, [f"1/{2**lvl}\n{math.ceil(size / 2**lvl)}²" for lvl in rows])
         ax.tick_params(axis="y", length=0, pad=4)
         ax.set_ylabel(f"resolution at {size}² input")
         ax.set_xticks([])

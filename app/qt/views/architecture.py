@@ -138,6 +138,7 @@ class GraphColumn:
         self._radius_frac = np.zeros(0)  # node diameter as a fraction of the largest
         self._diameter = np.zeros(0)
         self._edge_points = np.zeros((0, 2))
+        self._band_ticks: list[tuple[float, str]] = []
         self.selected = ""
         self.node_labels: dict[str, pg.TextItem] = {}  # made when first shown
         self.group_labels: list[tuple[Any, pg.TextItem | None]] = []
@@ -175,7 +176,8 @@ class GraphColumn:
         self.plot.setLabel("left", f"1/stride · feature side at {graph.input_size}²")
         self.plot.getAxis("left").showLabel(self.first)  # the same words in every column: the first says them
         # Segments of the layout (roles, stages) named along the top, split by faint lines.
-        self.plot.getAxis("top").setTicks([[((b.x_start + b.x_end) / 2, b.label) for b in graph.bands]])
+        self._band_ticks = [((b.x_start + b.x_end) / 2, b.label) for b in graph.bands]
+        self.plot.getAxis("top").setTicks([self._band_ticks])
         cuts = [(a.x_end + b.x_start) / 2 for a, b in zip(graph.bands, graph.bands[1:])]
         self.cuts.setData(np.repeat(cuts, 2), np.tile([top, bottom], len(cuts)), connect="pairs")
 
@@ -209,6 +211,7 @@ class GraphColumn:
         self.reset_zoom()  # on the new data, before markers are sized and names placed at that zoom
         self._diameter = self._diameters()
         self.nodes.setSize(self._diameter)
+        self.place_band_names()
         self.ring.setData([], [])
 
         # Names: made when first shown (`place_labels`, after every zoom).
@@ -290,6 +293,7 @@ class GraphColumn:
     def _zoomed(self) -> None:
         if self.graph is None:
             return
+        self.place_band_names()
         d = self._diameters()
         if not np.allclose(d, self._diameter):
             self._diameter = d
@@ -391,6 +395,19 @@ class GraphColumn:
             put(t, indices, found[1])
         self.label_mode = "groups"
         return self.label_mode
+
+    def place_band_names(self) -> list[str]:
+        """Name the layout's segments along the top, left to right, skipping a name that would overlap
+        the one before (narrow columns); returns the names shown."""
+        psx = max(self.box.viewPixelSize()[0], 1e-12)
+        shown, right = [], -math.inf
+        for x, text in self._band_ticks:
+            half = (self.label_metrics.horizontalAdvance(text) + 6) / 2
+            if x / psx - half >= right:
+                shown.append((x, text))
+                right = x / psx + half
+        self.plot.getAxis("top").setTicks([shown])
+        return [t for _x, t in shown]
 
     # ------------------------------------------------------------------ hover, click, selection
     def scene_pos(self, name: str) -> QPointF:
