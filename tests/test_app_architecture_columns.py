@@ -160,3 +160,19 @@ def test_a_double_click_opens_the_block_in_a_worker(qtbot, models):
     qtbot.waitUntil(lambda: not jobs.workers, timeout=30_000)
     for w in list(view_base._open_windows):
         w.close()
+
+
+def test_all_columns_export_is_the_command_lines_side_by_side_figure(qtbot, view, models, tmp_path):
+    """With "all columns", Export writes what `fishspine graph A B --color-by params` writes."""
+    from fishspine.cli.main import main
+    from fishspine.models.checkpoints import save_checkpoint
+
+    files = [str(save_checkpoint(models[m].model, tmp_path / f"{m}.safetensors")) for m in ("sc", "r50")]
+    assert main(["graph", *files, "--color-by", "params", "-o", str(tmp_path / "cli.svg")]) == 0
+    view.color_box.setCurrentText("params")
+    view.all_columns.setChecked(True)
+    assert view.export(tmp_path / "app.svg")[0].read_bytes() == (tmp_path / "cli.svg").read_bytes()
+    view.export(tmp_path / "app.csv")
+    assert {line.split(",")[0] for line in (tmp_path / "app.csv").read_text().splitlines()[1:]} == {"sc", "r50"}
+    view.all_columns.setChecked(False)  # the chosen model alone, as before
+    assert view.export(tmp_path / "one.svg")[0].read_bytes() != (tmp_path / "cli.svg").read_bytes()

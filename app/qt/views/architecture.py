@@ -22,6 +22,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer
 from PySide6.QtGui import QFont, QFontMetricsF, QKeySequence, QPainterPath, QPixmap, QShortcut
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QGraphicsPathItem,
     QHBoxLayout,
@@ -540,8 +541,14 @@ class ArchitectureView(View):
         self.open_button = QPushButton("Open block")
         self.open_button.setToolTip("show the operations inside the selected block (or double-click a block)")
         self.open_button.clicked.connect(self._open_selected)
+        self.all_columns = QCheckBox("all columns")
+        self.all_columns.setToolTip(
+            "Export every column side by side on the one colour scale (as `fishspine graph A B …`),"
+            " not only the chosen model"
+        )
         self.controls.addWidget(QLabel("export"))
         self.controls.addWidget(self.model_box)
+        self.controls.addWidget(self.all_columns)
         self.controls.addWidget(QLabel("colour by"))
         self.controls.addWidget(self.color_box)
         self.controls.addWidget(self.reset_button)
@@ -979,11 +986,20 @@ class ArchitectureView(View):
 
     # ------------------------------------------------------------------ export
     def export_figure(self):
-        from fishspine.analysis.figures.architecture import graph_figure
+        from fishspine.analysis.figures.architecture import graph_figure, graphs_figure
 
-        values = self.values()
         how = self.color_box.currentText()
+        if self.all_columns.isChecked() and len(self._laid_out) > 1:
+            values = [self.values(c) for c in self._laid_out]
+            numbers = any(v is not None for v in values)
+            graphs = [c.graph for c in self._laid_out]
+            return graphs_figure(graphs, values if numbers else None, how if numbers else "", log_values=numbers)
+        values = self.values()
         return graph_figure(self.graph, values, how if values else "", log_values=values is not None)
 
     def export_data(self):
+        if self.all_columns.isChecked() and len(self._laid_out) > 1:
+            columns = self._laid_out
+            rows = [{"model": c.label} | row for c in columns for row in c.graph.rows()]
+            return rows, {"models": [{"name": c.label} | c.graph.to_json() for c in columns]}
         return self.graph.rows(), self.graph.to_json()
