@@ -176,3 +176,14 @@ def test_all_columns_export_is_the_command_lines_side_by_side_figure(qtbot, view
     assert {line.split(",")[0] for line in (tmp_path / "app.csv").read_text().splitlines()[1:]} == {"sc", "r50"}
     view.all_columns.setChecked(False)  # the chosen model alone, as before
     assert view.export(tmp_path / "one.svg")[0].read_bytes() != (tmp_path / "cli.svg").read_bytes()
+
+
+def test_segment_names_that_would_overlap_are_skipped_widest_first(qtbot, view):
+    from .test_app_architecture import FixedMetrics
+
+    column = view.columns[1]  # ResNet-50: stem, layer1..layer4
+    column.label_metrics = FixedMetrics(char_px=0.01, line_px=1.0)
+    assert column.place_band_names() == [b.label for b in column.graph.bands]  # all fit
+    column.label_metrics = FixedMetrics(char_px=1e4, line_px=1.0)  # each name wider than the column
+    widest = max(column.graph.bands, key=lambda b: b.x_end - b.x_start)
+    assert column.place_band_names() == [widest.label]

@@ -139,7 +139,7 @@ class GraphColumn:
         self._radius_frac = np.zeros(0)  # node diameter as a fraction of the largest
         self._diameter = np.zeros(0)
         self._edge_points = np.zeros((0, 2))
-        self._band_ticks: list[tuple[float, str]] = []
+        self._band_ticks: list[tuple[float, str, float]] = []  # x, name, span of each layout segment
         self.selected = ""
         self.node_labels: dict[str, pg.TextItem] = {}  # made when first shown
         self.group_labels: list[tuple[Any, pg.TextItem | None]] = []
@@ -177,8 +177,7 @@ class GraphColumn:
         self.plot.setLabel("left", f"1/stride · feature side at {graph.input_size}²")
         self.plot.getAxis("left").showLabel(self.first)  # the same words in every column: the first says them
         # Segments of the layout (roles, stages) named along the top, split by faint lines.
-        self._band_ticks = [((b.x_start + b.x_end) / 2, b.label) for b in graph.bands]
-        self.plot.getAxis("top").setTicks([self._band_ticks])
+        self._band_ticks = [((b.x_start + b.x_end) / 2, b.label, b.x_end - b.x_start) for b in graph.bands]
         cuts = [(a.x_end + b.x_start) / 2 for a, b in zip(graph.bands, graph.bands[1:])]
         self.cuts.setData(np.repeat(cuts, 2), np.tile([top, bottom], len(cuts)), connect="pairs")
 
@@ -398,15 +397,16 @@ class GraphColumn:
         return self.label_mode
 
     def place_band_names(self) -> list[str]:
-        """Name the layout's segments along the top, left to right, skipping a name that would overlap
-        the one before (narrow columns); returns the names shown."""
+        """Name the layout's segments along the top, the widest segments first, skipping a name that
+        would overlap one already placed (narrow columns); returns the names shown, left to right."""
         psx = max(self.box.viewPixelSize()[0], 1e-12)
-        shown, right = [], -math.inf
-        for x, text in self._band_ticks:
+        placed: list[tuple[float, float, float, str]] = []  # left, right, x, text
+        for x, text, _span in sorted(self._band_ticks, key=lambda t: -t[2]):
             half = (self.label_metrics.horizontalAdvance(text) + 6) / 2
-            if x / psx - half >= right:
-                shown.append((x, text))
-                right = x / psx + half
+            left, right = x / psx - half, x / psx + half
+            if all(right <= a or left >= b for a, b, _x, _t in placed):
+                placed.append((left, right, x, text))
+        shown = sorted((x, text) for _a, _b, x, text in placed)
         self.plot.getAxis("top").setTicks([shown])
         return [t for _x, t in shown]
 
