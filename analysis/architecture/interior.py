@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from fishspine.analysis.architecture.macs import _meta_twin, format_count
+from fishspine.analysis.architecture.macs import format_count, meta_twin
 from fishspine.models import Backbone
 
 Point = tuple[float, float]
@@ -264,8 +264,8 @@ def _is_shape(a: Any) -> bool:
 
 def trace_calls(model: Backbone, input_size: int) -> list[_Call]:
     """Every recorded call of one forward of a meta twin of `model` on a square image."""
-    twin = _meta_twin(model)
-    taps = {id(twin.taps[twin._tap_key(b.name)]): b.name for b in model.blocks}
+    twin = meta_twin(model)
+    taps = {id(twin.tap(b.name)): b.name for b in model.blocks}
     trace = _Trace(twin, taps)
     handles = []
     try:

@@ -463,12 +463,11 @@ class BlockInteriorWindow(QWidget):
         self.setWindowTitle(f"{label} · inside {interior.block} · {len(interior.operations) - 1} operations")
         layout = QVBoxLayout(self)
         bar = QHBoxLayout()
-        down = [o for o in interior.resamplings if o.resample < 1]
-        up = [o for o in interior.resamplings if o.resample > 1]
-        facts = [f"{len(interior.operations) - 1} operations"]
-        facts += [f"↓{1 / o.resample:.3g} {o.label} ({o.module})" for o in down]
-        facts += [f"↑{o.resample:.3g} {o.label}" for o in up]
-        self.summary = QLabel(" · ".join(facts))
+        from fishspine.analysis.architecture.interior import describe
+
+        # What changes resolution inside the block is what sets it apart (SCNet's pooled calibration).
+        facts = [f"{len(interior.operations) - 1} operations", *(describe(o) for o in interior.resamplings)]
+        self.summary = QLabel("; ".join(facts))
         self.summary.setTextInteractionFlags(Qt.TextSelectableByMouse)
         bar.addWidget(self.summary, 1)
         self.export_button = QPushButton("Export…")
