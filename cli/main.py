@@ -45,6 +45,8 @@ examples:
   fishspine models                              list the backbones in the zoo
   fishspine inspect fishnet150_ckpt.tar         what a checkpoint is: family, variant, params, blocks
   fishspine graph spinenet49 -o spinenet49.svg  architecture diagram (+ .csv/.json of the blocks)
+  fishspine graph resnet50 scnet50 --color-by macs -o cmp   side by side, one colour scale
+  fishspine graph scnet50 --expand layer1.1 -o inside       what is inside a block (traced operations)
   fishspine activations --ckpt A.pth --ckpt B.pth cat.jpg -o out/
   fishspine cam --ckpt A.pth --method gradcampp cat.jpg -o out/
   fishspine gradients --ckpt A.pth --ckpt B.pth img1.jpg img2.jpg -o out/
@@ -180,31 +182,72 @@ def _add_bench(sub) -> None:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    """Draw a model's architecture (fish, scale-permuted or staircase layout) with data."""
+    """Draw a model's architecture (fish, scale-permuted or staircase layout) with data; several models
+    side by side on one colour scale; or, with --expand, what is inside one block."""
     from fishspine.analysis.architecture.graph import architecture_graph
-    from fishspine.analysis.figures.architecture import graph_figure
+    from fishspine.analysis.figures.architecture import graph_figure, graphs_figure
+    from fishspine.analysis.figures.base import ViewExport
+
+    models = [_graph_model(name) for name in args.model]
+    sizes = [m.spec.input_size if args.size is None else args.size for m in models]
+    if args.expand:
+        if len(models) > 1:
+            raise UserError("--expand opens a block of one model; give one model")
+        return _write_graph_export(_interior_export(models[0], args.expand, sizes[0]), args)
+    graphs = [architecture_graph(m, size, args.layout) for m, size in zip(models, sizes)]
+    values = None
+    if args.color_by:
+        values = [{n.name: float(getattr(n, args.color_by)) for n in g.nodes} for g in graphs]
+    if len(graphs) == 1:
+        graph, one = graphs[0], None if values is None else values[0]
+        export = ViewExport(
+            lambda: graph_figure(graph, one, args.color_by or "", log_values=bool(args.color_by)),
+            graph.rows(),
+            graph.to_json(),
+        )
+    else:
+        names = [_model_label(name, g) for name, g in zip(args.model, graphs)]
+        export = ViewExport(
+            lambda: graphs_figure(graphs, values, args.color_by or "", log_values=bool(args.color_by)),
+            [{"model": name} | row for name, g in zip(names, graphs) for row in g.rows()],
+            {"models": [{"name": name} | g.to_json() for name, g in zip(names, graphs)]},
+        )
+    return _write_graph_export(export, args)
+
+
+def _graph_model(name: str):
+    """A zoo model by name, or the model of a checkpoint file."""
     from fishspine.models import create_model, list_models
     from fishspine.models.checkpoints import CheckpointError, load_checkpoint
 
-    if args.model in list_models():
-        model = create_model(args.model)
-    else:
-        try:
-            model = load_checkpoint(args.model).model
-        except CheckpointError as exc:
-            raise UserError(f"{args.model!r} is neither a zoo model nor a checkpoint I can open: {exc}") from exc
-    size = model.spec.input_size if args.size is None else args.size
-    graph = architecture_graph(model, size, args.layout)
-    values = None
-    if args.color_by:
-        values = {n.name: float(getattr(n, args.color_by)) for n in graph.nodes}
-    from fishspine.analysis.figures.base import ViewExport
+    if name in list_models():
+        return create_model(name)
+    try:
+        return load_checkpoint(name).model
+    except CheckpointError as exc:
+        raise UserError(f"{name!r} is neither a zoo model nor a checkpoint I can open: {exc}") from exc
 
-    export = ViewExport(
-        lambda: graph_figure(graph, values, args.color_by or "", log_values=bool(args.color_by)),
-        graph.rows(),
-        graph.to_json(),
-    )
+
+def _model_label(name: str, graph) -> str:
+    """How a model is named in a side-by-side export: its variant, or the file it came from."""
+    return graph.model if graph.model == name else f"{Path(name).stem} ({graph.model})"
+
+
+def _interior_export(model, block: str, size: int):
+    """The figure and data of what is inside one block (`fishspine graph --expand`, the app's expansion)."""
+    from fishspine.analysis.architecture.interior import block_interior
+    from fishspine.analysis.figures.base import ViewExport
+    from fishspine.analysis.figures.interior import interior_figure
+
+    try:
+        interior = block_interior(model, block, size)
+    except KeyError as exc:
+        names = ", ".join(b.name for b in model.blocks[:8])
+        raise UserError(f"{exc.args[0]}; blocks are named like {names}, …") from exc
+    return ViewExport(lambda: interior_figure(interior), interior.rows(), interior.to_json())
+
+
+def _write_graph_export(export, args: argparse.Namespace) -> int:
     out = Path(args.output)
     suffix = out.suffix.lstrip(".").lower()
     if suffix and suffix not in ("png", "svg", "pdf"):
@@ -218,7 +261,9 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 def _add_graph(sub) -> None:
     p = sub.add_parser("graph", help="architecture diagram of a model or checkpoint", description=cmd_graph.__doc__)
-    p.add_argument("model", help="a zoo model name or a checkpoint file")
+    p.add_argument(
+        "model", nargs="+", help="zoo model names or checkpoint files (several: side by side on one colour scale)"
+    )
     p.add_argument(
         "-o", "--output", required=True, type=output_stem(), help="figure file (.png/.svg/.pdf) or a stem for all three"
     )
@@ -229,6 +274,11 @@ def _add_graph(sub) -> None:
     )
     p.add_argument("--layout", choices=["staircase", "fish", "scale-permuted"], help="override the layout")
     p.add_argument("--color-by", choices=["params", "macs", "channels"], help="colour nodes by this number")
+    p.add_argument(
+        "--expand",
+        metavar="BLOCK",
+        help="draw what is inside this block instead (its traced operations, e.g. SCNet's pooled calibration branch)",
+    )
     p.add_argument(
         "--formats",
         nargs="+",

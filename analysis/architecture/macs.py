@@ -50,7 +50,7 @@ def _count_macs(model: nn.Module, input_size: int, owner_of: Callable[[str], str
     model itself untouched, so another thread may use it meanwhile); cheap for the largest
     variants.
     """
-    twin = _meta_twin(model)
+    twin = meta_twin(model)
     macs: dict[str, int] = {}
 
     def count(name: str):
@@ -73,7 +73,7 @@ def _count_macs(model: nn.Module, input_size: int, owner_of: Callable[[str], str
     return macs
 
 
-def _meta_twin(model: nn.Module) -> nn.Module:
+def meta_twin(model: nn.Module) -> nn.Module:
     """A copy of `model` whose parameters and buffers are meta tensors, in eval mode, without hooks."""
     memo: dict[int, Any] = {}
     for t in [*model.parameters(), *model.buffers()]:

@@ -102,24 +102,7 @@ def graph_figure(
     radius = _node_radii(graph, max_diameter=min(11.0, 0.72 * col_pt))
     with style_context():
         ax = fig.add_subplot()
-        ax.grid(False)
-        levels = graph.levels
-        ax.set_xlim(min(xs) - 0.8, max(xs) + 0.8)
-        top, bottom = y_limits(graph)
-        ax.set_ylim(bottom, top)  # fine resolutions on top
-        for lvl in levels:
-            ax.axhline(lvl, color="#e3e3e3", lw=0.5, zorder=0.5)
-        ax.set_yticks(levels, [f"1/{2**lvl}\n{graph.feature_size(lvl)}²" for lvl in levels])
-        ax.tick_params(axis="y", length=0, pad=4)
-        ax.set_ylabel(f"resolution: 1/stride, feature side at {graph.input_size}² input")
-        ax.set_xticks([])
-        ax.spines["bottom"].set_visible(False)
-        ax.spines["left"].set_visible(False)
-        ax.set_xlabel("forward order →")
-        _draw_bands(ax, graph)
-        _draw_edges(ax, graph, radius)
-        mappable, has_missing = _draw_nodes(ax, graph, radius, values, cmap, log_values)
-        ax.set_title(_title(graph), loc="left", pad=16)
+        mappable, has_missing = _draw_panel(ax, graph, radius, values, cmap, log_values)
         ax.legend(
             handles=_legend_handles(graph, radius, values is None, has_missing, log_values),
             loc="upper left",
@@ -139,10 +122,114 @@ def graph_figure(
     return fig
 
 
+def graphs_figure(
+    graphs: Sequence[ArchitectureGraph],
+    values: Sequence[Mapping[str, float] | None] | None = None,
+    value_label: str = "",
+    cmap: str = "viridis",
+    log_values: bool = False,
+    labels: str = "auto",
+) -> Figure:
+    """Several diagrams side by side, one panel each, as the app's columns; with `values` (one
+    mapping per graph, None for a graph without numbers) every panel is coloured on ONE scale,
+    the range of all of them, and one colour bar under the panels says it."""
+    if labels not in LABEL_MODES:
+        raise ValueError(f"labels must be one of {LABEL_MODES}, not {labels!r}")
+    if values is not None and len(values) != len(graphs):
+        raise ValueError(f"{len(values)} value mappings for {len(graphs)} graphs")
+    legend_in = 1.9
+    sizes = [figure_size(g, with_colorbar=values is not None) for g in graphs]
+    panel_w = [w - legend_in for w, _h in sizes]
+    fig = new_figure(sum(panel_w) + legend_in, max(h for _w, h in sizes))
+    panel_values = [None] * len(graphs) if values is None else [v or {} for v in values]
+    value_range = _shared_range(panel_values, log_values) if values is not None else None
+    with style_context():
+        axes = fig.subplots(1, len(graphs), squeeze=False, width_ratios=panel_w)[0]
+        radii, mappable, has_missing = [], None, False
+        for ax, graph, vals in zip(axes, graphs, panel_values):
+            xs = [p[0] for p in graph.positions.values()]
+            col_pt = column_width(max(xs) - min(xs) + 1) * 72
+            radius = _node_radii(graph, max_diameter=min(11.0, 0.72 * col_pt))
+            radii.append(radius)
+            m, missing = _draw_panel(ax, graph, radius, vals, cmap, log_values, value_range)
+            mappable, has_missing = mappable or m, has_missing or missing
+        last = axes[-1]
+        handles = _legend_handles(graphs[-1], radii[-1], values is None, has_missing, log_values)
+        if values is None:  # every panel's roles, not only the last one's
+            roles = dict.fromkeys(n.role for g in graphs for n in g.nodes)
+            known = {h.get_label() for h in handles}
+            handles += [
+                Line2D([], [], ls="", marker="o", color=ROLE_COLORS.get(r, "#333333"), label=r)
+                for r in roles
+                if r not in known
+            ]
+        last.legend(
+            handles=handles,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            frameon=False,
+            borderaxespad=0.0,
+            handlelength=1.8,
+            labelspacing=0.7,
+        )
+        if mappable is not None:
+            cb = fig.colorbar(mappable, ax=list(axes), location="bottom", shrink=0.35, aspect=30, pad=0.02)
+            cb.set_label(f"{value_label}, one scale for every panel" if value_label else "one scale for every panel")
+            cb.ax.tick_params(labelsize=6)
+        if labels != "none":
+            fig.draw_without_rendering()
+            for ax, graph, radius in zip(axes, graphs, radii):
+                _draw_labels(ax, graph, radius, labels)
+    return fig
+
+
+def _shared_range(values: Sequence[Mapping[str, float] | None], log_values: bool) -> tuple[float, float] | None:
+    """The smallest and largest usable value over every mapping (one colour scale for all panels)."""
+    usable = [u for v in values if v for x in v.values() if (u := _usable(x, log_values)) is not None]
+    if not usable:
+        return None
+    lo, hi = min(usable), max(usable)
+    if lo == hi:
+        lo, hi = (lo / 2, hi * 2) if log_values else (lo - 0.5, hi + 0.5)
+    return lo, hi
+
+
+def _draw_panel(
+    ax,
+    graph: ArchitectureGraph,
+    radius: Mapping[str, float],
+    values: Mapping[str, float] | None,
+    cmap: str,
+    log_values: bool,
+    value_range: tuple[float, float] | None = None,
+):
+    """One diagram in `ax`: rows, bands, edges, nodes and title; returns what `_draw_nodes` does."""
+    ax.grid(False)
+    xs = [p[0] for p in graph.positions.values()]
+    levels = graph.levels
+    ax.set_xlim(min(xs) - 0.8, max(xs) + 0.8)
+    top, bottom = y_limits(graph)
+    ax.set_ylim(bottom, top)  # fine resolutions on top
+    for lvl in levels:
+        ax.axhline(lvl, color="#e3e3e3", lw=0.5, zorder=0.5)
+    ax.set_yticks(levels, [f"1/{2**lvl}\n{graph.feature_size(lvl)}²" for lvl in levels])
+    ax.tick_params(axis="y", length=0, pad=4)
+    ax.set_ylabel(f"resolution: 1/stride, feature side at {graph.input_size}² input")
+    ax.set_xticks([])
+    ax.spines["bottom"].set_visible(False)
+    ax.spines["left"].set_visible(False)
+    ax.set_xlabel("forward order →")
+    _draw_bands(ax, graph)
+    _draw_edges(ax, graph, radius)
+    result = _draw_nodes(ax, graph, radius, values, cmap, log_values, value_range)
+    ax.set_title(_title(graph), loc="left", pad=16)
+    return result
+
+
 def _title(graph: ArchitectureGraph) -> str:
     params = sum(n.params for n in graph.nodes)
     macs = sum(n.macs for n in graph.nodes)
-    facts = [f"{len(graph.nodes)} blocks", f"{params / 1e6:.2f} M parameters in blocks"]
+    facts = [f"{len(graph.nodes)} blocks", format_count(params, " parameters in blocks")]
     if macs:
         facts.append(f"{format_count(macs, 'MACs')} at {graph.input_size}²")
     return f"{graph.model}, {graph.layout} layout\n" + ", ".join(facts)
@@ -225,8 +312,10 @@ def _draw_nodes(
     values: Mapping[str, float] | None,
     cmap: str,
     log_values: bool,
+    value_range: tuple[float, float] | None = None,
 ):
-    """Scatter the nodes; returns (the colour mappable or None, whether some node has no value)."""
+    """Scatter the nodes, coloured on `value_range` if given (else their own range); returns (the
+    colour mappable or None, whether some node has no value)."""
     xy = [graph.positions[n.name] for n in graph.nodes]
     sizes = [(2 * radius[n.name]) ** 2 for n in graph.nodes]
     if values is None:
@@ -254,7 +343,7 @@ def _draw_nodes(
         )
     if not known:
         return None, True
-    lo, hi = min(vals[i] for i in known), max(vals[i] for i in known)
+    lo, hi = value_range or (min(vals[i] for i in known), max(vals[i] for i in known))
     if lo == hi:  # one value: a colour bar still needs a range
         lo, hi = (lo / 2, hi * 2) if log_values else (lo - 0.5, hi + 0.5)
     norm = mpl.colors.LogNorm(lo, hi) if log_values else mpl.colors.Normalize(lo, hi)
