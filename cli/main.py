@@ -300,9 +300,16 @@ def cmd_activations(args: argparse.Namespace) -> int:
     for stem, shown, passes in _analysed_images(args, models, "activations"):
         results = activations(passes, args.reduction, args.normalise, scaling=args.scaling)
         _write_outputs(
-            activations_export(stem, shown, results, args.rows), args.output / f"{stem}_activations", args.formats
+            activations_export(stem, shown, results, args.rows, _families(models)),
+            args.output / f"{stem}_activations",
+            args.formats,
         )
     return 0
+
+
+def _families(models: dict) -> dict[str, str]:
+    """Each labelled model's family: what its colour follows in every figure."""
+    return {label: model.family for label, model in models.items()}
 
 
 def cmd_cam(args: argparse.Namespace) -> int:
@@ -334,7 +341,9 @@ def cmd_cam(args: argparse.Namespace) -> int:
             for label, p in passes.items()
         }
         _write_outputs(
-            cam_export(stem, shown, cams, args.alpha, args.cmap), args.output / f"{stem}_{args.method}", args.formats
+            cam_export(stem, shown, cams, args.alpha, args.cmap, families=_families(models)),
+            args.output / f"{stem}_{args.method}",
+            args.formats,
         )
     return 0
 
@@ -381,7 +390,8 @@ def _detection_cams(args: argparse.Namespace) -> int:
         for name in missing:
             print(f"{path.name}: {name} makes no detection of that object (same class, IoU >= 0.5)", file=sys.stderr)
         if cams:
-            export = cam_export(path.stem, pixels, cams, args.alpha, args.cmap, box)
+            families = {name: c.family for name, c in detectors.items()}
+            export = cam_export(path.stem, pixels, cams, args.alpha, args.cmap, box, families)
             _write_outputs(export, args.output / f"{path.stem}_{args.method}_detection", args.formats)
     return 0
 
@@ -401,7 +411,14 @@ def _input_attributions(args: argparse.Namespace, models: dict) -> int:
             raise UserError(str(exc)) from exc
         cams = {label: c.rescaled(args.scaling) for label, c in cams.items()}
         _write_outputs(
-            cam_export(path.stem, resize_longer_side(pixels, args.size), cams, args.alpha, args.cmap),
+            cam_export(
+                path.stem,
+                resize_longer_side(pixels, args.size),
+                cams,
+                args.alpha,
+                args.cmap,
+                families=_families(models),
+            ),
             args.output / f"{path.stem}_{args.method}",
             args.formats,
         )
@@ -427,9 +444,10 @@ def cmd_gradients(args: argparse.Namespace) -> int:
             f"{m}: shallowest/deepest {args.which} gradient norm = {t.ratio_of(args.which):.4g} "
             f"({len(t.blocks)} blocks, loss {t.loss}, {len(stems)} images)"
         )
-    families = {label: model.family for label, model in models.items()}  # each model's colour follows its family
     _write_outputs(
-        gradients_export(stems, args.size, traces, args.which, families), args.output / "gradient_trace", args.formats
+        gradients_export(stems, args.size, traces, args.which, _families(models)),
+        args.output / "gradient_trace",
+        args.formats,
     )
     return 0
 

@@ -121,3 +121,34 @@ def test_clicking_a_crop_shows_each_detectors_cam_and_exports_what_the_command_w
     panel.cams.layer.setCurrentText("FPN P4")  # another layer: recomputed from the held pass
     qtbot.waitUntil(lambda: panel.cams.result.layer == "FPN P4" and not view.jobs.running, timeout=30_000)
     assert next(iter(panel.cams.result.cams.values())).block == "FPN P4"
+
+
+def test_clicking_an_object_in_the_grad_cam_image_shows_each_detectors_cam_of_it(qtbot, files, tmp_path):
+    """In the Grad-CAM view, a click on the image picks the best detection there: it is outlined, and
+    every loaded detector's CAM of its detection of that object is shown below the grid."""
+    from PIL import Image
+
+    from fishspine.app.qt.window import MainWindow
+
+    w = MainWindow()
+    qtbot.addWidget(w)
+    w.resize(1400, 1000)
+    w.show()
+    image = files / "images" / sorted(p.name for p in (files / "images").iterdir())[0]
+    w.open_paths([str(files / "B.safetensors"), str(image)])
+    qtbot.waitUntil(lambda: bool(w.state.insights) and w.state.image is not None, timeout=120_000)
+    w.show_view("cam")
+    view = w.views["cam"]
+    qtbot.waitUntil(lambda: view.has_content, timeout=60_000)
+    entry = w.state.models[0]
+    top = detector_pass(entry.detector, entry.detector_spec, np.asarray(Image.open(image).convert("RGB"))).target
+    scale = view.shown_image().shape[0] / w.state.image.pixels.shape[0]
+    x, y = (top.box[0] + top.box[2]) / 2 * scale, (top.box[1] + top.box[3]) / 2 * scale
+    view.detect_at(x, y)
+    panel = view.detection_cams
+    qtbot.waitUntil(lambda: panel.result is not None and not w._workers, timeout=60_000)
+    (cam,) = panel.result.cams.values()
+    assert cam.box == pytest.approx(top.box, abs=1e-3) and w.state.image.focus == pytest.approx(top.box, abs=1e-3)
+    assert panel.isVisible()
+    w.state.remove_image(0)  # its image gone: so is the panel
+    assert panel.result is None and not panel.isVisible()

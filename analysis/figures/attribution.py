@@ -31,11 +31,15 @@ def draw_colour_bar(fig: Figure, cax, scale: ColourScale) -> None:
 
 
 def activation_gallery_figure(
-    image: np.ndarray, results: Mapping[str, ActivationResult], rows: int = 8, cmap: str | None = None
+    image: np.ndarray,
+    results: Mapping[str, ActivationResult],
+    rows: int = 8,
+    cmap: str | None = None,
+    families: Mapping[str, str] | None = None,
 ) -> Figure:
     """Rows = blocks at matching relative depth (shallow at the top), columns = models; colour bars below
     (one for every model, or one per model under per-model normalisation). `cmap` overrides the results'
-    own (a diverging one for signed maps)."""
+    own (a diverging one for signed maps); `families` (label -> family) choose the models' colours."""
     labels = list(results)
     picks = {m: sample_rows(len(r.blocks), rows) for m, r in results.items()}
     n_rows = max(len(p) for p in picks.values()) + 1
@@ -47,7 +51,7 @@ def activation_gallery_figure(
     fig = new_figure(0.6 + cell * len(labels), 0.95 + cell * (n_rows + COLOUR_BAR_ROW) * aspect)
     with style_context():
         grid = fig.add_gridspec(n_rows + 1, len(labels), height_ratios=[1.0] * n_rows + [COLOUR_BAR_ROW])
-        colors = model_colors(labels)
+        colors = model_colors(labels, families)
         for j, m in enumerate(labels):
             ax = fig.add_subplot(grid[0, j])
             ax.imshow(image)
@@ -100,6 +104,7 @@ def cam_figure(
     cmap: str = CAM_CMAPS[0],
     alpha: float = 0.5,
     asked_box: tuple[float, float, float, float] | None = None,
+    families: Mapping[str, str] | None = None,
 ) -> Figure:
     """The image, then one CAM overlay per model (block, method and target in each title), a colour bar below.
 
@@ -117,7 +122,7 @@ def cam_figure(
         ax.axis("off")
         if asked_box is not None:
             _draw_box(ax, asked_box, "white", dashed=True)
-        colors = model_colors(cams)
+        colors = model_colors(cams, families)
         for j, (m, c) in enumerate(cams.items()):
             ax = fig.add_subplot(grid[0, j + 1])
             ax.imshow(overlay(image, c.cam, cmap, alpha))
@@ -180,7 +185,11 @@ def _round_decades(ax, most: int = 8) -> None:
 
 
 def activations_export(
-    image_label: str, shown: np.ndarray, results: Mapping[str, ActivationResult], rows: int = 8
+    image_label: str,
+    shown: np.ndarray,
+    results: Mapping[str, ActivationResult],
+    rows: int = 8,
+    families: Mapping[str, str] | None = None,
 ) -> ViewExport:
     """The activation gallery of one image as exported: figure, one CSV row per block, JSON."""
     data = [row for r in results.values() for row in r.rows()]
@@ -192,7 +201,7 @@ def activations_export(
         "normalisation": first.normalisation if first else "",
         "blocks": data,
     }
-    return ViewExport(lambda: activation_gallery_figure(shown, results, rows=rows), data, payload)
+    return ViewExport(lambda: activation_gallery_figure(shown, results, rows=rows, families=families), data, payload)
 
 
 def cam_export(
@@ -202,6 +211,7 @@ def cam_export(
     alpha: float = 0.5,
     cmap: str = CAM_CMAPS[0],
     asked_box: tuple[float, float, float, float] | None = None,
+    families: Mapping[str, str] | None = None,
 ) -> ViewExport:
     """The CAM overlays of one image as exported (`alpha`: the overlay's opacity, as on screen;
     `asked_box`: the object a detection CAM was asked about)."""
@@ -229,7 +239,7 @@ def cam_export(
     }
     if asked_box is not None:
         payload["asked_box_xyxy"] = [round(v, 2) for v in asked_box]
-    return ViewExport(lambda: cam_figure(shown, cams, cmap, alpha, asked_box), data, payload)
+    return ViewExport(lambda: cam_figure(shown, cams, cmap, alpha, asked_box, families), data, payload)
 
 
 def gradients_export(

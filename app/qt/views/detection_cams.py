@@ -80,7 +80,7 @@ def detection_cams_job(engine, entries: dict, target: DetectionObject, layer: st
 class DetectionCamPanel(QWidget):
     """The detection CAMs of the object chosen in the evidence gallery, with a layer chooser and Export."""
 
-    def __init__(self, state: AppState, run_job: Callable, engine: Any) -> None:
+    def __init__(self, state: AppState, run_job: Callable, engine: Any, follows_selection: bool = False) -> None:
         super().__init__()
         self.state, self.run_job, self.engine = state, run_job, engine
         self.result: DetectionCams | None = None
@@ -110,7 +110,14 @@ class DetectionCamPanel(QWidget):
         self.figure.setMinimumHeight(120)
         outer.addWidget(self.figure, 1)
         state.settings_changed.connect(self._settings_changed)
+        if follows_selection:  # an object of the selected image: it goes when another image is chosen
+            state.selection_changed.connect(self._selection_changed)
+            state.image_removed.connect(lambda entry: self._selection_changed())
         self.hide()
+
+    def _selection_changed(self) -> None:
+        if self.target is not None and (self.state.image is None or self.state.image.key != self.target.image):
+            self.clear()
 
     def show_object(self, target: DetectionObject) -> bool:
         """Compute and show every detector's CAM of `target`; False (and a message) when no loaded
@@ -180,7 +187,8 @@ class DetectionCamPanel(QWidget):
         if self.result is None or not self.result.cams:
             raise ValueError("no detection CAM yet: click an object in the evidence gallery")
         r, s = self.result, self.state.settings
-        return cam_export(r.target.name, r.target.pixels, r.cams, s.cam_alpha, s.cam_cmap, r.target.box)
+        families = {m.label: m.family for m in self.state.models}
+        return cam_export(r.target.name, r.target.pixels, r.cams, s.cam_alpha, s.cam_cmap, r.target.box, families)
 
     def _render(self) -> None:
         from fishspine.analysis.figures.base import figure_bytes
@@ -220,6 +228,25 @@ class DetectionCamPanel(QWidget):
         from fishspine.app.qt.views.base import export_to
 
         return export_to(path, self.export_result)
+
+
+def detection_at_job(engine, entries: dict, image, point: tuple[float, float]):
+    """A job: (label, Detection) of the best-scoring detection of any detector in `entries` whose box
+    holds `point` (the image's pixels), or None."""
+    best = None
+    for i, (label, entry) in enumerate(entries.items()):
+        yield Progress(i, len(entries), label)
+        p = engine.detection_pass(entry.detector, entry.detector_spec, image.pixels, image.key)
+        for d in p.detections:
+            x0, y0, x1, y1 = d.box
+            if x0 <= point[0] <= x1 and y0 <= point[1] <= y1 and (best is None or d.score > best[1].score):
+                best = (label, d)
+    return best
+
+
+def object_of_entry(entry, box: tuple[float, float, float, float], category: str) -> DetectionObject:
+    """A DetectionObject on a loaded image (ImageEntry): the engine keys its passes by the entry."""
+    return DetectionObject(entry.key, Path(entry.label).stem, entry.pixels, tuple(box), category)
 
 
 def object_of(image_key: str, path: str, pixels: np.ndarray, coco_box, category: str) -> DetectionObject:

@@ -447,6 +447,7 @@ class ImageGridView(View):
         column.addLayout(self.above)
         column.addWidget(self.scroll, 1)
         column.addWidget(self.legend)
+        self.column = column  # a view may add a panel below its grid
         self.panel = MapPanel()
         display = QSplitter(Qt.Horizontal)
         display.addWidget(grid_side)
@@ -461,9 +462,13 @@ class ImageGridView(View):
         self.grid.scene().sigMouseClicked.connect(self._clicked)
         state.focus_changed.connect(self.draw_focus)
 
+    def families(self) -> dict[str, str]:
+        """Each loaded model's family, by label (what its colour follows)."""
+        return {m.label: m.family for m in self.state.models}
+
     def model_colors(self) -> dict[str, str]:
         """Each loaded model's colour (by family, then name: the same in every view and figure)."""
-        return model_qcolors([m.label for m in self.state.models], {m.label: m.family for m in self.state.models})
+        return model_qcolors([m.label for m in self.state.models], self.families())
 
     def focus_box(self) -> tuple[float, float, float, float] | None:
         """The selected image's focus object (ImageEntry.focus) in the pixels of the image as shown."""
@@ -679,7 +684,7 @@ class ActivationsView(ImageGridView):
         from fishspine.analysis.figures.attribution import activations_export
 
         return activations_export(
-            self.image_name(), self.shown_image(), self.results(), self.state.settings.gallery_rows
+            self.image_name(), self.shown_image(), self.results(), self.state.settings.gallery_rows, self.families()
         )
 
 
@@ -763,6 +768,44 @@ class CamView(ImageGridView):
             self.controls.addWidget(w)
             if w is self.method:
                 self.controls.addWidget(self.compute_button)
+        # With whole detectors loaded, clicking an object in the image shows each one's detection CAM.
+        from fishspine.app.qt.views.detection_cams import DetectionCamPanel
+
+        self.detection_cams = DetectionCamPanel(state, run_job, engine, follows_selection=True)
+        self.column.addWidget(self.detection_cams, 1)
+
+    def _clicked(self, event) -> None:
+        if event.button() == Qt.LeftButton and self.engine is not None:
+            hit = self.grid.cell_at(event.scenePos())
+            if hit is not None and hit[0] is self.grid.cells.get((0, 0)):  # the image itself
+                self.detect_at(hit[1], hit[2])
+                return
+        super()._clicked(event)
+
+    def detect_at(self, x: float, y: float) -> None:
+        """The detection under (x, y) (pixels of the image as shown) with the best score of any loaded
+        detector: outline it and show every detector's CAM of its detection of that object."""
+        from fishspine.app.qt.views.detection_cams import detection_at_job, detectors_of, object_of_entry
+
+        entries, entry = detectors_of(self.state), self.state.image
+        if not entries or entry is None:
+            return
+        scale = entry.pixels.shape[0] / self.shown_image().shape[0]
+        point = (x * scale, y * scale)
+
+        def found(hit) -> None:
+            if self.state.image is not entry:
+                return  # another image by now
+            if hit is None:
+                self.state.notify("info", "no detection there (of any loaded detector)")
+                return
+            label, d = hit
+            index = self.state.images.index(entry)
+            self.state.focus_on(index, d.box, d.category)
+            self.state.notify("info", f"{label}'s detection: {d.describe()}; each detector's CAM of it below")
+            self.detection_cams.show_object(object_of_entry(entry, d.box, d.category))
+
+        self.run_job("detections", lambda: detection_at_job(self.engine, entries, entry, point), found)
 
     def _attribution_keys(self) -> dict:
         """label -> the engine's pass key of each model for the image and settings shown."""
@@ -999,4 +1042,6 @@ class CamView(ImageGridView):
         else:
             cams = {k: v.cam for k, v in self.state.insights.items()}
         s = self.state.settings
-        return cam_export(self.image_name(), self.shown_image(), cams, s.cam_alpha, s.cam_cmap, self.focus_box())
+        return cam_export(
+            self.image_name(), self.shown_image(), cams, s.cam_alpha, s.cam_cmap, self.focus_box(), self.families()
+        )
