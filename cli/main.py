@@ -102,7 +102,15 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"family:    {ckpt.family}")
     print(f"variant:   {ckpt.variant}")
     print(f"params:    {ckpt.num_params:,}")
-    extra = {k: v for k, v in ckpt.meta.items() if k not in ("format_version", "family", "variant", "params")}
+    if ckpt.detector_spec is not None:
+        spec = ckpt.detector_spec
+        print(
+            f"detector:  FCOS over this backbone, {spec.fpn_channels}-channel pyramid FPN P3..P7, "
+            f"{spec.image_size} px input, {spec.num_classes} classes ({', '.join(spec.category_names)}), "
+            f"{ckpt.meta.get('detector_params', 0):,} params in all: `fishspine cam --detection` takes it"
+        )
+    skip = ("format_version", "family", "variant", "params", "detector", "detector_params")
+    extra = {k: v for k, v in ckpt.meta.items() if k not in skip}
     if extra:
         print("meta:      " + ", ".join(f"{k}={v}" for k, v in extra.items()))
     levels = ", ".join(f"P{k}: {c} ch (stride {2**k})" for k, c in sorted(model.feature_levels.items()))

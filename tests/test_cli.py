@@ -369,5 +369,6 @@ def test_data_synth_then_train_then_inspect(tmp_path):
     assert (tmp_path / "r" / "val_detections.json").exists()
     res = run("inspect", "-q", str(tmp_path / "r" / "detector_epoch1.safetensors"))
     assert res.returncode == 0 and "variant:   spinenet49S" in res.stdout
+    assert "detector:  FCOS over this backbone" in res.stdout and "circle" in res.stdout
     res = run("train", "--backbone", "resnet50", "--data", str(tmp_path / "nothing"), "--device", "cpu")
     assert res.returncode == 2 and "instances_train.json" in res.stderr
