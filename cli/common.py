@@ -42,20 +42,26 @@ def _device(name: str):
 # ------------------------------------------------------------------------- models from the user
 
 
-def _models_from(args: argparse.Namespace) -> dict:
-    """{label: model} from --ckpt files (LABEL=PATH allowed) and --model zoo names, on --device."""
-    from fishspine.models import create_model, list_models
+def _checkpoints_from(args: argparse.Namespace, device) -> dict:
+    """{label: Checkpoint} of the --ckpt files (LABEL=PATH allowed), on `device`."""
     from fishspine.models.checkpoints import CheckpointError, load_checkpoint
 
-    device = _device(args.device)
-    models = {}
+    out = {}
     for spec in args.ckpt or []:
         label, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
         try:
-            ckpt = load_checkpoint(path, device)
+            out[label or Path(path).stem] = load_checkpoint(path, device)
         except CheckpointError as exc:
             raise UserError(str(exc)) from exc
-        models[label or Path(path).stem] = ckpt.model
+    return out
+
+
+def _models_from(args: argparse.Namespace) -> dict:
+    """{label: model} from --ckpt files (LABEL=PATH allowed) and --model zoo names, on --device."""
+    from fishspine.models import create_model, list_models
+
+    device = _device(args.device)
+    models = {label: ckpt.model for label, ckpt in _checkpoints_from(args, device).items()}
     for name in args.model or []:
         if name not in list_models():
             raise UserError(f"unknown model {name!r}; `fishspine models` lists them")
@@ -67,24 +73,16 @@ def _models_from(args: argparse.Namespace) -> dict:
 
 def _detectors_from(args: argparse.Namespace) -> dict:
     """{label: Checkpoint} of whole detectors from --ckpt (a backbone alone, or --model, is refused)."""
-    from fishspine.models.checkpoints import CheckpointError, load_checkpoint
 
     if args.model:
         raise UserError("--detection needs whole detectors (--ckpt files saved by `fishspine train`), not --model")
-    device = _device(args.device)
-    out = {}
-    for spec in args.ckpt or []:
-        label, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
-        try:
-            ckpt = load_checkpoint(path, device)
-        except CheckpointError as exc:
-            raise UserError(str(exc)) from exc
+    out = _checkpoints_from(args, _device(args.device))
+    for ckpt in out.values():
         if ckpt.detector is None:
             raise UserError(
-                f"{path}: a backbone alone ({ckpt.variant}, {ckpt.format}); --detection needs a whole detector "
+                f"{ckpt.path}: a backbone alone ({ckpt.variant}, {ckpt.format}); --detection needs a whole detector "
                 "(backbone, pyramid and head) as `fishspine train` saves it (detector_epochN.safetensors)"
             )
-        out[label or Path(path).stem] = ckpt
     if not out:
         raise UserError("no detector given: use --ckpt FILE (repeatable), a detector saved by `fishspine train`")
     return out

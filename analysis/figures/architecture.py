@@ -103,23 +103,29 @@ def graph_figure(
     with style_context():
         ax = fig.add_subplot()
         mappable, has_missing = _draw_panel(ax, graph, radius, values, cmap, log_values)
-        ax.legend(
-            handles=_legend_handles(graph, radius, values is None, has_missing, log_values),
-            loc="upper left",
-            bbox_to_anchor=(1.01, 1.0),
-            frameon=False,
-            borderaxespad=0.0,
-            handlelength=1.8,
-            labelspacing=0.7,
-        )
-        if mappable is not None:
-            cb = fig.colorbar(mappable, ax=ax, location="bottom", shrink=0.35, aspect=30, pad=0.02)
-            cb.set_label(value_label)
-            cb.ax.tick_params(labelsize=6)
+        handles = _legend_handles(graph, radius, values is None, has_missing, log_values)
+        _legend_and_colour_bar(fig, ax, ax, handles, mappable, value_label)
         if labels != "none":
             fig.draw_without_rendering()  # fixes the layout, so label extents can be measured
             _draw_labels(ax, graph, radius, labels)
     return fig
+
+
+def _legend_and_colour_bar(fig, legend_ax, bar_axes, handles: list, mappable, label: str) -> None:
+    """The legend right of `legend_ax` and, when the nodes are coloured by a number, its colour bar below."""
+    legend_ax.legend(
+        handles=handles,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        frameon=False,
+        borderaxespad=0.0,
+        handlelength=1.8,
+        labelspacing=0.7,
+    )
+    if mappable is not None:
+        cb = fig.colorbar(mappable, ax=bar_axes, location="bottom", shrink=0.35, aspect=30, pad=0.02)
+        cb.set_label(label)
+        cb.ax.tick_params(labelsize=6)
 
 
 def graphs_figure(
@@ -163,19 +169,8 @@ def graphs_figure(
                 for r in roles
                 if r not in known
             ]
-        last.legend(
-            handles=handles,
-            loc="upper left",
-            bbox_to_anchor=(1.01, 1.0),
-            frameon=False,
-            borderaxespad=0.0,
-            handlelength=1.8,
-            labelspacing=0.7,
-        )
-        if mappable is not None:
-            cb = fig.colorbar(mappable, ax=list(axes), location="bottom", shrink=0.35, aspect=30, pad=0.02)
-            cb.set_label(f"{value_label}, one scale for every panel" if value_label else "one scale for every panel")
-            cb.ax.tick_params(labelsize=6)
+        label = f"{value_label}, one scale for every panel" if value_label else "one scale for every panel"
+        _legend_and_colour_bar(fig, last, list(axes), handles, mappable, label)
         if labels != "none":
             fig.draw_without_rendering()
             for ax, graph, radius in zip(axes, graphs, radii):

@@ -45,13 +45,6 @@ def lookup_table(cmap: str) -> np.ndarray:
     return (colormaps[cmap](np.linspace(0.0, 1.0, 256)) * 255).round().astype(np.uint8)
 
 
-def model_qcolor(index: int) -> str:
-    """The colour a model has in every figure (analysis.figures.model_color) as a Qt colour string."""
-    from fishspine.analysis.figures.base import model_color
-
-    return model_color(index)
-
-
 def model_qcolors(names, families: dict[str, str] | None = None) -> dict[str, str]:
     """Each model's colour (analysis.figures.base.model_colors: by family, then a shade within it), the one it
     has in every figure whatever the order the models were loaded in, as Qt colour strings."""
@@ -124,6 +117,19 @@ def show_block_map(model: str, block: Any, cmap: str | None = None) -> QWidget:
     _open_windows.append(view)
     view.show()
     return view
+
+
+def export_with_dialog(
+    parent: QWidget, state: AppState, title: str, name: str, export: Callable[[str], list[Path]]
+) -> None:
+    """Ask where (starting as `name` in the last folder), `export` there, and say what was written or why not."""
+    path = save_file(parent, title, name, FIGURE_FILTER)
+    if path:
+        try:
+            for p in export(path):
+                state.notify("info", f"exported {p}")
+        except (ValueError, OSError) as exc:
+            state.notify("error", f"export failed: {exc}")
 
 
 def export_to(path: str | Path, make_result: Callable[[], Any]) -> list[Path]:
@@ -231,13 +237,7 @@ class View(QWidget):
         return f"{self.title.lower().replace(' ', '_').replace('-', '')}.pdf"
 
     def export_dialog(self) -> None:
-        path = save_file(self, f"Export {self.title}", self.export_name(), FIGURE_FILTER)
-        if path:
-            try:
-                for p in self.export(path):
-                    self.state.notify("info", f"exported {p}")
-            except (ValueError, OSError) as exc:
-                self.state.notify("error", f"export failed: {exc}")
+        export_with_dialog(self, self.state, f"Export {self.title}", self.export_name(), self.export)
 
     def copy_to_clipboard(self) -> None:
         from fishspine.analysis.figures.base import figure_bytes

@@ -21,7 +21,6 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSize
 
 from fishspine.analysis.jobs import Progress
 from fishspine.app.components.state import AppState
-from fishspine.app.qt.file_dialogs import save_file
 
 DEFAULT_LAYER = "default block (last at stride 32)"
 PYRAMID = ("FPN P3", "FPN P4", "FPN P5", "FPN P6", "FPN P7")  # models/detector.py pyramid_names()
@@ -210,18 +209,13 @@ class DetectionCamPanel(QWidget):
         self._fit()
 
     def export_dialog(self) -> None:
-        from fishspine.app.qt.views.base import FIGURE_FILTER
+        from fishspine.app.qt.views.base import export_with_dialog
 
         if self.result is None:
             self.state.notify("warning", "nothing to export: no detection CAM yet")
             return
-        path = save_file(self, "Export detection CAMs", f"{self.result.target.name}_detection_cams.pdf", FIGURE_FILTER)
-        if path:
-            try:
-                for p in self.export(path):
-                    self.state.notify("info", f"exported {p}")
-            except (ValueError, OSError) as exc:
-                self.state.notify("error", f"export failed: {exc}")
+        name = f"{self.result.target.name}_detection_cams.pdf"
+        export_with_dialog(self, self.state, "Export detection CAMs", name, self.export)
 
     def export(self, path: str | Path) -> list[Path]:
         """Write the figure (.png/.svg/.pdf) or its data (.csv/.json) to `path`."""
