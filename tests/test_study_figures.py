@@ -322,5 +322,5 @@ def test_a_damaged_summary_is_refused_or_drawn_never_a_crash(tmp_path):
 
 @pytest.mark.slow
 def test_many_damaged_summaries_are_refused_or_drawn(tmp_path):
-    refused, drawn = _damage_and_draw(tmp_path, 400, seed=1)
-    assert refused > 50 and drawn > 50
+    refused, drawn = _damage_and_draw(tmp_path, 150, seed=1)  # 400 took 48 s of the suite's budget
+    assert refused > 20 and drawn > 20
