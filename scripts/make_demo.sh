@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 WORK=${1:-/tmp/fishspine-demo}
 DEVICE=${2:-cpu}
 STAGES=${3:-synth,train,collect}
-EPOCHS=${EPOCHS:-10}
+EPOCHS=${EPOCHS:-5}
 F=.venv/bin/fishspine
 PY=.venv/bin/python
 BACKBONES=(resnet50 fishnet150 scnet50 spinenet49)

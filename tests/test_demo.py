@@ -50,8 +50,20 @@ def test_demo_checkpoints_are_trained_fishspine_files_within_the_size_budget():
     for path in demo["models"]:
         ckpt = load_checkpoint(path)
         assert ckpt.format == "fishspine" and ckpt.meta["width"] == 0.25 and "FCOS" in ckpt.meta["trained_on"]
+        assert ckpt.detector is not None and len(ckpt.detector_spec.category_names) == 8  # whole detectors
         families.add(ckpt.family)
     assert families == {"resnet", "fishnet", "scnet", "spinenet"}
     total = sum(p.stat().st_size for p in DEMO_DIR.rglob("*") if p.is_file())
     assert total < 60 * 2**20  # the issue's asset budget
     assert len(demo["images"]) == 6
+
+
+def test_the_demo_validation_split_is_shipped_whole_for_the_evidence():
+    """At least 500 validation images, each file the ground truth names present (the evidence's crops
+    and the detection CAMs read them), and the app's demo points the COCO evidence at them."""
+    import json
+
+    demo = demo_sources()
+    gt = json.loads(Path(demo["coco_gt"]).read_text())
+    assert len(gt["images"]) >= 500 and demo["coco_images"]
+    assert all((Path(demo["coco_images"]) / im["file_name"]).is_file() for im in gt["images"])

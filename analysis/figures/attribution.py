@@ -112,7 +112,7 @@ def cam_figure(
     asked about, x0, y0, x1, y1) is drawn dashed in white on every panel."""
     n = len(cams) + 1
     title_lines = max((cam_title(m, c).count("\n") + 1 for m, c in cams.items()), default=1)
-    extra = 0.12 * max(0, title_lines - 3)  # a detection's title has two more lines than a class's
+    extra = 0.5 * max(0, title_lines - 3)  # a detection's title has two more lines than a class's
     fig = new_figure(1.9 * n, 1.8 * image.shape[0] / image.shape[1] + 1.05 + extra)
     with style_context():
         grid = fig.add_gridspec(2, n, height_ratios=[1.0, 0.06])
