@@ -26,8 +26,36 @@ from fishspine.app.qt.views.coco import COLUMNS, GAIN, LOSS, CocoView  # noqa: E
 from fishspine.app.qt.workers import GeneratorWorker, start  # noqa: E402
 
 FISHSPINE = str(Path(sys.executable).with_name("fishspine"))
-DEMO = demo_sources()
 NAMES = ("ResNet-50", "FishNet-150", "SCNet-50", "SpineNet-49")  # the demo lists the baseline first
+SUBSET_IMAGES = 60  # of the demo's 500: each test evaluates 4 files with errors and 1,000 resamples
+
+
+def _demo_subset(images: int) -> dict:
+    """demo_sources() with its COCO files cut to the first `images` validation images (written once per
+    test process): the views are tested on the demo's real detections, in a few seconds a test."""
+    import atexit
+    import shutil
+    import tempfile
+
+    demo = demo_sources()
+    if not demo["coco_gt"] or set(demo["coco_results"]) != set(NAMES):
+        return demo
+    folder = Path(tempfile.mkdtemp(prefix="fishspine-demo-subset-"))
+    atexit.register(shutil.rmtree, folder, True)
+    gt = json.loads(Path(demo["coco_gt"]).read_text())
+    gt["images"] = gt["images"][:images]
+    kept = {im["id"] for im in gt["images"]}
+    gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] in kept]
+    (folder / "instances_val.json").write_text(json.dumps(gt))
+    results = {}
+    for name, path in demo["coco_results"].items():
+        results[name] = str(folder / Path(path).name)
+        dets = [d for d in json.loads(Path(path).read_text()) if d["image_id"] in kept]
+        Path(results[name]).write_text(json.dumps(dets))
+    return {**demo, "coco_gt": str(folder / "instances_val.json"), "coco_results": results}
+
+
+DEMO = _demo_subset(SUBSET_IMAGES)
 if not DEMO["coco_gt"] or set(DEMO["coco_results"]) != set(NAMES):
     pytest.skip("the shipped demo's COCO files (assets/demo/coco) are missing", allow_module_level=True)
 
@@ -365,7 +393,7 @@ def test_ground_truth_alone_and_results_without_ground_truth_say_what_to_do(qtbo
     view.evaluate()
     settle(qtbot, view)
     level, text = view.state.messages[-1]
-    assert level == "info" and "60 images" in text and "Add results…" in text and not errors(view)
+    assert level == "info" and f"{SUBSET_IMAGES} images" in text and "Add results…" in text and not errors(view)
 
 
 def test_a_fifo_picked_as_ground_truth_is_refused_without_blocking_the_worker(tmp_path):
