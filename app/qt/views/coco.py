@@ -111,8 +111,9 @@ class CocoOutcome:
 def evaluation_job(
     gt: str, results: Mapping[str, str], reuse: Mapping[str, tuple], generation: int = 0
 ) -> Job[CocoOutcome]:
-    """Evaluate each result file against `gt` on its own, so one bad file costs only itself; with each
-    evaluation, its TIDE error breakdown per size range (`fishspine coco --errors`).
+    """Evaluate each result file against `gt` on its own, so one bad file costs only itself. The TIDE
+    error breakdowns (`fishspine coco --errors`, the slow part) are left None for `errors_job`, which
+    runs after the table is shown.
 
     Where the ground truth and a file have masks, the file's mask (segm) evaluation too; where they do not,
     why not (the box evaluation is kept either way).
@@ -122,7 +123,6 @@ def evaluation_job(
     ground truth: an unchanged file is not re-run.
     """
     from fishspine.analysis.coco.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED
-    from fishspine.analysis.coco.errors import error_breakdown
     from fishspine.analysis.coco.evaluation import CocoError, evaluate_one, load_ground_truth, load_results
     from fishspine.analysis.coco.validation import require_segmentation
 
@@ -154,8 +154,7 @@ def evaluation_job(
                 dets = load_results(path, gt_dict, "bbox", name)
                 ev = evaluate_one(gt_dict, dets, name, "bbox", keep_matches=True)
                 ev.replicates(DEFAULT_RESAMPLES, DEFAULT_SEED)  # here, in the worker: the table only reads them
-                # the command's defaults (its size ranges, 100 detections per image): Export equals its files
-                out.errors[name] = error_breakdown(gt_dict, dets, name, None, ev.max_dets[-1])
+                out.errors[name] = None  # errors_job's, once the table is out
                 out.evals[name], out.dets[name] = ev, dets
                 out.segm[name] = gt_masks or mask_evaluation(gt_dict, path, name)
             except CocoError as exc:
@@ -165,6 +164,19 @@ def evaluation_job(
         out.keys[name] = key
         yield Progress(i + 1, len(results), name)
     return out
+
+
+def errors_job(gt: dict, todo: Mapping[str, tuple[Any, list]], generation: int):
+    """A job: the TIDE error breakdown per size range of each {name: (evaluation, detections)}, with the
+    command's defaults (its size ranges, the evaluation's maxDets): Export equals `coco --errors`'s files.
+    Returns (generation, {name: breakdowns})."""
+    from fishspine.analysis.coco.errors import error_breakdown
+
+    out = {}
+    for i, (name, (ev, dets)) in enumerate(todo.items()):
+        yield Progress(i, len(todo), f"errors of {name}")
+        out[name] = error_breakdown(gt, dets, name, None, ev.max_dets[-1])
+    return generation, out
 
 
 def mask_evaluation(gt: dict, path: str, name: str) -> Any:
@@ -430,6 +442,25 @@ class CocoView(View):
         if list(out.evals) != list(shown) or any(out.evals[n] is not shown[n] for n in out.evals):
             self.state.set_coco(out.evals)
         self._iou_type_chosen()
+        todo = {n: (c[1], c[3]) for n, c in self._cache.items() if c[2] is None}
+        if todo:  # the error breakdowns, after the table: the slow part of an evaluation
+            generation = self._generation
+            self.run_job("COCO errors", partial(errors_job, self._gt_dict, todo, generation), self._errors_computed)
+
+    def _errors_computed(self, result) -> None:
+        generation, breakdowns = result
+        if generation != self._generation:
+            return  # a newer evaluation replaced what these describe
+        for name, errors in breakdowns.items():
+            if name in self._cache:
+                key, ev, _none, dets, segm = self._cache[name]
+                self._cache[name] = (key, ev, errors, dets, segm)
+        self._show_errors()
+
+    def _show_errors(self) -> None:
+        """The Errors page, once every result's breakdown is in (empty while errors_job runs)."""
+        done = self.breakdowns()
+        self.errors_panel.show_breakdowns(done if len(done) == len(self.state.coco) else {}, self.base())
 
     # -- state -> widgets
     def _coco_changed(self) -> None:
@@ -532,7 +563,7 @@ class CocoView(View):
         self._fill_table(rows, base)
         self._draw_bars(rows, base)
         self._draw_pr(evals)
-        self.errors_panel.show_breakdowns(self.breakdowns(), base)
+        self._show_errors()
         req = self.evidence_panel.request
         if req and (req.baseline != base or self._cache.get(req.backbone, [None] * 4)[3] is not req.dets[req.backbone]):
             self.evidence_panel.clear()  # what it compared changed: a click on the table shows the new evidence
@@ -732,8 +763,9 @@ class CocoView(View):
 
     # -- errors and evidence
     def breakdowns(self) -> dict[str, Any]:
-        """The error breakdowns (name -> size range -> ErrorBreakdown) of the evaluations shown."""
-        return {n: self._cache[n][2] for n in self.state.coco if n in self._cache}
+        """The error breakdowns (name -> size range -> ErrorBreakdown) of the evaluations shown, those
+        computed so far (errors_job runs after the table is shown)."""
+        return {n: self._cache[n][2] for n in self.state.coco if n in self._cache and self._cache[n][2] is not None}
 
     def _kind_chosen(self, kind: str) -> None:
         self.pages.setCurrentIndex(PAGES.index(kind) if kind in PAGES[1:] else 0)
@@ -846,6 +878,8 @@ class CocoView(View):
 
         kind = self.kind.currentText()
         if kind == "errors":
+            if len(self.breakdowns()) < len(self.state.coco):
+                raise ValueError("the error breakdown is still being computed: export it in a moment")
             return errors_export(self.breakdowns(), self.base())
         if kind == "evidence":
             return self.evidence_panel.export_result()
