@@ -515,22 +515,32 @@ class EvidencePanel(QWidget):
             return
         category = self.request.categories.get(item.category_id, "?")
 
-        def job():
-            from fishspine.analysis.images import ImageError, load_image
+        def loaded(entry) -> None:
+            key = f"coco:{path.resolve()}"  # the engine holds the detectors' passes of this file by it
+            self.cams.show_object(object_of(key, str(path), entry.pixels, item.box, category))
 
-            yield Progress(0, 1, path.name)
+        self._load_image(str(path), loaded)
+
+    def _load_image(self, path: str, then: Callable[[Any], None]) -> None:
+        """Read the image at `path` in a worker, then `then(its ImageEntry)`; a bad file is reported."""
+
+        def job():
+            from fishspine.analysis.images import ImageError
+            from fishspine.app.components.sources import load_image_path
+
+            yield Progress(0, 1, Path(path).name)
             try:
-                return load_image(path)
+                return load_image_path(path)
             except ImageError as exc:
                 return str(exc)
 
-        def loaded(pixels) -> None:
-            if isinstance(pixels, str):
-                self.state.notify("error", pixels)
-                return
-            self.cams.show_object(object_of(f"coco:{path.resolve()}", str(path), pixels, item.box, category))
+        def done(entry) -> None:
+            if isinstance(entry, str):
+                self.state.notify("error", entry)
+            else:
+                then(entry)
 
-        self.run_job(f"loading {path.name}", job, loaded)
+        self.run_job(f"loading {Path(path).name}", job, done)
 
     def choose(self, i: int) -> None:
         """Open item `i`'s image in Grad-CAM when its file is in the images folder."""
@@ -559,26 +569,13 @@ class EvidencePanel(QWidget):
                 self.view_requested.emit("cam")
                 return
 
-        def job():
-            from fishspine.analysis.images import ImageError
-            from fishspine.app.components.sources import load_image_path
-
-            yield Progress(0, 1, Path(path).name)
-            try:
-                return load_image_path(path)
-            except ImageError as exc:
-                return str(exc)
-
-        def done(entry) -> None:
-            if isinstance(entry, str):
-                self.state.notify("error", entry)
-                return
+        def loaded(entry) -> None:
             self.state.add_images([entry])
             self.state.focus_on(len(self.state.images) - 1, box, label)
             self.state.notify("info", description)
             self.view_requested.emit("cam")
 
-        self.run_job(f"loading {Path(path).name}", job, done)
+        self._load_image(path, loaded)
 
     # -- export
     def export_result(self):
