@@ -78,6 +78,13 @@ def test_maps_are_cropped_to_the_image_and_cams_come_at_its_size():
     assert cam.target_label.startswith("detection: ") and p.target.category in cam.target_label
 
 
+def test_detections_alone_hold_no_maps_and_equal_those_of_a_cam_pass():
+    detector, pixels = confident_detector(), image()
+    alone = detector_pass(detector, SPEC, pixels, cam=False)
+    assert alone.target is None and alone.nbytes == 0 and alone.detections
+    assert alone.detections == detector_pass(detector, SPEC, pixels).detections
+
+
 def test_no_detection_over_the_box_says_so():
     detector = confident_detector()
     p = detector_pass(detector, SPEC, image(), box=(0, 0, 2, 2), label=1)

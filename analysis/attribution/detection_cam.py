@@ -80,7 +80,7 @@ class DetectorPass:
 
     image_size: tuple[int, int]  # (H, W) of the image as given
     detections: list[Detection]
-    target: Detection | None  # the detection whose score was differentiated; None: nothing fitted
+    target: Detection | None  # the detection whose score was differentiated; None: nothing fitted (or cam=False)
     layers: list[str]  # backbone blocks, then FPN P3..FPN P7
     outputs: dict[str, torch.Tensor] = field(repr=False)  # layer -> (C, h, w), cropped to the image
     grads: dict[str, torch.Tensor] = field(repr=False)
@@ -131,9 +131,11 @@ def detector_pass(
     box: Sequence[float] | None = None,
     label: int | None = None,
     min_iou: float = MIN_IOU,
+    cam: bool = True,
 ) -> DetectorPass:
     """Run `detector` on RGB uint8 `pixels` (H, W, 3) and take the gradient of one detection's score
-    (the one `pick_detection` chooses for `box` (x0, y0, x1, y1) and `label`) at every layer."""
+    (the one `pick_detection` chooses for `box` (x0, y0, x1, y1) and `label`) at every layer. With
+    `cam=False` only the detections, without gradients (no target, no maps held)."""
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise ValueError(f"an RGB image of shape (H, W, 3) is needed, not {pixels.shape}")
     body = detector.backbone.body
@@ -146,7 +148,7 @@ def detector_pass(
     ]
     detector.eval()
     try:
-        with torch.enable_grad(), body.capture() as cap:
+        with torch.set_grad_enabled(cam), body.capture() as cap:
             out = detector([x])[0]
             names = list(cap.outputs)
             tensors = [cap.outputs[n] for n in names]
@@ -159,7 +161,7 @@ def detector_pass(
         for b, lbl, s in zip(out["boxes"].tolist(), out["labels"].tolist(), out["scores"].detach().tolist())
     ]
     layers = names + pyramid_names()[: len(levels)]
-    pick = pick_detection(detections, box, label, min_iou)
+    pick = pick_detection(detections, box, label, min_iou) if cam else None
     image_size = (int(pixels.shape[0]), int(pixels.shape[1]))
     if pick is None:
         return DetectorPass(image_size, detections, None, layers, {}, {})

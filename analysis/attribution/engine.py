@@ -384,19 +384,20 @@ class AnalysisEngine:
         image: str,
         box: tuple[float, float, float, float] | None = None,
         label: int | None = None,
+        cam: bool = True,
     ) -> DetectorPass:
-        """A whole detector's pass for one detection on `pixels` (see detection_cam.detector_pass), held
-        like the other passes; it runs while no other model computation runs."""
+        """A whole detector's pass for one detection on `pixels` (see detection_cam.detector_pass; `cam=False`:
+        its detections only), held like the other passes; it runs while no other model computation runs."""
         from fishspine.analysis.attribution.detection_cam import detector_pass
 
-        key = (id(detector.backbone.body), image, None if box is None else tuple(box), label)
+        key = (id(detector.backbone.body), image, None if box is None else tuple(box), label, cam)
         with self._lock:
             hit = self._detections.get(key)
             if hit is not None:
                 self._detections.move_to_end(key)
                 return hit
         with self._compute:
-            result = detector_pass(detector, spec, pixels, box, label)
+            result = detector_pass(detector, spec, pixels, box, label, cam=cam)
         with self._lock:
             self._detections[key] = result
             self.trim()

@@ -230,7 +230,7 @@ def detection_at_job(engine, entries: dict, image, point: tuple[float, float]):
     best = None
     for i, (label, entry) in enumerate(entries.items()):
         yield Progress(i, len(entries), label)
-        p = engine.detection_pass(entry.detector, entry.detector_spec, image.pixels, image.key)
+        p = engine.detection_pass(entry.detector, entry.detector_spec, image.pixels, image.key, cam=False)
         for d in p.detections:
             x0, y0, x1, y1 = d.box
             if x0 <= point[0] <= x1 and y0 <= point[1] <= y1 and (best is None or d.score > best[1].score):
