@@ -91,16 +91,21 @@ def demo_evals():
     return evaluate(DEMO["coco_gt"], DEMO["coco_results"], bootstrap=BOOT)
 
 
-@pytest.fixture
-def view(qtbot):
+def coco_view(qtbot, width: int, height: int, engine=None) -> CocoView:
+    """A shown CocoView on a fresh state, its jobs run as the window runs them (`view.jobs`)."""
     state = AppState()
     jobs = Jobs(state)
-    v = CocoView(state, jobs)
+    v = CocoView(state, jobs, engine)
     v.jobs = jobs
     qtbot.addWidget(v)
-    v.resize(1100, 800)
+    v.resize(width, height)
     v.show()
     return v
+
+
+@pytest.fixture
+def view(qtbot):
+    return coco_view(qtbot, 1100, 800)
 
 
 def settle(qtbot, view) -> None:

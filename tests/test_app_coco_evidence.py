@@ -22,11 +22,9 @@ from fishspine.analysis.coco.evidence import EVIDENCE_KINDS, evidence  # noqa: E
 from fishspine.analysis.coco.synthetic import synthetic_coco  # noqa: E402
 from fishspine.analysis.figures.coco_errors import COLUMNS as ERROR_COLUMNS  # noqa: E402
 from fishspine.analysis.figures.coco_errors import error_rows  # noqa: E402
-from fishspine.app.components.state import AppState  # noqa: E402
-from fishspine.app.qt.views.coco import CocoView  # noqa: E402
 from fishspine.app.qt.views.coco_evidence import NOT_FOUND  # noqa: E402
 
-from .test_app_coco import Jobs, settle  # noqa: E402  the window's run_job, and waiting for it
+from .test_app_coco import coco_view, settle  # noqa: E402  a view whose jobs run as the window's, and waiting
 
 SIDE = 320  # pixels of the synthetic images
 
@@ -74,14 +72,7 @@ def command(coco):
 
 @pytest.fixture
 def view(qtbot):
-    state = AppState()
-    jobs = Jobs(state)
-    v = CocoView(state, jobs)
-    v.jobs = jobs
-    qtbot.addWidget(v)
-    v.resize(1200, 900)
-    v.show()
-    return v
+    return coco_view(qtbot, 1200, 900)
 
 
 def load(qtbot, view, coco, images: str = "") -> None:

@@ -18,13 +18,11 @@ from fishspine.analysis.attribution.detection_cam import box_iou, detector_pass 
 from fishspine.analysis.attribution.engine import AnalysisEngine  # noqa: E402
 from fishspine.analysis.coco.synthetic import synthetic_coco  # noqa: E402
 from fishspine.app.components.sources import load_model_source  # noqa: E402
-from fishspine.app.components.state import AppState  # noqa: E402
-from fishspine.app.qt.views.coco import CocoView  # noqa: E402
 from fishspine.models.checkpoints import save_checkpoint  # noqa: E402
 from fishspine.models.detector import DetectorSpec, detector_for  # noqa: E402
 
 from .conftest import tiny_model  # noqa: E402
-from .test_app_coco import Jobs, settle  # noqa: E402
+from .test_app_coco import coco_view, settle  # noqa: E402
 
 SIDE = 256
 
@@ -62,13 +60,8 @@ def files(tmp_path_factory):
 
 @pytest.fixture
 def view(qtbot, files):
-    state = AppState()
-    jobs = Jobs(state)
-    v = CocoView(state, jobs, AnalysisEngine())
-    v.jobs = jobs
-    qtbot.addWidget(v)
-    v.resize(1200, 1000)
-    v.show()
+    v = coco_view(qtbot, 1200, 1000, AnalysisEngine())
+    state = v.state
     state.add_model(load_model_source(str(files / "B.safetensors")))
     state.update_settings(
         coco_gt=str(files / "gt.json"),
