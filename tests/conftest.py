@@ -42,3 +42,21 @@ def load_manifest(variant: str) -> dict:
             pytest.fail(f"reference manifest {path} is missing in CI (shared/ must sit beside the clone)")
         pytest.skip(f"reference manifests not found at {STATE_DICTS}; set FISHSPINE_REFERENCE")
     return json.loads(path.read_text())
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_on_the_ui_thread(request):
+    """Qt tests run as the app runs (app/qt/collector.py): garbage is collected on the UI thread only, never
+    in a worker, where it deletes widgets from the wrong thread (the suite hung in CI that way). At the end
+    of the test, once its workers are done, everything it left is collected, not inside the next test."""
+    if request.node.get_closest_marker("gui") is None and "qtbot" not in request.fixturenames:
+        yield
+        return
+    request.getfixturevalue("qapp")
+    from fishspine.app.qt.collector import MainThreadCollector
+
+    collector = MainThreadCollector()
+    collector.start()
+    yield
+    collector.stop()
+    collector.deleteLater()

@@ -43,6 +43,7 @@ from fishspine.analysis.jobs import Progress
 from fishspine.analysis.options import CAM_METHODS, IMAGE_SIZE_RANGE, NORMALISATIONS, PRECISIONS, REDUCTIONS
 from fishspine.app.components.sources import classify, demo_sources, images_in, load_image_path, load_model_source
 from fishspine.app.components.state import AppState, ImageEntry, read_session
+from fishspine.app.qt.collector import MainThreadCollector
 from fishspine.app.qt.file_dialogs import open_file, open_files, save_file
 from fishspine.app.qt.views.architecture import ArchitectureView
 from fishspine.app.qt.views.base import View, bind_setting
@@ -729,6 +730,7 @@ def run(argv: list[str]) -> int:
     args = parse_args(argv)
     t0 = time.perf_counter()
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    MainThreadCollector(parent=app).start()  # no garbage collection in the workers: it deletes widgets there
     window = MainWindow()
     window.show_view(args.view)
     window.show()
