@@ -140,6 +140,7 @@ def test_the_app_exports_what_the_command_line_writes(qtbot, window, files, tmp_
         fig = window.views[view].export_result().figure()
         exported = [ax._colorbar.ax.get_xlabel() for ax in fig.axes if getattr(ax, "_colorbar", None) is not None]
         assert exported and [s.label for s in window.views[view].legend.scales] == exported
+        assert len(exported) == 1, "the models share one colour bar, also under per-model normalisation"
     for ext in ("svg", "pdf", "png", "csv", "json"):
         (app_file,) = window.views[view].export(tmp_path / f"app.{ext}")
         assert app_file.read_bytes() == (out / f"{stem}.{ext}").read_bytes(), (view, ext)

@@ -273,34 +273,34 @@ def normalise(results: Sequence[ActivationResult], how: str = "block", scaling: 
 
 
 def colour_scales(results: Mapping[str, ActivationResult]) -> list[ColourScale]:
-    """The colour bars of a gallery of `results`: one for every model (global, or per block where each
-    block's ends are named), or one per model (per-model normalisation)."""
+    """The colour bar of a gallery of `results`: one for every model. Under global normalisation its ends
+    are the shared raw range; where each block or each model is scaled to its own range, its ends are
+    those ranges' ends (the percentiles, or min and max) and its label names every model's raw range. A
+    single model under per-model normalisation gets its raw range on the bar."""
     first = next(iter(results.values()), None)
     if first is None:
         return []
     what, words = REDUCTION_LABELS[first.reduction], scaling_words(first.scaling)
     signed, cmap = first.signed, first.cmap
-    if first.normalisation == "block":
-        if signed:
-            ticks = ((0.0, "−"), (0.5, "0"), (1.0, "+"))
-        elif first.scaling == "percentile":
-            ticks = ((0.0, "1st pct"), (1.0, "99th pct"))
-        else:
-            ticks = ((0.0, "min"), (1.0, "max"))
-        symmetric = ", symmetric about 0" if signed else ""
-        label = f"{what} · each block scaled to its own range ({words}{symmetric})"
-        return [ColourScale(cmap, label, 0.0, 1.0, ticks, tuple(results))]
+    symmetric = ", symmetric about 0" if signed else ""
 
     def ends(r: ActivationResult) -> tuple[float, float]:
         return (r.blocks[0].lo, r.blocks[0].hi) if r.blocks else (0.0, 1.0)
 
-    if first.normalisation == "global":
+    if first.normalisation == "global" or (first.normalisation == "model" and len(results) == 1):
         lo, hi = ends(first)
-        label = f"{what} · one range for every model and block ({words})"
+        scope = "one range for every model and block" if first.normalisation == "global" else "one range for its blocks"
+        label = f"{what} · {scope} ({words})"
         return [ColourScale(cmap, label, lo, hi, value_ticks(lo, hi, signed), tuple(results))]
-    out = []
-    for m, r in results.items():
-        lo, hi = ends(r)
-        label = f"{what}\n{m}: one range for its blocks\n({words})"
-        out.append(ColourScale(cmap, label, lo, hi, value_ticks(lo, hi, signed), (m,)))
-    return out
+    if signed:
+        ticks = ((0.0, "−"), (0.5, "0"), (1.0, "+"))
+    elif first.scaling == "percentile":
+        ticks = ((0.0, "1st pct"), (1.0, "99th pct"))
+    else:
+        ticks = ((0.0, "min"), (1.0, "max"))
+    if first.normalisation == "block":
+        label = f"{what} · each block scaled to its own range ({words}{symmetric})"
+    else:  # per model: one bar in fractions of each model's range, the ranges named
+        ranges = " · ".join(f"{m} {lo:.3g} to {hi:.3g}" for m, (lo, hi) in ((m, ends(r)) for m, r in results.items()))
+        label = f"{what} · each model scaled to its own range ({words}{symmetric})\n{ranges}"
+    return [ColourScale(cmap, label, 0.0, 1.0, ticks, tuple(results))]

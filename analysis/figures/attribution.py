@@ -37,9 +37,9 @@ def activation_gallery_figure(
     cmap: str | None = None,
     families: Mapping[str, str] | None = None,
 ) -> Figure:
-    """Rows = blocks at matching relative depth (shallow at the top), columns = models; colour bars below
-    (one for every model, or one per model under per-model normalisation). `cmap` overrides the results'
-    own (a diverging one for signed maps); `families` (label -> family) choose the models' colours."""
+    """Rows = blocks at matching relative depth (shallow at the top), columns = models; one colour bar below
+    for every model (`colour_scales`). `cmap` overrides the results' own (a diverging one for signed
+    maps); `families` (label -> family) choose the models' colours."""
     labels = list(results)
     picks = {m: sample_rows(len(r.blocks), rows) for m, r in results.items()}
     n_rows = max(len(p) for p in picks.values()) + 1

@@ -266,7 +266,17 @@ class ImageGrid(pg.GraphicsLayoutWidget):
 class ColourBarLegend(QWidget):
     """The colour bars of the maps shown (analysis ColourScale: the figures' own): gradient, ticks, label."""
 
-    BAR_PX, ROW_PX = 10, 44
+    BAR_PX, ROW_PX, LINE_PX = 10, 44, 14  # a row: one label line, the bar, its ticks; more lines add LINE_PX
+
+    @staticmethod
+    def label_lines(scale) -> list[str]:
+        """The label as drawn: what the colour measures on one line, the models' ranges (per-model
+        normalisation) on the next."""
+        first, _, rest = scale.label.partition("\n")
+        return [first] + ([rest.replace("\n", " ")] if rest else [])
+
+    def row_px(self, scale) -> int:
+        return self.ROW_PX + (len(self.label_lines(scale)) - 1) * self.LINE_PX
 
     def __init__(self) -> None:
         super().__init__()
@@ -277,7 +287,7 @@ class ColourBarLegend(QWidget):
     def set_scales(self, scales: list) -> None:
         """Show these analysis.attribution.colour_scale.ColourScale bars, one row each."""
         self.scales = list(scales)
-        self.setFixedHeight(self.ROW_PX * len(self.scales) + (4 if self.scales else 0))
+        self.setFixedHeight(sum(self.row_px(s) for s in self.scales) + (4 if self.scales else 0))
         self.setToolTip("\n".join(s.label.replace("\n", " ") for s in self.scales))
         self.update()
 
@@ -289,14 +299,18 @@ class ColourBarLegend(QWidget):
         painter.setFont(font)
         margin = 40
         width = max(self.width() - 2 * margin, 10)
-        for i, scale in enumerate(self.scales):
-            top = 2 + i * self.ROW_PX
-            label = scale.label.replace("\n", " ")
+        top = 2
+        for scale in self.scales:
+            lines = self.label_lines(scale)
             painter.setPen(QColor("#222"))
-            painter.drawText(QRectF(0, top, self.width(), 14), Qt.AlignHCenter | Qt.AlignVCenter, label)
+            for j, line in enumerate(lines):
+                painter.drawText(
+                    QRectF(0, top + j * self.LINE_PX, self.width(), 14), Qt.AlignHCenter | Qt.AlignVCenter, line
+                )
             table = np.ascontiguousarray(lookup_table(scale.cmap)[None, :, :])
             gradient = QImage(table.data, 256, 1, 256 * 4, QImage.Format_RGBA8888)
-            bar = QRectF(margin, top + 15, width, self.BAR_PX)
+            bar = QRectF(margin, top + 1 + len(lines) * self.LINE_PX, width, self.BAR_PX)
+            top += self.row_px(scale)
             painter.drawImage(bar, gradient)
             painter.setPen(QColor("#444"))
             painter.drawRect(bar)
