@@ -17,7 +17,7 @@ from fishspine.cli.arguments import (
     labelled,
     output_folder,
 )
-from fishspine.cli.common import UserError, _progress, _run
+from fishspine.cli.common import UserError, _progress, _run, available_cpus
 
 
 def cmd_coco(args: argparse.Namespace) -> int:
@@ -49,7 +49,9 @@ def cmd_coco(args: argparse.Namespace) -> int:
     for iou_type in args.iou_types:
         try:
             evals = _run(
-                iter_evaluate(args.gt, results, iou_type, ranges, tuple(args.max_dets), boot, args.seed),
+                iter_evaluate(
+                    args.gt, results, iou_type, ranges, tuple(args.max_dets), boot, args.seed, args.processes
+                ),
                 bar,
                 per_step=True,
             )
@@ -59,7 +61,7 @@ def cmd_coco(args: argparse.Namespace) -> int:
         print(text)
         print(flush=True)  # the table is out before matplotlib is even imported
         from fishspine.analysis.coco.tables import latex_table, markdown_table
-        from fishspine.analysis.figures.base import save_figures, write_csv, write_json
+        from fishspine.analysis.figures.base import write_csv, write_json
         from fishspine.analysis.figures.coco import per_class_figure, pr_curves_figure, size_bars_figure, table_figure
         from fishspine.models.atomic_files import atomic_write_bytes
 
@@ -98,8 +100,9 @@ def cmd_coco(args: argparse.Namespace) -> int:
         }
         for name, ev in evals.items():
             figures[f"classes_{_file_safe(name)}"] = partial(per_class_figure, ev)
-        for kind, make in figures.items():
-            written += save_figures(make, out / f"coco_{iou_type}_{kind}", args.formats)
+        written += _save_side_by_side(
+            [(make, out / f"coco_{iou_type}_{kind}", args.formats) for kind, make in figures.items()], args.processes
+        )
         for w in written:
             print(w, file=sys.stderr)
     bar.close()
@@ -110,6 +113,21 @@ def cmd_coco(args: argparse.Namespace) -> int:
         if args.evidence:
             _coco_evidence(args, gt, dets, ranges)
     return 0
+
+
+def _save_side_by_side(figures: list[tuple], processes: int) -> list[Path]:
+    """save_figures(*f) for each f of `figures`, dealt round to `processes` forked processes where that is
+    safe (analysis/parallel.py); the paths written, in `figures`' order."""
+    from fishspine.analysis.figures.base import save_figures
+    from fishspine.analysis.parallel import fork_is_safe, side_by_side
+
+    def save_share(share: list[tuple[int, tuple]]) -> list[tuple[int, list[Path]]]:
+        return [(i, save_figures(*f)) for i, f in share]
+
+    n = max(min(processes, len(figures)), 1) if fork_is_safe() else 1
+    numbered = list(enumerate(figures))
+    done = sorted(pair for paths in side_by_side(save_share, [(numbered[i::n],) for i in range(n)]) for pair in paths)
+    return [path for _, paths in done for path in paths]
 
 
 def _file_safe(name: str) -> str:
@@ -217,6 +235,14 @@ def _add_coco(sub) -> None:
         help="resamples of the images for the 95%% paired bootstrap interval of each delta (default 1000; 0: none)",
     )
     p.add_argument("--seed", type=bounded_int(0, 2**32 - 1), default=0, help="seed of the bootstrap draws (default 0)")
+    p.add_argument(
+        "--processes",
+        type=bounded_int(1, 256),
+        default=min(available_cpus(), 8),
+        metavar="N",
+        help="evaluate a large result file's categories in N processes side by side (same numbers; "
+        "default: the CPUs this process may use, at most 8)",
+    )
     p.add_argument("-o", "--output", required=True, type=output_folder, help="output folder")
     p.add_argument("--formats", nargs="+", default=["png", "svg", "pdf"], choices=["png", "svg", "pdf"])
     p.set_defaults(func=cmd_coco)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -152,9 +153,18 @@ def _add_model_args(p: argparse.ArgumentParser, images: bool = True) -> None:
     _add_device(p)
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity), else the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def _progress(total: int, desc: str):
     from tqdm import tqdm
 
+    tqdm.monitor_interval = 0  # no monitor thread: `fishspine coco` forks only while it has no other thread
     return tqdm(total=total, desc=desc, unit="step", file=sys.stderr, disable=None)
 
 

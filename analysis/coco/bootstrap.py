@@ -50,6 +50,28 @@ class ImageMatches:
     npig: np.ndarray  # (A, K, I) ground truths that count, per size range, category and image
     _plans: dict = field(default_factory=dict, repr=False, compare=False)
 
+    @classmethod
+    def concatenate(cls, parts: list[ImageMatches]) -> ImageMatches:
+        """The matching of the parts' categories together, from parts over the same images, each of later
+        categories than the one before (evaluate_one's category groups): as if matched at once, since
+        detections are in category order and each category is matched on its own."""
+        if len(parts) == 1:
+            return parts[0]
+        first = parts[0]
+        offsets = np.cumsum([0] + [len(p.category_ids) for p in parts[:-1]])
+        return cls(
+            first.image_ids,
+            [c for p in parts for c in p.category_ids],
+            first.area_labels,
+            first.iou_thresholds,
+            first.recall_thresholds,
+            np.concatenate([p.det_image for p in parts]),
+            np.concatenate([p.det_category + offset for p, offset in zip(parts, offsets)]),
+            np.concatenate([p.tp for p in parts], axis=2),
+            np.concatenate([p.ignored for p in parts], axis=2),
+            np.concatenate([p.npig for p in parts], axis=1),
+        )
+
     def weighted_precision(self, weights: np.ndarray) -> np.ndarray:
         """COCO's precision array (B, T, R, K, A) for each row of image weights (B, I); -1 where undefined."""
         weights = np.atleast_2d(np.asarray(weights))

@@ -31,6 +31,7 @@ from fishspine.analysis.coco.validation import (
     validate_results,
 )
 from fishspine.analysis.jobs import Job, Progress, run_job
+from fishspine.analysis.parallel import fork_is_safe, side_by_side
 
 DEFAULT_AREA_RANGES: dict[str, tuple[float, float]] = {
     "all": (0.0, 1e10),
@@ -197,6 +198,24 @@ class _quiet_nanmean:
         self._ctx.__exit__(*exc)
 
 
+#: Below this many ground truths plus detections a result file is evaluated in this process whatever
+#: `processes` says: starting another costs more than it saves.
+SPLIT_MIN_OBJECTS = 50_000
+
+
+@dataclass
+class _Part:
+    """The evaluation of some of the categories (pycocotools evaluates each category on its own)."""
+
+    category_ids: list[int]
+    category_names: list[str]
+    iou_thresholds: np.ndarray
+    recall_thresholds: np.ndarray
+    precision: np.ndarray  # (T, R, K, A, M)
+    recall: np.ndarray  # (T, K, A, M)
+    matches: Any
+
+
 def evaluate_one(
     gt: dict,
     dets: list[dict],
@@ -206,20 +225,63 @@ def evaluate_one(
     max_dets: Sequence[int] = DEFAULT_MAX_DETS,
     keep_matches: bool = False,
     fresh: bool = False,
+    processes: int = 1,
 ) -> CocoEvaluation:
     """Evaluate one result list against `gt` (already loaded and checked); `keep_matches` keeps the
     per-image matching the bootstrap intervals need; `fresh`: `dets` are the caller's own new copies
-    (load_results's), which the evaluator may change, so they are not copied again."""
-    from faster_coco_eval import COCO, COCOeval_faster
+    (load_results's), which the evaluator may change, so they are not copied again.
 
+    `processes` > 1: the categories are split into that many groups of about equal work, evaluated side
+    by side in forked processes (COCO evaluates, accumulates and matches each category on its own, so the
+    arrays are the same, bit for bit: tested). Only where forking is safe (Linux, no other thread in this
+    process) and the file is large enough (SPLIT_MIN_OBJECTS); otherwise here, in one."""
     if iou_type not in ("bbox", "segm"):
         raise CocoError(f"unknown iou type {iou_type!r}; use bbox or segm")
     ranges = dict(area_ranges or DEFAULT_AREA_RANGES)
     if "all" not in ranges:
         raise CocoError("area ranges must include 'all'")
+    sized_by = "box" if not dets or "bbox" in dets[0] else "mask"  # loadRes's rule, read before it adds boxes
+    groups = _category_groups(gt, dets, processes)
+    if len(groups) > 1:
+        jobs = [(*_categories(gt, dets, ids), iou_type, ranges, max_dets, keep_matches, fresh) for ids in groups]
+        parts = side_by_side(_evaluate_part, jobs)
+    else:
+        parts = [_evaluate_part(gt, dets, iou_type, ranges, max_dets, keep_matches, fresh)]
+    matches = None
+    if keep_matches:
+        from fishspine.analysis.coco.bootstrap import ImageMatches
+
+        matches = ImageMatches.concatenate([p.matches for p in parts])
+    return CocoEvaluation(
+        name,
+        iou_type,
+        ranges,
+        tuple(max_dets),
+        parts[0].iou_thresholds,
+        parts[0].recall_thresholds,
+        [c for p in parts for c in p.category_ids],
+        [n for p in parts for n in p.category_names],
+        np.concatenate([p.precision for p in parts], axis=2),
+        np.concatenate([p.recall for p in parts], axis=1),
+        sized_by,
+        matches,
+    )
+
+
+def _evaluate_part(
+    gt: dict,
+    dets: list[dict],
+    iou_type: str,
+    ranges: dict[str, tuple[float, float]],
+    max_dets: Sequence[int],
+    keep_matches: bool,
+    fresh: bool,
+) -> _Part:
+    """faster-coco-eval's evaluation of `dets` against `gt` (every category of `gt`)."""
+    from faster_coco_eval import COCO, COCOeval_faster
+
     # COCO() and loadRes add keys ('ignore', 'area', 'id', 'segmentation'...) to the dicts they are given,
     # never inside them: one-level copies keep the caller's (and a reused ground truth's) dicts as they were.
-    sized_by = "box" if not dets or "bbox" in dets[0] else "mask"  # loadRes's rule, read before it adds boxes
     gt = {k: [dict(x) for x in v] if isinstance(v, list) else v for k, v in gt.items()}
     if not fresh:
         dets = [dict(d) for d in dets]
@@ -231,26 +293,47 @@ def evaluate_one(
     ev.params.maxDets = list(max_dets)
     ev.evaluate()
     ev.accumulate()
-    cats = coco_gt.loadCats(ev.params.catIds)
     matches = None
     if keep_matches:
         from fishspine.analysis.coco.bootstrap import image_matches
 
         matches = image_matches(ev)
-    return CocoEvaluation(
-        name,
-        iou_type,
-        ranges,
-        tuple(max_dets),
+    return _Part(
+        list(ev.params.catIds),
+        [c["name"] for c in coco_gt.loadCats(ev.params.catIds)],
         np.asarray(ev.params.iouThrs),
         np.asarray(ev.params.recThrs),
-        list(ev.params.catIds),
-        [c["name"] for c in cats],
         np.asarray(ev.eval["precision"]),
         np.asarray(ev.eval["recall"]),
-        sized_by,
         matches,
     )
+
+
+def _category_groups(gt: dict, dets: list[dict], processes: int) -> list[list[int]]:
+    """The category ids (ascending) in `processes` runs of about equal work (ground truths + detections),
+    or one run where splitting would not pay or is not safe."""
+    ids = sorted(int(c["id"]) for c in gt["categories"])
+    work = len(gt["annotations"]) + len(dets)
+    if processes < 2 or len(ids) < 2 or work < SPLIT_MIN_OBJECTS or not fork_is_safe():
+        return [ids]
+    from collections import Counter
+
+    load = Counter(int(a["category_id"]) for a in gt["annotations"])
+    load.update(int(d["category_id"]) for d in dets)
+    cumulative = np.cumsum([load[c] for c in ids])
+    n = min(processes, len(ids))
+    cuts = np.searchsorted(cumulative, [cumulative[-1] * (i + 1) / n for i in range(n - 1)], "left") + 1
+    groups = [g.tolist() for g in np.split(np.asarray(ids), np.unique(np.clip(cuts, 1, len(ids) - 1)))]
+    return [g for g in groups if g]
+
+
+def _categories(gt: dict, dets: list[dict], ids: list[int]) -> tuple[dict, list[dict]]:
+    """`gt` and `dets` cut to the categories `ids` (every image kept; the same dicts, not copies)."""
+    keep = set(ids)
+    part = {k: v for k, v in gt.items() if k not in ("categories", "annotations")}
+    part["categories"] = [c for c in gt["categories"] if int(c["id"]) in keep]
+    part["annotations"] = [a for a in gt["annotations"] if int(a["category_id"]) in keep]
+    return part, [d for d in dets if int(d["category_id"]) in keep]
 
 
 def iter_evaluate(
@@ -261,9 +344,11 @@ def iter_evaluate(
     max_dets: Sequence[int] = DEFAULT_MAX_DETS,
     bootstrap: int = 0,
     seed: int = 0,
+    processes: int = 1,
 ) -> Job[dict[str, CocoEvaluation]]:
     """A job (analysis/jobs.py): progress per result file; returns {name: CocoEvaluation}. With
-    `bootstrap` > 0 each evaluation also gets that many bootstrap replicates (drawn from `seed`)."""
+    `bootstrap` > 0 each evaluation also gets that many bootstrap replicates (drawn from `seed`);
+    `processes`: see evaluate_one."""
     gt_dict = load_ground_truth(gt)
     if iou_type == "segm":
         require_segmentation(gt_dict, str(gt) if isinstance(gt, (str, Path)) else "ground truth")
@@ -271,7 +356,7 @@ def iter_evaluate(
     for i, (name, source) in enumerate(results.items()):
         dets = load_results(source, gt_dict, iou_type, name)
         out[name] = evaluate_one(
-            gt_dict, dets, name, iou_type, area_ranges, max_dets, keep_matches=bootstrap > 0, fresh=True
+            gt_dict, dets, name, iou_type, area_ranges, max_dets, bootstrap > 0, fresh=True, processes=processes
         )
         if bootstrap > 0:
             out[name].replicates(bootstrap, seed)
@@ -287,9 +372,11 @@ def evaluate(
     max_dets: Sequence[int] = DEFAULT_MAX_DETS,
     bootstrap: int = 0,
     seed: int = 0,
+    processes: int = 1,
 ) -> dict[str, CocoEvaluation]:
-    """Evaluate each named result file against the ground truth (see iter_evaluate for `bootstrap`)."""
-    return run_job(iter_evaluate(gt, results, iou_type, area_ranges, max_dets, bootstrap, seed))
+    """Evaluate each named result file against the ground truth (see iter_evaluate for `bootstrap` and
+    `processes`)."""
+    return run_job(iter_evaluate(gt, results, iou_type, area_ranges, max_dets, bootstrap, seed, processes))
 
 
 def per_scale_table(
