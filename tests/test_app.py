@@ -252,6 +252,27 @@ def test_session_round_trip(qtbot, window, files, tmp_path):
         read_session(files[2])
 
 
+def test_a_session_with_coco_files_evaluates_them_when_opened(qtbot, window, tmp_path):
+    from fishspine.analysis.coco.synthetic import synthetic_coco
+
+    gt, dets = synthetic_coco(12, n_categories=3, dets_per_image=10, seed=0)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    for name, share in (("a", dets), ("b", dets[::2])):
+        (tmp_path / f"{name}.json").write_text(json.dumps(share))
+    window.state.update_settings(
+        coco_gt=str(tmp_path / "gt.json"),
+        coco_results={n: str(tmp_path / f"{n}.json") for n in "ab"},
+        coco_baseline="b",
+    )
+    path = window.state.save_session(tmp_path / "coco.fishspine")
+    other = MainWindow(AppState())
+    qtbot.addWidget(other)
+    other.open_session(path)
+    qtbot.waitUntil(lambda: list(other.state.coco) == ["a", "b"], timeout=60_000)
+    wait_idle(qtbot, other)
+    assert other.views["coco"].base() == "b" and other.views["coco"].has_content
+
+
 def test_model_columns_can_be_renamed_reordered_removed(qtbot, window, files):
     open_and_analyse(qtbot, window, files)
     labels = [m.label for m in window.state.models]

@@ -659,6 +659,8 @@ class MainWindow(QMainWindow):
         for m in session.models:
             self.add_model_source(m.source, label=m.label)
         self.add_images(session.images, select=session.selected_image)
+        if self.state.settings.coco_gt:  # the session's COCO files, evaluated as when they were opened
+            self.views["coco"].evaluate()
 
     def open_demo(self) -> None:
         demo = demo_sources()
