@@ -6,6 +6,9 @@ command with its default outputs, timed to the moment its table is printed and t
 figure and data file written). A generated val2017-sized set: 5,000 images, 80 classes, ~36.5k boxes,
 ~500k detections.
 
+`fishspine coco` runs with its default --processes (the CPUs this process may use, up to 8), and once
+more with --processes 1 to show what the split is worth.
+
 Run: .venv/bin/python -m fishspine.bench.coco_command [--images 5000] [--repeats 3] [--work DIR]
 """
 
@@ -51,10 +54,11 @@ def _pycocotools(gt: Path, dt: Path) -> float:
     return time.perf_counter() - t0
 
 
-def _fishspine(gt: Path, dt: Path, out: Path, formats: list[str]) -> tuple[float, float]:
-    """(seconds to the table's last line, seconds to the end)."""
+def _fishspine(gt: Path, dt: Path, out: Path, formats: list[str], processes: int | None = None) -> tuple[float, float]:
+    """(seconds to the table's last line, seconds to the end); `processes`: --processes (None: its default)."""
     command = [str(Path(sys.executable).with_name("fishspine")), "coco", "--gt", str(gt), "--dt", f"x={dt}"]
     command += ["-o", str(out), "--formats", *formats]
+    command += [] if processes is None else ["--processes", str(processes)]
     t0 = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     table = None
@@ -77,21 +81,24 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         gt, dt = _files(work, args.images)
         megabytes = dt.stat().st_size / 2**20
-        rows = {"pycocotools": [], "table": [], "all (png, svg, pdf)": [], "all (png)": []}
+        rows = {"pycocotools": [], "table": [], "all (png, svg, pdf)": [], "all (png)": [], "one process": []}
         for _ in range(args.repeats):  # interleaved, so that a slow spell hits each alike
             rows["pycocotools"].append(_pycocotools(gt, dt))
             table, end = _fishspine(gt, dt, work / "out", ["png", "svg", "pdf"])
             rows["table"].append(table)
             rows["all (png, svg, pdf)"].append(end)
             rows["all (png)"].append(_fishspine(gt, dt, work / "out_png", ["png"])[1])
+            rows["one process"].append(_fishspine(gt, dt, work / "out_one", ["png", "svg", "pdf"], 1)[0])
     base = statistics.median(rows["pycocotools"])
     print(f"{args.images} images, {megabytes:.0f} MB of results; medians of {args.repeats} runs")
     print("| what | median s | × sooner than pycocotools' whole run |")
     print("|---|---|---|")
     for name, ts in rows.items():
-        label = {"pycocotools": "pycocotools, whole run", "table": "fishspine coco: the table printed"}.get(
-            name, f"fishspine coco: everything written, {name[4:]}"
-        )
+        label = {
+            "pycocotools": "pycocotools, whole run",
+            "table": "fishspine coco: the table printed",
+            "one process": "fishspine coco --processes 1: the table printed",
+        }.get(name, f"fishspine coco: everything written, {name[4:]}")
         print(f"| {label} | {statistics.median(ts):.2f} | {base / statistics.median(ts):.1f} |")
 
 

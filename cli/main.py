@@ -373,7 +373,6 @@ def _category_label(spec, category: str | None, who: str) -> int | None:
 def _detection_cams(args: argparse.Namespace) -> int:
     """`cam --detection`: each detector's CAM of its detection of the asked object, side by side."""
     from fishspine.analysis.attribution.detection_cam import detector_pass
-    from fishspine.analysis.attribution.engine import default_cam_block
     from fishspine.analysis.figures.attribution import cam_export
     from fishspine.models.detector import pyramid_names
 
@@ -394,7 +393,7 @@ def _detection_cams(args: argparse.Namespace) -> int:
             if p.target is None:
                 missing.append(name)
                 continue
-            cams[name] = p.cam(args.block or default_cam_block(ckpt.model.blocks), args.method, name, args.scaling)
+            cams[name] = p.cam(args.block or p.default_layer(ckpt.model.blocks), args.method, name, args.scaling)
         for name in missing:
             print(f"{path.name}: {name} makes no detection of that object (same class, IoU >= 0.5)", file=sys.stderr)
         if cams:
@@ -511,7 +510,7 @@ def _add_activations(sub) -> None:
         metavar="top|X,Y,W,H",
         help="CAM of a detection of whole detectors (--ckpt from `fishspine train`): each detector's detection "
         "of the object in this box (same class, IoU >= 0.5, best score), or its top detection; --block may "
-        "then also name a pyramid level, 'FPN P3' .. 'FPN P7'",
+        "then also name a pyramid level, 'FPN P3' .. 'FPN P7' (default: the level each detection came from)",
     )
     p.add_argument("--category", help="with --detection: the object's category, by name or dataset id")
     p.add_argument("--alpha", type=bounded_float(0.0, 1.0), default=0.5, help="overlay opacity, 0..1")

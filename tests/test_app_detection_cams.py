@@ -98,6 +98,7 @@ def test_clicking_a_crop_shows_each_detectors_cam_and_exports_what_the_command_w
     x, y, w, h = item.box
     assert box_iou(cam.box, (x, y, x + w, y + h)) > 0.99  # the detector's own detection of that object
     assert cam.target_label.startswith("detection: ") and cam.model == "B"
+    assert cam.block.startswith("FPN P")  # by default at the pyramid level the detection came from
     assert panel.cams.isVisible() and panel.cams.figure.pixmap() is not None
 
     (app_json,) = panel.cams.export(tmp_path / "app.json")
@@ -114,6 +115,13 @@ def test_clicking_a_crop_shows_each_detectors_cam_and_exports_what_the_command_w
     panel.cams.layer.setCurrentText("FPN P4")  # another layer: recomputed from the held pass
     qtbot.waitUntil(lambda: panel.cams.result.layer == "FPN P4" and not view.jobs.running, timeout=30_000)
     assert next(iter(panel.cams.result.cams.values())).block == "FPN P4"
+    from fishspine.analysis.attribution.engine import default_cam_block
+    from fishspine.app.qt.views.detection_cams import BLOCK_LAYER
+
+    panel.cams.layer.setCurrentText(BLOCK_LAYER)
+    qtbot.waitUntil(lambda: panel.cams.result.layer == BLOCK_LAYER and not view.jobs.running, timeout=30_000)
+    blocks = view.state.models[0].model.blocks
+    assert next(iter(panel.cams.result.cams.values())).block == default_cam_block(blocks)
 
 
 def test_clicking_an_object_in_the_grad_cam_image_shows_each_detectors_cam_of_it(qtbot, files, tmp_path):

@@ -67,6 +67,40 @@ def test_gradcam_of_a_detection_equals_captum_at_blocks_and_pyramid_levels(name)
         torch.testing.assert_close(got, want.float(), rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.parametrize("name", ["ResNet-50", "SpineNet-49"])
+def test_the_default_layer_is_the_pyramid_level_each_detection_came_from(name):
+    """The head reads each level on its own: a detection's score has a gradient at its own level only,
+    and at P5 (and P6) below it where P6 and P7 are computed from P5 (ResNet's pyramid; SpineNet makes
+    P6 and P7 itself). On the demo's trained detectors, whose boxes come from every level."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    from fishspine.models.checkpoints import load_checkpoint
+    from fishspine.models.detector import pyramid_names
+
+    demo = Path(__file__).resolve().parents[1] / "assets" / "demo"
+    ckpt = load_checkpoint(demo / "checkpoints" / f"{name}.safetensors")
+    detector, spec, levels = ckpt.detector, ckpt.detector_spec, pyramid_names()
+    seen = set()
+    for path in sorted((demo / "val").iterdir())[:3]:
+        pixels = np.asarray(Image.open(path).convert("RGB"))
+        found = detector_pass(detector, spec, pixels, cam=False).detections
+        by_size = sorted(found, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
+        for d in by_size[:2] + by_size[-2:]:  # the smallest come from P3, the largest from higher levels
+            p = detector_pass(detector, spec, pixels, d.box, d.label)
+            with_gradient = [n for n in levels if p.grads[n].abs().max() > 0]
+            source = p.source_level
+            assert source == with_gradient[-1]
+            top = levels.index(source)
+            expected = levels[2 : top + 1] if name == "ResNet-50" and top > 2 else [source]
+            assert with_gradient == expected, (d, with_gradient)
+            assert p.default_layer(ckpt.model.blocks) == source
+            assert not p.cam(source, "gradcam").constant
+            seen.add(source)
+    assert len(seen) >= 2, seen  # detections of more than one level were tried
+
+
 def test_maps_are_cropped_to_the_image_and_cams_come_at_its_size():
     """A 128x80 image is padded to 128x96 by the detector: the padding is no part of any map."""
     detector = confident_detector()
@@ -125,6 +159,13 @@ def test_the_command_draws_each_detectors_cam_of_the_asked_object(tmp_path):
     assert cam["block"] == "FPN P3" and cam["target"] == f"detection: {top.describe()}"
     assert cam["box_xyxy"] == [round(v, 2) for v in top.box] and payload["asked_box_xyxy"] == cam["box_xyxy"]
     assert (tmp_path / "out" / "im_gradcam_detection.png").stat().st_size > 0
+    res = run(  # no --block: the level the detection came from
+        "cam", "--ckpt", f"A={path}", str(tmp_path / "im.png"), "--detection", f"{x},{y},{w},{h}",
+        "--category", top.category, "-o", str(tmp_path / "auto"), "--formats", "png",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    (cam,) = json.loads((tmp_path / "auto" / "im_gradcam_detection.json").read_text())["cams"]
+    assert cam["block"] == detector_pass(detector, SPEC, pixels, top.box, top.label).source_level
 
     backbone = save_checkpoint(detector.backbone.body, tmp_path / "b.safetensors")
     res = run("cam", "--ckpt", str(backbone), str(tmp_path / "im.png"), "--detection", "top", "-o", str(tmp_path / "o"))

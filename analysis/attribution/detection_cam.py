@@ -86,6 +86,25 @@ class DetectorPass:
     grads: dict[str, torch.Tensor] = field(repr=False)
 
     @property
+    def source_level(self) -> str | None:
+        """The pyramid level the target detection came from ("FPN P3".."FPN P7"): the highest level its
+        score has a gradient at. The head reads each level on its own; P6 and P7 are computed from P5 (or,
+        in SpineNet, are the backbone's own), so a detection from P6 or P7 also has a gradient at the levels
+        it was computed from, one from P3-P5 at its own level only. None without a target."""
+        for name in reversed(pyramid_names()):
+            g = self.grads.get(name)
+            if g is not None and bool(g.abs().max() > 0):
+                return name
+        return None
+
+    def default_layer(self, blocks) -> str:
+        """Where a detection CAM is taken unless asked: the level the detection came from (its own evidence;
+        the last stride-32 block's CAM of a small object is often constant), else the backbone's default."""
+        from fishspine.analysis.attribution.engine import default_cam_block
+
+        return self.source_level or default_cam_block(blocks)
+
+    @property
     def nbytes(self) -> int:
         """Bytes held by the recorded outputs and gradients."""
         return sum(t.numel() * t.element_size() for d in (self.outputs, self.grads) for t in d.values())

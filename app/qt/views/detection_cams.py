@@ -22,7 +22,8 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSize
 from fishspine.analysis.jobs import Progress
 from fishspine.app.components.state import AppState
 
-DEFAULT_LAYER = "default block (last at stride 32)"
+DEFAULT_LAYER = "its pyramid level"  # where each detector's detection came from (DetectorPass.source_level)
+BLOCK_LAYER = "last block at stride 32"
 PYRAMID = ("FPN P3", "FPN P4", "FPN P5", "FPN P6", "FPN P7")  # models/detector.py pyramid_names()
 
 
@@ -70,7 +71,10 @@ def detection_cams_job(engine, entries: dict, target: DetectionObject, layer: st
         if p.target is None:
             missing[label] = f"no detection of this {target.category} (IoU ≥ 0.5)"
             continue
-        block = default_cam_block(entry.model.blocks) if layer == DEFAULT_LAYER else layer
+        if layer == DEFAULT_LAYER:
+            block = p.default_layer(entry.model.blocks)
+        else:
+            block = default_cam_block(entry.model.blocks) if layer == BLOCK_LAYER else layer
         cams[label] = p.cam(block, method, label, scaling)
     yield Progress(len(entries), len(entries), "done")
     return DetectionCams(target, cams, missing, layer, method)
@@ -94,8 +98,11 @@ class DetectionCamPanel(QWidget):
         row.addWidget(self.title, 1)
         row.addWidget(QLabel("layer"))
         self.layer = QComboBox()
-        self.layer.addItems([DEFAULT_LAYER, *PYRAMID])
-        self.layer.setToolTip("where the CAM is taken: each backbone's last stride-32 block, or a pyramid level")
+        self.layer.addItems([DEFAULT_LAYER, BLOCK_LAYER, *PYRAMID])
+        self.layer.setToolTip(
+            "where the CAM is taken: the pyramid level each detector's detection came from, each backbone's "
+            "last stride-32 block, or one pyramid level for all"
+        )
         self.layer.currentTextChanged.connect(lambda _t: self.compute())
         row.addWidget(self.layer)
         self.export_button = QPushButton("Export…")
