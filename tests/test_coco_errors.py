@@ -116,3 +116,54 @@ def test_the_command_writes_the_breakdown_with_deltas_against_the_baseline(tmp_p
             base = data["breakdowns"]["A"][r["area"]]["delta_ap"]["cls"]
             assert float(r["vs_baseline_cls"]) == pytest.approx(100 * (b["delta_ap"]["cls"] - base))
     assert (tmp_path / "out" / "coco_bbox_errors.png").stat().st_size > 10_000
+
+
+def _error_of_one(img, d: int) -> tuple[str, int]:
+    """TIDE's tests in order for one false positive, written out one detection at a time."""
+    from fishspine.analysis.coco.errors import BACKGROUND_IOU
+    from fishspine.analysis.coco.matching import FOREGROUND_IOU
+
+    best = {"same": (-1.0, -1), "other": (-1.0, -1)}
+    any_iou = 0.0
+    for g in range(len(img.gt_cats)):
+        if img.gt_crowd[g]:
+            continue
+        iou = float(img.iou[d, g])
+        any_iou = max(any_iou, iou)
+        key = "same" if img.gt_cats[g] == img.det_cats[d] else "other"
+        if iou > best[key][0]:
+            best[key] = (iou, g)
+    (same, g_same), (other, g_other) = best["same"], best["other"]
+    if BACKGROUND_IOU <= same < FOREGROUND_IOU:
+        return "loc", g_same
+    if other >= FOREGROUND_IOU:
+        return "cls", g_other
+    if same >= FOREGROUND_IOU:
+        return "dupe", g_same
+    if any_iou <= BACKGROUND_IOU:
+        return "bkg", -1
+    return "both", -1
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_every_false_positive_gets_the_type_tides_rules_give_it(seed):
+    """The error typing works on all of an image's false positives at once: each gets what TIDE's
+    tests, applied to it alone, give (on a generated set with crowds, several classes and near misses)."""
+    import numpy as np
+
+    from fishspine.analysis.coco.errors import _errors_of
+    from fishspine.analysis.coco.matching import FP, ignored_objects, index_images, match_image
+
+    raw_gt, raw_dets = synthetic_coco(40, n_categories=4, dets_per_image=30, crowd_fraction=0.1, seed=seed)
+    gt = load_ground_truth(raw_gt)
+    images = index_images(gt, load_results(raw_dets, gt, "bbox"), 100)
+    kinds_seen = set()
+    for img in images.values():
+        ignored = ignored_objects(img, 0.0, 1e10)
+        state, _ = match_image(img, ignored, 0.0, 1e10)
+        fps = np.flatnonzero(state == FP)
+        kinds, targets = _errors_of(img, fps)
+        for d, kind, g in zip(fps, kinds, targets):
+            assert (kind, int(g)) == _error_of_one(img, int(d))
+            kinds_seen.add(kind)
+    assert kinds_seen >= {"loc", "cls", "bkg", "both"}, kinds_seen  # duplicates: the hand-built case

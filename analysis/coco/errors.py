@@ -80,22 +80,29 @@ class ErrorBreakdown:
         }
 
 
-def _error_of(img: ImageDetections, d: int) -> tuple[str, int]:
-    """TIDE's error type of false positive `d` and the object it points at (-1: none)."""
-    same = img.gt_cats == img.det_cats[d]
-    usable = ~img.gt_crowd
-    iou = img.iou[d]
+def _errors_of(img: ImageDetections, fps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """TIDE's error type of each false positive `fps` (detection indices) and the object it points at
+    (-1: none), as arrays: its tests in order, on the rows of the image's IoU matrix at once."""
+    kinds = np.full(len(fps), "bkg", dtype=object)
+    targets = np.full(len(fps), -1)
+    if not len(fps) or not len(img.gt_cats):
+        return kinds, targets
+    iou = img.iou[fps]  # (F, G)
+    usable = ~img.gt_crowd[None, :]
+    same = img.det_cats[fps][:, None] == img.gt_cats[None, :]
     same_iou = np.where(same & usable, iou, -1.0)
     other_iou = np.where(~same & usable, iou, -1.0)
-    if len(iou) and BACKGROUND_IOU <= same_iou.max() < FOREGROUND_IOU:
-        return "loc", int(same_iou.argmax())
-    if len(iou) and other_iou.max() >= FOREGROUND_IOU:
-        return "cls", int(other_iou.argmax())
-    if len(iou) and same_iou.max() >= FOREGROUND_IOU:
-        return "dupe", int(same_iou.argmax())
-    if not len(iou) or np.where(usable, iou, 0.0).max() <= BACKGROUND_IOU:
-        return "bkg", -1
-    return "both", -1
+    same_max, other_max = same_iou.max(axis=1), other_iou.max(axis=1)
+    loc = (BACKGROUND_IOU <= same_max) & (same_max < FOREGROUND_IOU)
+    cls = ~loc & (other_max >= FOREGROUND_IOU)
+    dupe = ~loc & ~cls & (same_max >= FOREGROUND_IOU)
+    bkg = ~loc & ~cls & ~dupe & (np.where(usable, iou, 0.0).max(axis=1) <= BACKGROUND_IOU)
+    kinds[:] = "both"
+    for kind, where in (("loc", loc), ("cls", cls), ("dupe", dupe), ("bkg", bkg)):
+        kinds[where] = kind
+    targets[loc | dupe] = same_iou.argmax(axis=1)[loc | dupe]
+    targets[cls] = other_iou.argmax(axis=1)[cls]
+    return kinds, targets
 
 
 def average_precision(scores: np.ndarray, states: np.ndarray, cats: np.ndarray, npos: Mapping[int, int]) -> float:
@@ -149,11 +156,14 @@ def _breakdown(
         found = np.zeros(len(img.gt_cats), bool)
         found[matched[state == TP]] = True
         claimed = np.zeros(len(img.gt_cats), bool)
+        fps = np.flatnonzero(state == FP)
+        kinds, targets = _errors_of(img, fps)
+        typed = dict(zip(fps.tolist(), zip(kinds.tolist(), targets.tolist())))
         for d in range(len(state)):
-            if state[d] != FP:
+            if d not in typed:
                 errors.append((None, None))
                 continue
-            kind, g = _error_of(img, d)
+            kind, g = typed[d]
             fix = None
             if kind in ("loc", "cls"):
                 claimed[g] = True

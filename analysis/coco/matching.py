@@ -122,7 +122,9 @@ def greedy_match(ious: np.ndarray, gt_ignore: np.ndarray, crowd: np.ndarray, thr
     taken = np.zeros((n_t, n_g), bool)
     out = np.full((n_t, n_d), -1, np.int64)
     rev = np.arange(n_g)[::-1]
-    for d in range(n_d):
+    # A detection under the lowest threshold with every ground truth takes none and changes nothing: skip it.
+    reaching = np.flatnonzero((ious >= thr.min()).any(axis=1)) if n_g and n_t else ()
+    for d in reaching:
         row = ious[d]
         ok = (~taken | crowd[None, :]) & (row[None, :] >= thr[:, None])
         best = np.full(n_t, -1, np.int64)
