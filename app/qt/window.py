@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt, QThreadPool, QTimer
 from PySide6.QtGui import QAction, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
@@ -91,6 +91,8 @@ class MainWindow(QMainWindow):
 
         # One engine for every view: a pass per (model, image, size, precision, class); the rest derived.
         self.engine = AnalysisEngine(self.state.settings.cache_mb << 20)
+        pool = QThreadPool.globalInstance()  # one thread per core, but two at least: on a one-core machine
+        pool.setMaxThreadCount(max(pool.maxThreadCount(), 2))  # a model's load must not hold up every other job
         self._workers: set[GeneratorWorker] = set()
         self._retired: list[GeneratorWorker] = []  # finished jobs whose run() may not have returned yet
         self._closed = False
@@ -419,7 +421,6 @@ class MainWindow(QMainWindow):
                     sig.disconnect()
                 except (RuntimeError, TypeError):
                     pass
-        from PySide6.QtCore import QThreadPool
 
         QThreadPool.globalInstance().waitForDone(60_000)
         self._workers.clear()
