@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,14 @@ def detectors_of(state: AppState) -> dict[str, Any]:
     return {m.label: m for m in state.models if m.detector is not None}
 
 
+def png_job(export):
+    """A job: the PNG bytes of a ViewExport's figure (what Export writes as .png)."""
+    from fishspine.analysis.figures.base import figure_bytes
+
+    yield Progress(0, 1, "drawing")
+    return figure_bytes(export.figure(), "png")
+
+
 def detection_cams_job(engine, entries: dict, target: DetectionObject, layer: str, method: str, scaling: str):
     """A job: every detector's pass for the object (held by the engine) and the CAM at `layer`."""
     from fishspine.analysis.attribution.engine import default_cam_block
@@ -89,6 +98,7 @@ class DetectionCamPanel(QWidget):
         self.result: DetectionCams | None = None
         self.target: DetectionObject | None = None
         self._generation = 0
+        self._drawing = 0  # the figure drawn last (renders arrive from workers, maybe out of order)
         self._pixmap: QPixmap | None = None
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
@@ -143,6 +153,7 @@ class DetectionCamPanel(QWidget):
     def clear(self) -> None:
         """Forget the object shown (its results or models are gone)."""
         self._generation += 1
+        self._drawing += 1
         self.target, self.result, self._pixmap = None, None, None
         self.figure.clear()
         self.hide()
@@ -197,14 +208,20 @@ class DetectionCamPanel(QWidget):
         return cam_export(r.target.name, r.target.pixels, r.cams, s.cam_alpha, s.cam_cmap, r.target.box, families)
 
     def _render(self) -> None:
-        from fishspine.analysis.figures.base import figure_bytes
-
+        """Draw the figure in a worker (matplotlib takes a few hundred ms: not on the UI thread)."""
+        self._drawing += 1
         if self.result is None or not self.result.cams:
             self.figure.setText("no detector made a detection of this object")
             self._pixmap = None
             return
+        export, drawing = self.export_result(), self._drawing
+        self.run_job("drawing detection CAMs", partial(png_job, export), lambda png: self._drawn(png, drawing))
+
+    def _drawn(self, png: bytes, drawing: int) -> None:
+        if drawing != self._drawing or self.result is None:
+            return  # another object, layer or setting was drawn since
         self._pixmap = QPixmap()
-        self._pixmap.loadFromData(figure_bytes(self.export_result().figure(), "png"))
+        self._pixmap.loadFromData(png)
         self._fit()
 
     def _fit(self) -> None:
