@@ -183,6 +183,10 @@ def test_segm_with_masks_shows_the_mask_evaluation(qtbot, view, tmp_path):
     ap = {n: f"{100 * ev.average_precision():.1f}" for n, ev in segm.items()}
     assert {n: cells[0].split()[0] for n, cells in table_rows(view).items()} == ap
     assert view.info.text().startswith("segm")
+    t = view.table  # the evidence is of boxes: a click on an AP cell in segm says so instead of doing nothing
+    col = next(j for j in range(t.columnCount()) if t.horizontalHeaderItem(j).text() == "AP")
+    view.open_evidence(1, col)
+    assert "switch the table to bbox" in view.state.messages[-1][1] and view.evidence_panel.request is None
     view.iou_type.setCurrentText("bbox")
     box = evaluate(DEMO["coco_gt"], results, "bbox")
     assert {n: cells[0].split()[0] for n, cells in table_rows(view).items()} == {

@@ -780,7 +780,13 @@ class CocoView(View):
         """A click on the table: a backbone's AP/AP_S/AP_M/AP_L cell opens the objects behind it, in a worker."""
         key = self.table.horizontalHeaderItem(column).text() if column > 0 else ""
         item = self.table.item(row, 0)
-        if key not in EVIDENCE_COLUMNS or item is None or self.iou() != "bbox":
+        if key not in EVIDENCE_COLUMNS or item is None:
+            return
+        if self.iou() != "bbox":
+            self.state.notify(
+                "info",
+                "COCO: the objects behind a number are matched by their boxes; switch the table to bbox to open them",
+            )
             return
         name, base = item.data(Qt.UserRole), self.base()
         if base is None:

@@ -103,7 +103,10 @@ class ErrorsPanel(QWidget):
         ys = np.arange(len(COLUMNS))[::-1].astype(float)
         ys[-2:] -= 0.5  # a gap before the two summaries, as in the figure
         self.plots.addLabel(
-            "Where AP50 goes: TIDE error types (AP50 points gained by fixing each)", row=0, col=0, colspan=cols
+            "Where box AP50 goes: TIDE error types of the boxes (AP50 points gained by fixing each)",
+            row=0,
+            col=0,
+            colspan=cols,
         )
         first = None
         colors = model_qcolors(names)
