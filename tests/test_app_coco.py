@@ -215,11 +215,64 @@ def test_bars_and_pr_curves_one_item_per_model(qtbot, view, demo_evals):
             assert x == pytest.approx(rec[ok]) and y == pytest.approx(prec[ok])
             assert curve.opts["pen"].color().name() == pg.mkColor(view_color(name)).name()
             assert plot.legend.items[j][1].text.startswith(name)
+    assert not any(sum(u.values()) for u in legends_hide_the_least(qtbot, view).values())  # the demo's: off the data
 
     # No baseline: values above the bars, no baseline in the legend.
     view.baseline.setCurrentText("(none)")
     legend = [label.text for _, label in view.bars_legend.items]
     assert legend == list(NAMES)
+
+
+CORNERS = ((1, 0), (1, 1), (0, 1), (0, 0))  # (x, y): 0 left/top, 1 right/bottom
+
+
+def curve_points_under_legend(plot) -> dict[str, int]:
+    """Curve name -> how many points along it (every 0.01) lie under the panel's legend on screen."""
+    from fishspine.app.qt.views.coco import _densify
+
+    box = plot.getViewBox().mapSceneToView(plot.legend.sceneBoundingRect()).boundingRect()
+    out = {}
+    for curve in (it for it in plot.items if isinstance(it, pg.PlotDataItem)):
+        xy = _densify(np.column_stack(curve.getData()))
+        x, y = xy[:, 0], xy[:, 1]
+        out[curve.name()] = int(((x >= box.left()) & (x <= box.right()) & (y >= box.top()) & (y <= box.bottom())).sum())
+    return out
+
+
+def legends_hide_the_least(qtbot, view) -> dict[str, dict[str, int]]:
+    """Each PR legend sits in the corner where it covers the fewest curve points (tried in all four)."""
+    qtbot.waitUntil(lambda: all(p.legend.width() > 0 for p in view.pr_plots.values()), timeout=5_000)
+    chosen = {}
+    for area, plot in view.pr_plots.items():
+        chosen[area] = curve_points_under_legend(plot)
+        elsewhere = []
+        for corner in CORNERS:
+            plot.legend.anchor(itemPos=corner, parentPos=corner, offset=(4 - 8 * corner[0], 4 - 8 * corner[1]))
+            elsewhere.append(sum(curve_points_under_legend(plot).values()))
+        view.place_pr_legend(area)
+        assert curve_points_under_legend(plot) == chosen[area]
+        assert sum(chosen[area].values()) == min(elsewhere), (area, chosen[area], elsewhere)
+    return chosen
+
+
+def test_a_pr_legend_moves_off_a_curve_that_reaches_its_corner(qtbot, view, tmp_path):
+    """A perfect detector's curve runs along the top (precision 1 up to recall 1), a weak one's down through
+    the lower left and along the bottom: the legends go where they hide least, never over the perfect curve."""
+    gt = json.loads(Path(DEMO["coco_gt"]).read_text())
+    perfect = [
+        {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
+        for a in gt["annotations"]
+        if not a.get("iscrowd")
+    ]
+    (tmp_path / "perfect.json").write_text(json.dumps(perfect))
+    view.state.update_settings(
+        coco_gt=DEMO["coco_gt"],
+        coco_results={"perfect": str(tmp_path / "perfect.json"), "ResNet-50": DEMO["coco_results"]["ResNet-50"]},
+    )
+    view.evaluate()
+    settle(qtbot, view)
+    for area, under in legends_hide_the_least(qtbot, view).items():
+        assert under["perfect (100.0)"] == 0, area  # never over the top row, where the perfect curve runs
 
 
 def test_hover_names_the_bar_and_the_curve(qtbot, view, demo_evals):

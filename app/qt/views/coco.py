@@ -194,6 +194,35 @@ def mask_evaluation(gt: dict, path: str, name: str) -> Any:
     return ev
 
 
+LEGEND_MARGIN_PX = 4  # between a PR legend and its panel's edges
+
+
+def legend_corner(
+    curves: list[tuple[np.ndarray, np.ndarray]], boxes: Mapping[tuple[int, int], tuple[float, float, float, float]]
+) -> tuple[int, int]:
+    """Of the legend's places `boxes` (corner (x, y: 0 left/top, 1 right/bottom) -> x0, x1, y0, y1 in data
+    units), the first one that the fewest curve points fall in: the legend sits off the data."""
+    points = [_densify(np.column_stack(c)) for c in curves if len(c[0])]
+    xy = np.concatenate(points) if points else np.zeros((0, 2))
+
+    def inside(corner: tuple[int, int]) -> int:
+        x0, x1, y0, y1 = boxes[corner]
+        return int(np.count_nonzero((xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1)))
+
+    return min(boxes, key=inside)  # min keeps the first of equal counts
+
+
+def _densify(xy: np.ndarray, step: float = 0.01) -> np.ndarray:
+    """Points every `step` along a polyline (a curve crossing a box between two far points still counts)."""
+    if len(xy) < 2:
+        return xy
+    seg = np.diff(xy, axis=0)
+    counts = np.maximum(np.ceil(np.hypot(seg[:, 0], seg[:, 1]) / step).astype(int), 1)
+    t = np.concatenate([np.arange(n) / n for n in counts])
+    start = np.repeat(xy[:-1], counts, axis=0)
+    return np.vstack([start + np.repeat(seg, counts, axis=0) * t[:, None], xy[-1:]])
+
+
 def looks_like_results(path: str | Path) -> bool:
     """Whether `path` holds a JSON list of detections (a result file picked as the ground truth)."""
     from fishspine.analysis.coco.validation import CocoError, read_json_file
@@ -738,6 +767,7 @@ class CocoView(View):
                 p.addLegend(offset=(-4, 4), labelTextSize="8pt", verSpacing=-6, brush=(255, 255, 255, 210))
                 p.setMenuEnabled(False)
                 p.hideButtons()
+                p.getViewBox().sigResized.connect(lambda *_, a=area: self.place_pr_legend(a))
                 if i:
                     p.setXLink(self.pr_plots[areas[0]])
                     p.setYLink(self.pr_plots[areas[0]])
@@ -760,6 +790,26 @@ class CocoView(View):
                     name=f"{name} ({'-' if math.isnan(ap) else f'{ap:.1f}'})",
                 )
                 self._pr_curves[area].append((name, curve, rec[ok], prec[ok], ap))
+            self.place_pr_legend(area)
+
+    def place_pr_legend(self, area: str) -> None:
+        """Put the legend of `area`'s PR panel in the corner (top right, bottom right, bottom left, top left)
+        where it covers the fewest curve points, by its size on screen now."""
+        p, curves = self.pr_plots.get(area), self._pr_curves.get(area)
+        if p is None or p.legend is None or not curves:
+            return
+        vb, margin = p.getViewBox(), LEGEND_MARGIN_PX
+        (x0, x1), (y0, y1) = vb.viewRange()
+        if vb.width() <= 0 or vb.height() <= 0:
+            return  # not laid out yet: placed when it is (sigResized)
+        dx, dy = (x1 - x0) / vb.width(), (y1 - y0) / vb.height()
+        w, h = (p.legend.width() + margin) * dx, (p.legend.height() + margin) * dy
+        xs = {0: (x0 + margin * dx, x0 + w), 1: (x1 - w, x1 - margin * dx)}
+        ys = {0: (y1 - h, y1 - margin * dy), 1: (y0 + margin * dy, y0 + h)}  # 0: top (high precision)
+        boxes = {(cx, cy): (*xs[cx], *ys[cy]) for cx, cy in ((1, 0), (1, 1), (0, 1), (0, 0))}
+        corner = legend_corner([(c[2], c[3]) for c in curves], boxes)
+        offset = (margin - 2 * margin * corner[0], margin - 2 * margin * corner[1])
+        p.legend.anchor(itemPos=corner, parentPos=corner, offset=offset)
 
     # -- errors and evidence
     def breakdowns(self) -> dict[str, Any]:
