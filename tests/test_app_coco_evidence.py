@@ -14,6 +14,7 @@ pytest.importorskip("pytestqt")
 pytestmark = pytest.mark.gui
 
 import numpy as np  # noqa: E402
+import pyqtgraph as pg  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 
 from fishspine.analysis.coco.errors import error_breakdown  # noqa: E402
@@ -130,6 +131,30 @@ def test_errors_page_after_evaluation_and_export_equals_the_command(qtbot, view,
         assert written.read_bytes() == (out / f"coco_bbox_errors.{suffix}").read_bytes(), suffix
     view.pages.setCurrentIndex(0)
     assert view.kind.currentText() == "table"
+
+
+def test_the_error_panels_share_a_range_that_holds_every_bar(qtbot):
+    """The panels are linked to the first (small objects); bars of a later panel are longer here, and
+    must not run off its edge."""
+    from fishspine.analysis.coco.errors import ERROR_TYPES, ErrorBreakdown
+    from fishspine.app.qt.views.coco_evidence import ErrorsPanel
+
+    def breakdown(name, area, scale):
+        delta = {k: scale * (i + 1) / 100 for i, k in enumerate(ERROR_TYPES)}
+        return ErrorBreakdown(name, area, 0.3, delta, dict.fromkeys(ERROR_TYPES, 1), 0.2 * scale, 0.1 * scale)
+
+    panel = ErrorsPanel()
+    qtbot.addWidget(panel)
+    panel.resize(900, 600)
+    panel.show()
+    scales = {"small": 0.5, "medium": 1.0, "large": 4.0, "all": 2.0}
+    panel.show_breakdowns({n: {a: breakdown(n, a, k) for a, k in scales.items()} for n in ("A", "B")}, "A")
+    plots = [it for it in panel.plots.ci.items if hasattr(it, "vb")]
+    assert len(plots) == 4
+    for plot in plots:
+        lo, hi = plot.vb.viewRange()[0]
+        for bars in (it for it in plot.items if isinstance(it, pg.BarGraphItem)):
+            assert lo <= 0 and max(bars.opts["width"]) <= hi, (plot.titleLabel.text, hi)
 
 
 def test_a_table_cell_opens_the_evidence_of_that_backbone_and_size_range(qtbot, view, coco, command, tmp_path):

@@ -108,7 +108,7 @@ class ErrorsPanel(QWidget):
             col=0,
             colspan=cols,
         )
-        first = None
+        first, lowest, widest = None, 0.0, 0.0
         colors = model_qcolors(names)
         for i, area in enumerate(sizes):
             r, c = divmod(i, cols)
@@ -121,6 +121,8 @@ class ErrorsPanel(QWidget):
                 p.addLegend(offset=(-4, 4), labelTextSize="8pt", brush=(255, 255, 255, 210))
             for j, name in enumerate(names):
                 costs = [_cost(breakdowns[name][area], k) for k in COLUMNS]
+                shown = [v for v in costs if not math.isnan(v)]
+                lowest, widest = min([lowest, *shown]), max([widest, *shown])
                 offset = ((len(names) - 1) / 2 - j) * height
                 p.addItem(
                     pg.BarGraphItem(
@@ -138,6 +140,8 @@ class ErrorsPanel(QWidget):
             if first is not None:
                 p.setXLink(first)
             first = first or p
+        if first is not None:  # linked panels take the first's range: make it hold every panel's bars
+            first.setXRange(lowest * 1.04 - 0.01 * widest, widest * 1.04, padding=0)
         self.area.blockSignals(True)
         kept = self.area.currentText()
         self.area.clear()
