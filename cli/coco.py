@@ -240,8 +240,8 @@ def _add_coco(sub) -> None:
         type=bounded_int(1, 256),
         default=min(available_cpus(), 8),
         metavar="N",
-        help="evaluate a large result file's categories in N processes side by side (same numbers; "
-        "default: the CPUs this process may use, at most 8)",
+        help="evaluate a large result file's categories, and write the figures, in N processes side by side "
+        "(the same numbers and files; default: the CPUs this process may use, at most 8)",
     )
     p.add_argument("-o", "--output", required=True, type=output_folder, help="output folder")
     p.add_argument("--formats", nargs="+", default=["png", "svg", "pdf"], choices=["png", "svg", "pdf"])
