@@ -156,20 +156,16 @@ def _breakdown(
         found = np.zeros(len(img.gt_cats), bool)
         found[matched[state == TP]] = True
         claimed = np.zeros(len(img.gt_cats), bool)
+        here: list[tuple[str | None, tuple | None]] = [(None, None)] * len(state)
         fps = np.flatnonzero(state == FP)
-        kinds, targets = _errors_of(img, fps)
-        typed = dict(zip(fps.tolist(), zip(kinds.tolist(), targets.tolist())))
-        for d in range(len(state)):
-            if d not in typed:
-                errors.append((None, None))
-                continue
-            kind, g = typed[d]
+        for d, kind, g in zip(fps.tolist(), *(a.tolist() for a in _errors_of(img, fps))):
             fix = None
             if kind in ("loc", "cls"):
                 claimed[g] = True
                 # (object outside the count, its class, the object, already found by a true positive)
                 fix = (bool(ignored_gt[g]), int(img.gt_cats[g]), (image_id, g), bool(found[g]))
-            errors.append((kind, fix))
+            here[d] = (kind, fix)
+        errors += here
         for g in np.where(~ignored_gt)[0]:
             npos[int(img.gt_cats[g])] += 1
             if not found[g]:
