@@ -243,7 +243,7 @@ def evaluate_one(
     sized_by = "box" if not dets or "bbox" in dets[0] else "mask"  # loadRes's rule, read before it adds boxes
     groups = _category_groups(gt, dets, processes)
     if len(groups) > 1:
-        jobs = [(*_categories(gt, dets, ids), iou_type, ranges, max_dets, keep_matches, fresh) for ids in groups]
+        jobs = [(*part, iou_type, ranges, max_dets, keep_matches, fresh) for part in _split(gt, dets, groups)]
         parts = side_by_side(_evaluate_part, jobs)
     else:
         parts = [_evaluate_part(gt, dets, iou_type, ranges, max_dets, keep_matches, fresh)]
@@ -327,13 +327,20 @@ def _category_groups(gt: dict, dets: list[dict], processes: int) -> list[list[in
     return [g for g in groups if g]
 
 
-def _categories(gt: dict, dets: list[dict], ids: list[int]) -> tuple[dict, list[dict]]:
-    """`gt` and `dets` cut to the categories `ids` (every image kept; the same dicts, not copies)."""
-    keep = set(ids)
-    part = {k: v for k, v in gt.items() if k not in ("categories", "annotations")}
-    part["categories"] = [c for c in gt["categories"] if int(c["id"]) in keep]
-    part["annotations"] = [a for a in gt["annotations"] if int(a["category_id"]) in keep]
-    return part, [d for d in dets if int(d["category_id"]) in keep]
+def _split(gt: dict, dets: list[dict], groups: list[list[int]]) -> list[tuple[dict, list[dict]]]:
+    """`gt` and `dets` cut into the category `groups` (every image kept in each; the same dicts, not
+    copies), in one pass over the annotations and one over the detections."""
+    group_of = {c: i for i, ids in enumerate(groups) for c in ids}
+    cats, anns, found = ([[] for _ in groups] for _ in range(3))
+    for out, items, key in (
+        (cats, gt["categories"], "id"),
+        (anns, gt["annotations"], "category_id"),
+        (found, dets, "category_id"),
+    ):
+        for x in items:
+            out[group_of[int(x[key])]].append(x)
+    rest = {k: v for k, v in gt.items() if k not in ("categories", "annotations")}
+    return [({**rest, "categories": cats[i], "annotations": anns[i]}, found[i]) for i in range(len(groups))]
 
 
 def iter_evaluate(
