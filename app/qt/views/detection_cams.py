@@ -82,8 +82,10 @@ def detection_cams_job(engine, entries: dict, target: DetectionObject, layer: st
             continue
         if layer == DEFAULT_LAYER:
             block = p.default_layer(entry.model.blocks)
+        elif layer == BLOCK_LAYER:
+            block = default_cam_block(entry.model.blocks)
         else:
-            block = default_cam_block(entry.model.blocks) if layer == BLOCK_LAYER else layer
+            block = layer
         cams[label] = p.cam(block, method, label, scaling)
     yield Progress(len(entries), len(entries), "done")
     return DetectionCams(target, cams, missing, layer, method)
