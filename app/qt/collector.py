@@ -31,10 +31,6 @@ class MainThreadCollector(QObject):
         self._timer.timeout.connect(self.check)
         self._was_enabled = gc.isenabled()
 
-    @property
-    def active(self) -> bool:
-        return self._timer.isActive()
-
     def start(self) -> None:
         self._was_enabled = gc.isenabled()
         gc.disable()

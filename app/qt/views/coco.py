@@ -764,7 +764,12 @@ class CocoView(View):
                 p.setLabel("bottom", "recall")
                 p.setLabel("left", "precision" if col == 0 else "")
                 p.showGrid(x=True, y=True, alpha=0.15)
-                p.addLegend(offset=(-4, 4), labelTextSize="8pt", verSpacing=-6, brush=(255, 255, 255, 210))
+                p.addLegend(
+                    offset=(-LEGEND_MARGIN_PX, LEGEND_MARGIN_PX),
+                    labelTextSize="8pt",
+                    verSpacing=-6,
+                    brush=(255, 255, 255, 210),
+                )
                 p.setMenuEnabled(False)
                 p.hideButtons()
                 p.getViewBox().sigResized.connect(lambda *_, a=area: self.place_pr_legend(a))
