@@ -130,6 +130,41 @@ def test_a_synchronous_run_job_shows_the_graph_at_once(qtbot, models):
     assert view.has_content and view.graph.model == "spinenet49" and view.stack.currentWidget() is view.canvas
 
 
+def test_a_graph_is_built_once_until_its_result_arrives_and_again_after_a_cancel(qtbot, models):
+    """A job's run() ends (the worker is done) before its result reaches the UI thread: a refresh in that
+    gap must not build the graph again (CI once saw a third job that way). A cancelled job delivers
+    nothing: the next refresh builds it again."""
+    from fishspine.app.qt.workers import WorkerSignals
+
+    held = []
+
+    class Finished:  # a worker whose run() has returned, its result still queued
+        done = True
+
+        def __init__(self) -> None:
+            self.signals = WorkerSignals()
+
+    def run_later(title, job, on_result):
+        worker = Finished()
+        held.append((title, job, on_result, worker))
+        return worker
+
+    state = AppState()
+    view = ArchitectureView(state, run_later)
+    qtbot.addWidget(view)
+    view.show()
+    state.add_model(models["s49"])
+    view.refresh()
+    view.refresh()
+    assert [h[0] for h in held] == ["architecture of s49"]
+    held[0][3].signals.cancelled.emit()
+    view.refresh()
+    assert [h[0] for h in held] == ["architecture of s49"] * 2
+    title, job, on_result, _ = held[1]
+    on_result(run_job(job()))
+    assert view.has_content and view.graph.model == "spinenet49" and len(held) == 2
+
+
 def test_a_graph_that_fails_to_build_says_so_and_is_tried_again(qtbot, models, monkeypatch):
     import fishspine.analysis.architecture.graph as graph_module
 

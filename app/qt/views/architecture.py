@@ -572,7 +572,7 @@ class ArchitectureView(View):
         self._spare_columns: list[GraphColumn] = []  # of removed models, reused (new plots are slow)
         self._laid_out: list[GraphColumn] = []  # the columns in the canvas, in order
         self._graphs: dict[int, ArchitectureGraph] = {}  # id(model) -> its graph (a rename keeps it)
-        self._pending: dict[int, Any] = {}  # id(model) -> the worker building its graph
+        self._pending: set[int] = set()  # id(model) of each graph being built, until its result arrives
         self._in_show = False
         self._waiting_text = self.placeholder.text()
         self.colored_by = ""
@@ -751,9 +751,9 @@ class ArchitectureView(View):
         self._laid_out = list(order)
 
     def _start_graph_job(self, entry: ModelEntry, key: int) -> None:
-        if key in self._pending and not getattr(self._pending[key], "done", True):
-            return  # being built (a cancelled or lost job is started again)
-        self._pending[key] = None
+        if key in self._pending:
+            return  # being built: its graph is on the way (a job's run() ends before its result is delivered)
+        self._pending.add(key)
         model, size = entry.model, entry.model.spec.input_size
 
         def job():
@@ -766,7 +766,7 @@ class ArchitectureView(View):
                 return exc
 
         def arrived(graph) -> None:
-            self._pending.pop(key, None)
+            self._pending.discard(key)
             if isinstance(graph, Exception):
                 text = f"The graph of {entry.label} could not be built ({type(graph).__name__}: {graph})"
                 self.state.notify("error", f"Architecture: {text}")
@@ -783,8 +783,10 @@ class ArchitectureView(View):
             worker = self.run_job(f"architecture of {entry.label}", job, arrived)
         finally:
             self._in_show = False
-        if key in self._pending:  # still building (a synchronous run_job has delivered already)
-            self._pending[key] = worker
+        signals = getattr(worker, "signals", None)
+        if key in self._pending and signals is not None:  # a cancelled or failed job delivers no graph: build again
+            for ended in (signals.cancelled, signals.failed):
+                ended.connect(lambda *_: self._pending.discard(key))
 
     # ------------------------------------------------------------------ values and colours
     def values(self, column: GraphColumn | None = None) -> dict[str, float] | None:
